@@ -1,0 +1,149 @@
+// Command fleet-controller is Flotilla's hub controller: it runs in (or against) the hub
+// cluster and reconciles MemberClusters, Baselines and exported Services.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flotilla-dev/flotilla/cmd/internal/version"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// The manager itself needs leases for leader election and events for every controller.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=flotilla-system
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet-controller:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the controller's command-line flags.
+type options struct {
+	hubNamespace     string
+	metricsAddr      string
+	healthAddr       string
+	leaderElect      bool
+	leaderElectionID string
+	leaseDuration    time.Duration
+	renewDeadline    time.Duration
+	retryPeriod      time.Duration
+	showVersion      bool
+	zap              zap.Options
+}
+
+func (o *options) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.hubNamespace, "hub-namespace", fleetv1alpha1.DefaultHubNamespace,
+		"Hub namespace holding kubeconfig Secrets and Baseline sources.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080",
+		"Address of the Prometheus metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081",
+		"Address of the /healthz and /readyz endpoints; 0 disables them.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false,
+		"Elect a leader so that only one of several replicas writes (on in the shipped Deployment).")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "fleet-controller.fleet.flotilla.dev",
+		"Name of the Lease used for leader election, in the hub namespace.")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second,
+		"How long a non-leader waits before taking over an expired lease.")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second,
+		"How long the leader retries renewing before it gives up leadership.")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second,
+		"How often candidates retry acquiring or renewing the lease.")
+	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
+	o.zap.BindFlags(fs)
+}
+
+func (o *options) validate() error {
+	if o.hubNamespace == "" {
+		return errors.New("--hub-namespace must not be empty")
+	}
+	if o.leaderElect && o.renewDeadline >= o.leaseDuration {
+		return fmt.Errorf("--leader-elect-renew-deadline (%s) must be shorter than --leader-elect-lease-duration (%s)",
+			o.renewDeadline, o.leaseDuration)
+	}
+	return nil
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := fleetv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return scheme, nil
+}
+
+func run(args []string) error {
+	var opts options
+	fs := flag.NewFlagSet("fleet-controller", flag.ContinueOnError)
+	opts.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if opts.showVersion {
+		fmt.Println("fleet-controller", version.String())
+		return nil
+	}
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("starting fleet-controller", "version", version.String(), "hubNamespace", opts.hubNamespace)
+
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	restConfig, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("find the hub cluster: %w", err)
+	}
+	restConfig.UserAgent = "fleet-controller/" + version.Version
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		HealthProbeBindAddress:  opts.healthAddr,
+		LeaderElection:          opts.leaderElect,
+		LeaderElectionID:        opts.leaderElectionID,
+		LeaderElectionNamespace: opts.hubNamespace,
+		LeaseDuration:           &opts.leaseDuration,
+		RenewDeadline:           &opts.renewDeadline,
+		RetryPeriod:             &opts.retryPeriod,
+		// Release the lease on a clean shutdown so a standby takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	log.Info("starting manager")
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}

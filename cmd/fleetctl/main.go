@@ -1,0 +1,15 @@
+// Command fleetctl is Flotilla's command-line tool: it registers member clusters, shows the
+// fleet's state and runs a local demo fleet. It finds the hub the way kubectl does.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if err := newRootCommand(os.Stdout, os.Stderr).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,108 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BaselineBindingSpec binds one Baseline to one MemberCluster. Both are immutable: a binding
+// is created for a pair and deleted with it.
+type BaselineBindingSpec struct {
+	// BaselineName is the Baseline this binding applies.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="baselineName is immutable"
+	// +required
+	BaselineName string `json:"baselineName"`
+
+	// ClusterName is the MemberCluster it applies to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterName is immutable"
+	// +required
+	ClusterName string `json:"clusterName"`
+}
+
+// InventoryEntry identifies one object applied into a member.
+type InventoryEntry struct {
+	// +optional
+	Group string `json:"group,omitempty"`
+	// +required
+	Version string `json:"version"`
+	// +required
+	Kind string `json:"kind"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// +required
+	Name string `json:"name"`
+}
+
+// BaselineBindingStatus is the state of one Baseline in one member.
+type BaselineBindingStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Revision of the Baseline last applied to this member.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+
+	// Inventory lists every object applied into the member, so what leaves the Baseline can
+	// be pruned.
+	// +listType=atomic
+	// +optional
+	Inventory []InventoryEntry `json:"inventory,omitempty"`
+
+	// LastAppliedTime is when the last apply to this member finished.
+	// +optional
+	LastAppliedTime *metav1.Time `json:"lastAppliedTime,omitempty"`
+
+	// Conditions: Applied, Healthy, Drifted, Conflict. Messages name the failing object and
+	// the member's error.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// BaselineBinding is one Baseline in one member cluster. The Baseline controller creates one
+// per selected member and owns it; `kubectl get baselinebindings` is the baseline × cluster
+// matrix.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=bb,categories=flotilla
+// +kubebuilder:printcolumn:name="Baseline",type=string,JSONPath=`.spec.baselineName`
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterName`
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.revision`
+// +kubebuilder:printcolumn:name="Applied",type=string,JSONPath=`.status.conditions[?(@.type=="Applied")].status`
+// +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].status`
+// +kubebuilder:printcolumn:name="Drifted",type=string,JSONPath=`.status.conditions[?(@.type=="Drifted")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Applied")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BaselineBinding struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec BaselineBindingSpec `json:"spec"`
+	// +optional
+	Status BaselineBindingStatus `json:"status,omitempty"`
+}
+
+// BaselineBindingList is a list of BaselineBindings.
+//
+// +kubebuilder:object:root=true
+type BaselineBindingList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BaselineBinding `json:"items"`
+}
+
+// BindingName is the name of the binding of baseline to cluster. Both are DNS labels (no
+// dots), so the dotted name is unambiguous.
+func BindingName(baseline, cluster string) string { return baseline + "." + cluster }
+
+// GetConditions returns the status conditions (for condition helpers).
+func (b *BaselineBinding) GetConditions() []metav1.Condition { return b.Status.Conditions }
+
+// SetConditions replaces the status conditions.
+func (b *BaselineBinding) SetConditions(c []metav1.Condition) { b.Status.Conditions = c }

@@ -1,0 +1,128 @@
+package v1alpha1
+
+// Defaults shared by the controller and fleetctl.
+const (
+	// DefaultHubNamespace is where the hub keeps kubeconfig Secrets and Baseline sources.
+	DefaultHubNamespace = "flotilla-system"
+	// FieldManager is the server-side apply field manager of every write Flotilla makes.
+	FieldManager = "flotilla"
+	// ManagedByValue is the value of app.kubernetes.io/managed-by on objects Flotilla writes.
+	ManagedByValue = "flotilla"
+	// DefaultKubeconfigKey is the Secret key holding a kubeconfig (the Cluster API convention).
+	DefaultKubeconfigKey = "value"
+)
+
+// Labels.
+const (
+	// LabelManagedBy marks every object Flotilla writes into a member cluster.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelKubeconfig on a hub Secret ("true") asks the hub to register the cluster it describes.
+	LabelKubeconfig = "fleet.flotilla.dev/kubeconfig"
+	// LabelRegistration on a MemberCluster says which source created it: fleetctl, secret or cluster-api.
+	LabelRegistration = "fleet.flotilla.dev/registration"
+	// LabelBaseline names the Baseline that applied an object (member objects, BaselineBindings).
+	LabelBaseline = "fleet.flotilla.dev/baseline"
+	// LabelCluster names the MemberCluster a hub object is about (BaselineBindings, ExportedServices).
+	LabelCluster = "fleet.flotilla.dev/cluster"
+	// LabelSourceCluster on a mirror names the member the exported Service lives in.
+	LabelSourceCluster = "fleet.flotilla.dev/source-cluster"
+	// LabelSourceNamespace on a mirror names the exported Service's namespace.
+	LabelSourceNamespace = "fleet.flotilla.dev/source-namespace"
+	// LabelSourceName on a mirror names the exported Service.
+	LabelSourceName = "fleet.flotilla.dev/source-name"
+)
+
+// Values of LabelRegistration.
+const (
+	RegistrationFleetctl   = "fleetctl"
+	RegistrationSecret     = "secret"
+	RegistrationClusterAPI = "cluster-api"
+)
+
+// Annotations.
+const (
+	// AnnotationClusterName on a kubeconfig Secret overrides the MemberCluster name (default: the Secret name).
+	AnnotationClusterName = "fleet.flotilla.dev/cluster-name"
+	// AnnotationClusterLabels on a kubeconfig Secret gives the MemberCluster labels as k=v,k2=v2.
+	AnnotationClusterLabels = "fleet.flotilla.dev/cluster-labels"
+	// AnnotationExport ("true") on a member Service exports it to the other members.
+	AnnotationExport = "fleet.flotilla.dev/export"
+	// AnnotationExportTo narrows an export to the MemberClusters matching this label selector.
+	AnnotationExportTo = "fleet.flotilla.dev/export-to"
+	// AnnotationAddressMode chooses which addresses of an exported Service are published (see AddressMode).
+	AnnotationAddressMode = "fleet.flotilla.dev/address-mode"
+	// AnnotationPrune ("true") on a Namespace or CRD manifest allows pruning it; they are kept otherwise.
+	AnnotationPrune = "fleet.flotilla.dev/prune"
+)
+
+// Finalizers.
+const (
+	// FinalizerBaselineCleanup lets a Baseline remove (or orphan) what it applied before it goes away.
+	FinalizerBaselineCleanup = "fleet.flotilla.dev/baseline-cleanup"
+	// FinalizerMemberCleanup lets a MemberCluster's mirrors and bindings be cleaned up before it goes away.
+	FinalizerMemberCleanup = "fleet.flotilla.dev/member-cleanup"
+)
+
+// Condition types.
+const (
+	// ConditionCredentialsValid: the MemberCluster's kubeconfig exists, parses and passes the credential policy.
+	ConditionCredentialsValid = "CredentialsValid"
+	// ConditionConnected: the hub reaches the member's API server with those credentials.
+	ConditionConnected = "Connected"
+	// ConditionReady is the summary condition of MemberCluster and Baseline.
+	ConditionReady = "Ready"
+	// ConditionProgressing: a Baseline revision is still rolling out.
+	ConditionProgressing = "Progressing"
+	// ConditionStalled: a Baseline cannot make progress without a person acting.
+	ConditionStalled = "Stalled"
+	// ConditionApplied: a BaselineBinding's revision is applied in its member.
+	ConditionApplied = "Applied"
+	// ConditionHealthy: every object a BaselineBinding applied reports healthy (kstatus).
+	ConditionHealthy = "Healthy"
+	// ConditionDrifted: a member object differs from what the Baseline says.
+	ConditionDrifted = "Drifted"
+	// ConditionConflict: an object is owned by someone else and was left untouched.
+	ConditionConflict = "Conflict"
+	// ConditionSynced: an ExportedService's mirrors match its source.
+	ConditionSynced = "Synced"
+)
+
+// Condition reasons.
+const (
+	ReasonValid                   = "Valid"
+	ReasonSecretNotFound          = "SecretNotFound"
+	ReasonKeyNotFound             = "KeyNotFound"
+	ReasonInvalidKubeconfig       = "InvalidKubeconfig"
+	ReasonExecNotAllowed          = "ExecNotAllowed"
+	ReasonAuthProviderNotAllowed  = "AuthProviderNotAllowed"
+	ReasonFileReferenceNotAllowed = "FileReferenceNotAllowed"
+	ReasonInsecureNotAllowed      = "InsecureNotAllowed"
+	ReasonConnected               = "Connected"
+	ReasonConnecting              = "Connecting"
+	ReasonConnectionFailed        = "ConnectionFailed"
+	ReasonUnauthorized            = "Unauthorized"
+	ReasonProbeTimeout            = "ProbeTimeout"
+	ReasonNotConnected            = "NotConnected"
+	ReasonPaused                  = "Paused"
+	ReasonHealthy                 = "Healthy"
+	ReasonInvalidSource           = "InvalidSource"
+	ReasonSourceNotFound          = "SourceNotFound"
+	ReasonRollingOut              = "RollingOut"
+	ReasonRolloutComplete         = "RolloutComplete"
+	ReasonTooManyFailures         = "TooManyFailures"
+	ReasonWaitingForRollout       = "WaitingForRollout"
+	ReasonApplySucceeded          = "ApplySucceeded"
+	ReasonApplyFailed             = "ApplyFailed"
+	ReasonUnknownKind             = "UnknownKind"
+	ReasonClusterUnreachable      = "ClusterUnreachable"
+	ReasonProgressing             = "Progressing"
+	ReasonUnhealthy               = "Unhealthy"
+	ReasonInSync                  = "InSync"
+	ReasonDriftDetected           = "DriftDetected"
+	ReasonDriftCorrected          = "DriftCorrected"
+	ReasonNoConflict              = "NoConflict"
+	ReasonOwnedByOther            = "OwnedByOther"
+	ReasonInvalidExport           = "InvalidExport"
+	ReasonMirrored                = "Mirrored"
+	ReasonNameClash               = "NameClash"
+)
