@@ -78,10 +78,6 @@ k8s-binaries: ## Build etcd, kube-apiserver and kube-controller-manager into bin
 test: k8s-binaries ## Unit and integration tests against real local control planes.
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./...
 
-.PHONY: test-unit
-test-unit: ## Only the tests that need no control plane.
-	go test -count=1 -short ./...
-
 ##@ Tools
 
 $(CONTROLLER_GEN):

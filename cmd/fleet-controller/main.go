@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/flotilla-dev/flotilla/clusters"
 	"github.com/flotilla-dev/flotilla/cmd/internal/version"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -44,6 +45,12 @@ type options struct {
 	retryPeriod      time.Duration
 	showVersion      bool
 	zap              zap.Options
+	policy           clusters.CredentialPolicy
+	probeInterval    time.Duration
+	probeTimeout     time.Duration
+	failureThreshold int
+	maxBackoff       time.Duration
+	heartbeat        time.Duration
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -63,6 +70,20 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"How long the leader retries renewing before it gives up leadership.")
 	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often candidates retry acquiring or renewing the lease.")
+	fs.BoolVar(&o.policy.AllowExec, "allow-exec-credentials", false,
+		"Accept member kubeconfigs with exec credential plugins (the hub then runs those programs).")
+	fs.BoolVar(&o.policy.AllowAuthProvider, "allow-auth-provider-credentials", false,
+		"Accept member kubeconfigs with auth-provider plugins.")
+	fs.BoolVar(&o.policy.AllowFileReferences, "allow-file-references", false,
+		"Accept member kubeconfigs that reference files on the hub (tokenFile, certificate paths).")
+	fs.BoolVar(&o.policy.AllowInsecure, "allow-insecure-tls", false,
+		"Accept member kubeconfigs with insecure-skip-tls-verify.")
+	fs.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "Interval between health probes of a connected member.")
+	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Time limit of one member health probe.")
+	fs.IntVar(&o.failureThreshold, "probe-failure-threshold", 3, "Consecutive failed probes after which a member is disconnected.")
+	fs.DurationVar(&o.maxBackoff, "reconnect-max-backoff", 2*time.Minute, "Longest wait between probes of a disconnected member.")
+	fs.DurationVar(&o.heartbeat, "status-heartbeat", time.Minute,
+		"How often a member's status.lastProbeTime is refreshed when nothing else changed.")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
 }
@@ -132,6 +153,19 @@ func run(args []string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	if _, err := clusters.Setup(mgr, clusters.SetupOptions{
+		HubNamespace: opts.hubNamespace,
+		Policy:       opts.policy,
+		Connections: clusters.Options{
+			ProbeInterval:    opts.probeInterval,
+			ProbeTimeout:     opts.probeTimeout,
+			FailureThreshold: opts.failureThreshold,
+			MaxBackoff:       opts.maxBackoff,
+		},
+		Heartbeat: opts.heartbeat,
+	}); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

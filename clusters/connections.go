@@ -1,0 +1,368 @@
+package clusters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+)
+
+// ErrNotConnected is returned for a member that has no healthy connection. Callers should
+// wait for the member's connect event rather than retry in a loop.
+var ErrNotConnected = errors.New("member cluster is not connected")
+
+// MemberAccess is what other controllers need from the connection manager: a member's
+// client and cache, and events when members come and go. propagation and servicesync
+// depend on this interface only.
+type MemberAccess interface {
+	// Client is a direct (uncached) client of a connected member, for writes and reads
+	// that must be fresh.
+	Client(cluster string) (client.Client, error)
+	// Reader reads from the member's cache. It only serves kinds registered with
+	// RegisterWatch; anything else fails instead of silently starting a new informer.
+	Reader(cluster string) (client.Reader, error)
+	// Connected lists the members connected now.
+	Connected() []string
+	// RegisterWatch declares that obj is to be cached in every member, scoped by opts.
+	// Call it while setting up controllers, before the manager starts.
+	RegisterWatch(obj client.Object, opts cache.ByObject) error
+	// WatchSource delivers events for obj in every connected member (now and later),
+	// mapped to hub requests by mapFn. obj must have been registered.
+	WatchSource(obj client.Object, mapFn MapFunc) source.Source
+	// ConnectionSource delivers a request set whenever a member connects or disconnects.
+	ConnectionSource(mapFn func(ctx context.Context, cluster string) []reconcile.Request) source.Source
+}
+
+// MapFunc maps an object event in a member to hub requests.
+type MapFunc func(ctx context.Context, cluster string, obj client.Object) []reconcile.Request
+
+// Options tune the connection manager; the zero value gets the defaults.
+type Options struct {
+	// ProbeInterval between health probes of a connected member.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe, so a hanging member costs at most this much.
+	ProbeTimeout time.Duration
+	// FailureThreshold consecutive failed probes disconnect a member.
+	FailureThreshold int
+	// MaxBackoff caps the interval between probes of a disconnected member.
+	MaxBackoff time.Duration
+	// CacheSyncTimeout bounds the wait for a new member cache to sync.
+	CacheSyncTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 10 * time.Second
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = 5 * time.Second
+	}
+	if o.FailureThreshold <= 0 {
+		o.FailureThreshold = 3
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 2 * time.Minute
+	}
+	if o.CacheSyncTimeout <= 0 {
+		o.CacheSyncTimeout = 2 * time.Minute
+	}
+}
+
+// EventKind tells listeners what changed about a member.
+type EventKind int
+
+const (
+	// EventConnected: the member became reachable (a new cache is syncing).
+	EventConnected EventKind = iota
+	// EventDisconnected: the member crossed the failure threshold or was removed.
+	EventDisconnected
+	// EventProbed: a probe changed something else worth reporting (version, nodes, error).
+	EventProbed
+)
+
+type listener func(cluster string, kind EventKind)
+
+// watchRegistration is one kind cached in every member plus the handlers attached to it.
+type watchRegistration struct {
+	obj  client.Object
+	opts cache.ByObject
+}
+
+type watchHandler struct {
+	obj   client.Object
+	mapFn MapFunc
+	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
+	ctx   context.Context
+}
+
+// Connections keeps one connection per member cluster: a client, a scoped cache and a
+// health prober. It is a manager.Runnable; its goroutines stop with the manager.
+//
+// Locking: mu guards the maps and slices only and is never held across a network call,
+// so one slow member cannot delay another.
+type Connections struct {
+	opts   Options
+	scheme *runtime.Scheme
+
+	mu         sync.Mutex
+	ctx        context.Context // set by Start
+	members    map[string]*member
+	registered []watchRegistration
+	handlers   []watchHandler
+	listeners  []listener
+	cachesMade bool
+	metrics    *connectionMetrics
+}
+
+var _ MemberAccess = &Connections{}
+
+// NewConnections returns a connection manager; add it to the controller manager with
+// mgr.Add so it runs (on the leader only).
+func NewConnections(scheme *runtime.Scheme, opts Options) *Connections {
+	opts.defaults()
+	return &Connections{opts: opts, scheme: scheme, members: map[string]*member{}, metrics: defaultMetrics}
+}
+
+// NeedLeaderElection: only the leader talks to members.
+func (c *Connections) NeedLeaderElection() bool { return true }
+
+// Start runs until ctx ends, then closes every member connection.
+func (c *Connections) Start(ctx context.Context) error {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.mu.Lock()
+	members := c.members
+	c.members = map[string]*member{}
+	c.mu.Unlock()
+	for _, m := range members {
+		m.stop()
+	}
+	return nil
+}
+
+// Ensure makes sure a connection for cluster exists with these credentials. It rebuilds
+// the connection only when the credential hash changed, and returns without waiting for
+// the member: the first probe runs in the background and reports through listeners.
+func (c *Connections) Ensure(cluster string, creds *Credentials) error {
+	c.mu.Lock()
+	if c.ctx == nil {
+		c.mu.Unlock()
+		return errors.New("connection manager is not started")
+	}
+	old := c.members[cluster]
+	if old != nil && old.hash == creds.Hash {
+		c.mu.Unlock()
+		return nil
+	}
+	m, err := newMember(c, cluster, creds)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.members[cluster] = m
+	ctx := c.ctx
+	c.mu.Unlock()
+
+	if old != nil {
+		old.stop()
+		c.metrics.reconnects.WithLabelValues(cluster).Inc()
+		log.FromContext(ctx).Info("member credentials changed, reconnecting", "cluster", cluster)
+	}
+	m.run(ctx)
+	return nil
+}
+
+// Remove closes the connection of cluster, if any, and tells listeners it is gone.
+func (c *Connections) Remove(cluster string) {
+	c.mu.Lock()
+	m := c.members[cluster]
+	delete(c.members, cluster)
+	c.mu.Unlock()
+	if m == nil {
+		return
+	}
+	wasConnected := m.health().Connected
+	m.stop()
+	c.metrics.forget(cluster)
+	if wasConnected {
+		c.notify(cluster, EventDisconnected)
+	}
+}
+
+// Health is the last observed health of a member; ok is false when there is no connection.
+func (c *Connections) Health(cluster string) (Health, bool) {
+	c.mu.Lock()
+	m := c.members[cluster]
+	c.mu.Unlock()
+	if m == nil {
+		return Health{}, false
+	}
+	return m.health(), true
+}
+
+// Client implements MemberAccess.
+func (c *Connections) Client(cluster string) (client.Client, error) {
+	m, err := c.connected(cluster)
+	if err != nil {
+		return nil, err
+	}
+	return m.client, nil
+}
+
+// Reader implements MemberAccess.
+func (c *Connections) Reader(cluster string) (client.Reader, error) {
+	m, err := c.connected(cluster)
+	if err != nil {
+		return nil, err
+	}
+	r := m.reader()
+	if r == nil {
+		return nil, fmt.Errorf("cluster %q: %w (cache not started)", cluster, ErrNotConnected)
+	}
+	return r, nil
+}
+
+// Connected implements MemberAccess.
+func (c *Connections) Connected() []string {
+	c.mu.Lock()
+	ms := make([]*member, 0, len(c.members))
+	for _, m := range c.members {
+		ms = append(ms, m)
+	}
+	c.mu.Unlock()
+	var names []string
+	for _, m := range ms {
+		if m.health().Connected {
+			names = append(names, m.name)
+		}
+	}
+	return names
+}
+
+func (c *Connections) connected(cluster string) (*member, error) {
+	c.mu.Lock()
+	m := c.members[cluster]
+	c.mu.Unlock()
+	if m == nil || !m.health().Connected {
+		return nil, fmt.Errorf("cluster %q: %w", cluster, ErrNotConnected)
+	}
+	return m, nil
+}
+
+// RegisterWatch implements MemberAccess.
+func (c *Connections) RegisterWatch(obj client.Object, opts cache.ByObject) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cachesMade {
+		// Scoping is fixed when a member cache is built; a late registration would be
+		// unscoped in caches that already exist.
+		return fmt.Errorf("register %T: member caches already exist; register watches before the manager starts", obj)
+	}
+	c.registered = append(c.registered, watchRegistration{obj: obj, opts: opts})
+	return nil
+}
+
+// WatchSource implements MemberAccess.
+func (c *Connections) WatchSource(obj client.Object, mapFn MapFunc) source.Source {
+	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		h := watchHandler{obj: obj, mapFn: mapFn, queue: q, ctx: ctx}
+		c.mu.Lock()
+		if !c.isRegistered(obj) {
+			c.mu.Unlock()
+			return fmt.Errorf("watch %T: not registered with RegisterWatch", obj)
+		}
+		c.handlers = append(c.handlers, h)
+		ms := make([]*member, 0, len(c.members))
+		for _, m := range c.members {
+			ms = append(ms, m)
+		}
+		c.mu.Unlock()
+		for _, m := range ms {
+			m.attach(h)
+		}
+		return nil
+	})
+}
+
+// ConnectionSource implements MemberAccess.
+func (c *Connections) ConnectionSource(mapFn func(ctx context.Context, cluster string) []reconcile.Request) source.Source {
+	return c.eventSource(func(kind EventKind) bool { return kind != EventProbed }, mapFn)
+}
+
+// eventSource delivers the member events accepted by filter.
+func (c *Connections) eventSource(filter func(EventKind) bool, mapFn func(ctx context.Context, cluster string) []reconcile.Request) source.Source {
+	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+		c.mu.Lock()
+		c.listeners = append(c.listeners, func(cluster string, kind EventKind) {
+			if !filter(kind) || ctx.Err() != nil {
+				return
+			}
+			for _, r := range mapFn(ctx, cluster) {
+				q.Add(r)
+			}
+		})
+		c.mu.Unlock()
+		return nil
+	})
+}
+
+func (c *Connections) isRegistered(obj client.Object) bool {
+	for _, r := range c.registered {
+		if fmt.Sprintf("%T", r.obj) == fmt.Sprintf("%T", obj) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Connections) notify(cluster string, kind EventKind) {
+	c.mu.Lock()
+	ls := append([]listener(nil), c.listeners...)
+	c.mu.Unlock()
+	for _, l := range ls {
+		l(cluster, kind)
+	}
+}
+
+// cacheOptions is the scoped cache of a new member: only registered kinds, each with its
+// selectors, managedFields stripped, and reads of anything else refused.
+func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHandler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cachesMade = true
+	byObject := map[client.Object]cache.ByObject{}
+	objs := make([]client.Object, 0, len(c.registered))
+	for _, r := range c.registered {
+		byObject[r.obj] = r.opts
+		objs = append(objs, r.obj)
+	}
+	return cache.Options{
+		Scheme:                      c.scheme,
+		ByObject:                    byObject,
+		DefaultTransform:            cache.TransformStripManagedFields(),
+		ReaderFailOnMissingInformer: true,
+	}, objs, append([]watchHandler(nil), c.handlers...)
+}
+
+// memberRESTConfig copies a credential config with the timeouts and rate limits the hub
+// uses for every member.
+func memberRESTConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "fleet-controller"
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	return cfg
+}

@@ -1,0 +1,164 @@
+package clusters
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// CredentialPolicy says which kinds of kubeconfig credentials the hub accepts. It is set by
+// the hub administrator through controller flags only: a kubeconfig Secret can never loosen
+// it, because whoever can write a Secret in the hub namespace could otherwise make the hub
+// run a program (exec) or read its own files (tokenFile, client-key paths).
+type CredentialPolicy struct {
+	AllowExec           bool
+	AllowAuthProvider   bool
+	AllowFileReferences bool
+	AllowInsecure       bool
+}
+
+// CredentialError is a kubeconfig the policy rejects. Reason is a MemberCluster condition
+// reason; Field names the offending kubeconfig field so a person knows what to change.
+type CredentialError struct {
+	Reason string
+	Field  string
+	Detail string
+}
+
+func (e *CredentialError) Error() string {
+	if e.Field == "" {
+		return e.Detail
+	}
+	return fmt.Sprintf("%s: %s", e.Field, e.Detail)
+}
+
+// Credentials is a kubeconfig that passed the policy.
+type Credentials struct {
+	// Config connects to the member. It is never logged or copied into API objects.
+	Config *rest.Config
+	// Hash identifies the kubeconfig bytes; the connection is rebuilt only when it changes.
+	Hash string
+	// Host is the member's API server URL (safe to show).
+	Host string
+}
+
+// CredentialHash is the hash recorded in status.observedCredentialHash. Only a prefix of a
+// SHA-256 is kept: enough to tell versions apart, useless to recover the content.
+func CredentialHash(kubeconfig []byte) string {
+	sum := sha256.Sum256(kubeconfig)
+	return hex.EncodeToString(sum[:8])
+}
+
+// LoadCredentials parses a kubeconfig and checks it against the policy before anything in
+// it is used: an exec plugin is rejected before it could run, a file reference before it
+// could be read. Only the current context's cluster and user matter, since that is what
+// the hub would use.
+func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, error) {
+	if len(kubeconfig) == 0 {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Detail: "kubeconfig is empty"}
+	}
+	cfg, err := clientcmd.Load(kubeconfig)
+	if err != nil {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig,
+			Detail: fmt.Sprintf("kubeconfig does not parse: %v", err)}
+	}
+	ctxName := cfg.CurrentContext
+	kctx, ok := cfg.Contexts[ctxName]
+	switch {
+	case ctxName == "" && len(cfg.Contexts) == 1:
+		// A single context and no current-context is common in generated kubeconfigs.
+		for name, c := range cfg.Contexts {
+			ctxName, kctx, ok = name, c, true
+		}
+	case ctxName == "":
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Field: "current-context",
+			Detail: "not set and the kubeconfig has no single context to use"}
+	case !ok:
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Field: "current-context",
+			Detail: fmt.Sprintf("context %q does not exist", ctxName)}
+	}
+	cluster, ok := cfg.Clusters[kctx.Cluster]
+	if !ok {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig,
+			Field: fmt.Sprintf("contexts[%s].context.cluster", ctxName), Detail: fmt.Sprintf("cluster %q does not exist", kctx.Cluster)}
+	}
+	user, ok := cfg.AuthInfos[kctx.AuthInfo]
+	if !ok {
+		if kctx.AuthInfo != "" {
+			return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig,
+				Field: fmt.Sprintf("contexts[%s].context.user", ctxName), Detail: fmt.Sprintf("user %q does not exist", kctx.AuthInfo)}
+		}
+		user = clientcmdapi.NewAuthInfo()
+	}
+	if err := checkPolicy(kctx.Cluster, cluster, kctx.AuthInfo, user, policy); err != nil {
+		return nil, err
+	}
+	if cluster.Server == "" {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig,
+			Field: fmt.Sprintf("clusters[%s].cluster.server", kctx.Cluster), Detail: "is empty"}
+	}
+
+	if user.Exec != nil && user.Exec.InteractiveMode == "" {
+		// A controller has no terminal: an allowed plugin must never wait for input.
+		user.Exec.InteractiveMode = clientcmdapi.NeverExecInteractiveMode
+	}
+
+	// Only the selected context goes into the client config, so nothing the policy did not
+	// look at can be used.
+	minimal := clientcmdapi.NewConfig()
+	minimal.Clusters[kctx.Cluster] = cluster
+	minimal.AuthInfos[kctx.AuthInfo] = user
+	minimal.Contexts[ctxName] = kctx
+	minimal.CurrentContext = ctxName
+	rc, err := clientcmd.NewDefaultClientConfig(*minimal, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Detail: fmt.Sprintf("kubeconfig is unusable: %v", err)}
+	}
+	return &Credentials{Config: rc, Hash: CredentialHash(kubeconfig), Host: cluster.Server}, nil
+}
+
+func checkPolicy(clusterName string, cluster *clientcmdapi.Cluster, userName string, user *clientcmdapi.AuthInfo, p CredentialPolicy) error {
+	userField := func(f string) string { return fmt.Sprintf("users[%s].user.%s", userName, f) }
+	clusterField := func(f string) string { return fmt.Sprintf("clusters[%s].cluster.%s", clusterName, f) }
+	if user.Exec != nil && !p.AllowExec {
+		return &CredentialError{Reason: fleetv1alpha1.ReasonExecNotAllowed, Field: userField("exec"),
+			Detail: "exec credential plugins are not allowed on this hub (controller flag --allow-exec-credentials)"}
+	}
+	if user.AuthProvider != nil && !p.AllowAuthProvider {
+		return &CredentialError{Reason: fleetv1alpha1.ReasonAuthProviderNotAllowed, Field: userField("auth-provider"),
+			Detail: "auth-provider plugins are not allowed on this hub (controller flag --allow-auth-provider-credentials)"}
+	}
+	if !p.AllowFileReferences {
+		refs := []struct{ field, value string }{
+			{userField("tokenFile"), user.TokenFile},
+			{userField("client-certificate"), user.ClientCertificate},
+			{userField("client-key"), user.ClientKey},
+			{clusterField("certificate-authority"), cluster.CertificateAuthority},
+		}
+		for _, r := range refs {
+			if r.value != "" {
+				return &CredentialError{Reason: fleetv1alpha1.ReasonFileReferenceNotAllowed, Field: r.field,
+					Detail: "references a file on the hub; embed the data instead (…-data fields) or allow it with --allow-file-references"}
+			}
+		}
+	}
+	if cluster.InsecureSkipTLSVerify && !p.AllowInsecure {
+		return &CredentialError{Reason: fleetv1alpha1.ReasonInsecureNotAllowed, Field: clusterField("insecure-skip-tls-verify"),
+			Detail: "TLS verification cannot be turned off on this hub (controller flag --allow-insecure-tls)"}
+	}
+	return nil
+}
+
+// AsCredentialError returns the CredentialError in err's chain, if any.
+func AsCredentialError(err error) (*CredentialError, bool) {
+	var ce *CredentialError
+	ok := errors.As(err, &ce)
+	return ce, ok
+}

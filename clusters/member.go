@@ -1,0 +1,301 @@
+package clusters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// Health is what the prober last learned about a member.
+type Health struct {
+	// Connected is true from the first successful probe until FailureThreshold failures in a row.
+	Connected bool
+	// Reason is a MemberCluster condition reason for the Connected condition.
+	Reason string
+	// Message explains Reason; it names the member's error, never credentials.
+	Message string
+	// Version is the member's Kubernetes version (last successful probe).
+	Version string
+	// Nodes is the member's node count (last successful probe).
+	Nodes int32
+	// LastProbe is when the last probe finished.
+	LastProbe time.Time
+	// Failures counts consecutive failed probes.
+	Failures int
+}
+
+// member is one member cluster's connection. Its own mutex guards its health and cache;
+// nothing here holds the Connections lock.
+type member struct {
+	owner  *Connections
+	name   string
+	hash   string
+	config *rest.Config
+	client client.Client
+	disco  discovery.DiscoveryInterface
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu          sync.Mutex
+	h           Health
+	memberCache cache.Cache
+	cacheCancel context.CancelFunc
+}
+
+func newMember(owner *Connections, name string, creds *Credentials) (*member, error) {
+	cfg := memberRESTConfig(creds.Config)
+	cl, err := client.New(cfg, client.Options{Scheme: owner.scheme})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
+	}
+	probeCfg := rest.CopyConfig(cfg)
+	probeCfg.Timeout = owner.opts.ProbeTimeout
+	disco, err := discovery.NewDiscoveryClientForConfig(probeCfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: build discovery client: %w", name, err)
+	}
+	return &member{
+		owner: owner, name: name, hash: creds.Hash, config: cfg, client: cl, disco: disco,
+		done: make(chan struct{}),
+		h:    Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
+	}, nil
+}
+
+func (m *member) health() Health {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.h
+}
+
+func (m *member) reader() client.Reader {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.memberCache == nil {
+		return nil
+	}
+	return m.memberCache
+}
+
+// run starts the prober. It probes at once, then every ProbeInterval while connected and
+// with exponential backoff (up to MaxBackoff) while not.
+func (m *member) run(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		logger := log.FromContext(ctx).WithValues("cluster", m.name)
+		for {
+			wait := m.probeOnce(ctx, logger)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+}
+
+func (m *member) stop() {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+	}
+	m.stopCache()
+}
+
+// probeOnce runs one health probe, updates health, starts or stops the cache on a
+// transition, tells listeners, and returns how long to wait before the next probe.
+func (m *member) probeOnce(ctx context.Context, logger interface {
+	Info(string, ...any)
+	Error(error, string, ...any)
+}) time.Duration {
+	opts := m.owner.opts
+	start := time.Now()
+	version, nodes, err := m.probe(ctx)
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		return 0
+	}
+	m.owner.metrics.probeLatency.WithLabelValues(m.name).Observe(elapsed.Seconds())
+
+	m.mu.Lock()
+	prev := m.h
+	next := prev
+	next.LastProbe = time.Now()
+	if err == nil {
+		next.Connected, next.Failures = true, 0
+		next.Reason, next.Message = fleetv1alpha1.ReasonConnected, fmt.Sprintf("API server %s answers health probes", m.config.Host)
+		next.Version, next.Nodes = version, nodes
+	} else {
+		next.Failures++
+		next.Reason, next.Message = classifyProbeError(err, opts.ProbeTimeout)
+		if next.Failures >= opts.FailureThreshold || !prev.Connected {
+			next.Connected = false
+		}
+	}
+	m.h = next
+	m.mu.Unlock()
+
+	switch {
+	case next.Connected && !prev.Connected:
+		logger.Info("member connected", "version", version, "nodes", nodes)
+		if err := m.startCache(ctx); err != nil {
+			logger.Error(err, "start member cache")
+		}
+		m.owner.metrics.setState(m.name, "connected")
+		m.owner.notify(m.name, EventConnected)
+	case !next.Connected && prev.Connected:
+		logger.Info("member disconnected", "failures", next.Failures, "reason", next.Reason, "message", next.Message)
+		m.stopCache()
+		m.owner.metrics.setState(m.name, "disconnected")
+		m.owner.metrics.reconnects.WithLabelValues(m.name).Inc()
+		m.owner.notify(m.name, EventDisconnected)
+	case prev.Reason != next.Reason || prev.Version != next.Version || prev.Nodes != next.Nodes:
+		if !next.Connected {
+			m.owner.metrics.setState(m.name, "disconnected")
+		}
+		m.owner.notify(m.name, EventProbed)
+	}
+
+	if next.Connected {
+		return opts.ProbeInterval
+	}
+	backoff := opts.ProbeInterval
+	for i := 1; i < next.Failures && backoff < opts.MaxBackoff; i++ {
+		backoff *= 2
+	}
+	return min(backoff, opts.MaxBackoff)
+}
+
+// probe asks the member for its version and counts its nodes, bounded by ProbeTimeout.
+func (m *member) probe(ctx context.Context) (string, int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.owner.opts.ProbeTimeout)
+	defer cancel()
+	v, err := m.disco.ServerVersion()
+	if err != nil {
+		return "", 0, err
+	}
+	// Metadata only, in pages: the count is what matters, not the Node objects.
+	var nodes int32
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+	for cont := ""; ; {
+		if err := m.client.List(ctx, list, client.Limit(500), client.Continue(cont)); err != nil {
+			return "", 0, err
+		}
+		nodes += int32(len(list.Items))
+		if cont = list.Continue; cont == "" {
+			break
+		}
+	}
+	return v.GitVersion, nodes, nil
+}
+
+func classifyProbeError(err error, timeout time.Duration) (reason, message string) {
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return fleetv1alpha1.ReasonUnauthorized, "the member rejected the credentials (401): the token may be expired or rotated"
+	case apierrors.IsForbidden(err):
+		return fleetv1alpha1.ReasonConnectionFailed, fmt.Sprintf("the hub's identity may not read nodes in the member: %v", err)
+	case errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || isTimeout(err):
+		return fleetv1alpha1.ReasonProbeTimeout, fmt.Sprintf("no answer within %s: %v", timeout, err)
+	default:
+		return fleetv1alpha1.ReasonConnectionFailed, err.Error()
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// startCache builds the member's scoped cache, starts an informer for each registered
+// kind and attaches the registered handlers. It does not wait for the sync: Reader users
+// see the cache fill like any informer cache.
+func (m *member) startCache(parent context.Context) error {
+	opts, objs, handlers := m.owner.cacheOptions()
+	c, err := cache.New(m.config, opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(parent)
+	for _, obj := range objs {
+		if _, err := c.GetInformer(ctx, obj); err != nil {
+			cancel()
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+	m.mu.Lock()
+	m.memberCache, m.cacheCancel = c, cancel
+	m.mu.Unlock()
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			log.FromContext(ctx).Error(err, "member cache stopped", "cluster", m.name)
+		}
+	}()
+	for _, h := range handlers {
+		m.attach(h)
+	}
+	return nil
+}
+
+func (m *member) stopCache() {
+	m.mu.Lock()
+	cancel := m.cacheCancel
+	m.memberCache, m.cacheCancel = nil, nil
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// attach adds a handler to the member's informer for h.obj. Events are mapped to hub
+// requests; the event type is not passed on, since reconcilers are level-triggered.
+func (m *member) attach(h watchHandler) {
+	m.mu.Lock()
+	c := m.memberCache
+	m.mu.Unlock()
+	if c == nil {
+		return // attached when the member connects
+	}
+	inf, err := c.GetInformer(h.ctx, h.obj)
+	if err != nil {
+		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
+		return
+	}
+	enqueue := func(o any) {
+		if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+			o = tomb.Obj
+		}
+		obj, ok := o.(client.Object)
+		if !ok {
+			return
+		}
+		for _, r := range h.mapFn(h.ctx, m.name, obj) {
+			h.queue.Add(r)
+		}
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, o any) { enqueue(o) },
+		DeleteFunc: enqueue,
+	})
+	if err != nil {
+		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
+	}
+}

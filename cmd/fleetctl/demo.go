@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// demoOptions are the flags of `fleetctl demo`.
+type demoOptions struct {
+	members    int
+	assets     string
+	controller string
+	crds       string
+}
+
+func newDemoCommand() *cobra.Command {
+	o := &demoOptions{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run Flotilla on a local hub with member clusters (real control planes on loopback); Ctrl-C stops it",
+		Long: `demo starts a local fleet — a hub and member clusters, each a real etcd,
+kube-apiserver and kube-controller-manager on loopback — runs fleet-controller
+against the hub, prints how to look at it, and waits. Ctrl-C stops everything and
+removes every file it made. Use 'make demo', which builds what this needs first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, cmd.OutOrStdout(), o)
+		},
+	}
+	cmd.Flags().IntVar(&o.members, "members", 2, "Number of member clusters.")
+	cmd.Flags().StringVar(&o.assets, "assets", os.Getenv("FLOTILLA_K8S_ASSETS"),
+		"Directory holding etcd, kube-apiserver and kube-controller-manager (default: bin/k8s/<version> of the checkout).")
+	cmd.Flags().StringVar(&o.controller, "controller", "",
+		"Path of the fleet-controller binary (default: next to fleetctl).")
+	cmd.Flags().StringVar(&o.crds, "crds", "", "Directory of the Flotilla CRDs (default: config/crd/bases of the checkout).")
+	return cmd
+}
+
+func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
+	if o.members < 1 {
+		return errors.New("--members must be at least 1")
+	}
+	controllerBin, err := findController(o.controller)
+	if err != nil {
+		return err
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+
+	say("starting a local hub and %d member clusters (etcd + kube-apiserver + kube-controller-manager each)...", o.members)
+	start := time.Now()
+	fleet, err := localfleet.Start(ctx, localfleet.Options{Members: o.members, AssetsDir: o.assets, CRDDir: o.crds})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the local fleet...")
+		if err := fleet.Stop(); err != nil {
+			fmt.Fprintln(out, "error stopping the fleet:", err)
+			return
+		}
+		say("stopped; every process and file of the demo is gone")
+	}()
+	say("fleet up in %s: hub + %d members, Flotilla CRDs installed on the hub", time.Since(start).Round(100*time.Millisecond), len(fleet.Members))
+
+	if err := ensureNamespace(ctx, fleet.Hub, fleetv1alpha1.DefaultHubNamespace); err != nil {
+		return err
+	}
+	ctrlLog := filepath.Join(fleet.Dir, "fleet-controller.log")
+	controller, err := startController(ctx, controllerBin, fleet.Hub.KubeconfigPath, ctrlLog)
+	if err != nil {
+		return err
+	}
+	defer controller.stop()
+	say("fleet-controller running against the hub (log: %s)", ctrlLog)
+
+	fmt.Fprintf(out, "\nKubeconfigs:\n  %-10s %s\n", fleet.Hub.Name, fleet.Hub.KubeconfigPath)
+	for _, m := range fleet.Members {
+		fmt.Fprintf(out, "  %-10s %s\n", m.Name, m.KubeconfigPath)
+	}
+	fmt.Fprintf(out, "\nTry, in another terminal:\n")
+	fmt.Fprintf(out, "  export KUBECONFIG=%s\n", fleet.Hub.KubeconfigPath)
+	fmt.Fprintf(out, "  kubectl get crds | grep flotilla\n")
+	fmt.Fprintf(out, "  kubectl get memberclusters,baselines,baselinebindings,exportedservices\n")
+	fmt.Fprintf(out, "  kubectl --kubeconfig %s get namespaces\n", fleet.Members[0].KubeconfigPath)
+	fmt.Fprintf(out, "  tail -f %s\n", ctrlLog)
+	fmt.Fprintf(out, "\nPress Ctrl-C to stop.\n")
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out)
+		return nil
+	case err := <-controller.exited:
+		return fmt.Errorf("fleet-controller exited unexpectedly (%v); see %s", err, ctrlLog)
+	}
+}
+
+func findController(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		candidate := filepath.Join(filepath.Dir(self), "fleet-controller")
+		if _, err := os.Stat(candidate); err == nil {
+			return candidate, nil
+		}
+	}
+	if p, err := exec.LookPath("fleet-controller"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("fleet-controller binary not found next to fleetctl or on PATH: run 'make build' or pass --controller")
+}
+
+func ensureNamespace(ctx context.Context, cp *localfleet.ControlPlane, name string) error {
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s on %s: %w", name, cp.Name, err)
+	}
+	return nil
+}
+
+// demoController is a fleet-controller process run by the demo. exited receives the
+// result of Wait once; done is closed after it so that stop can tell without racing.
+type demoController struct {
+	cmd    *exec.Cmd
+	exited chan error
+	done   chan struct{}
+}
+
+func startController(ctx context.Context, bin, kubeconfig, logPath string) (*demoController, error) {
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	healthAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--kubeconfig", kubeconfig,
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", healthAddr)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: Ctrl-C in the terminal reaches fleetctl, which stops the
+	// controller before the control planes, so it does not log a storm of connection errors.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	c := &demoController{cmd: cmd, exited: make(chan error, 1), done: make(chan struct{})}
+	go func() {
+		c.exited <- cmd.Wait()
+		logFile.Close()
+		close(c.done)
+	}()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + healthAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c, nil
+			}
+		}
+		select {
+		case <-c.done:
+			return nil, fmt.Errorf("fleet-controller exited during start-up; see %s", logPath)
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("fleet-controller not ready after 30s; see %s", logPath)
+		}
+	}
+}
+
+func (c *demoController) stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// registerOptions are the flags and argument of `fleetctl register`.
+type registerOptions struct {
+	name         string
+	member       memberFlags
+	memberServer string
+	labels       string
+	clusterAdmin bool
+	hubNamespace string
+}
+
+func newRegisterCommand(hub *hubFlags) *cobra.Command {
+	o := &registerOptions{}
+	cmd := &cobra.Command{
+		Use:   "register NAME --member-kubeconfig FILE",
+		Short: "Register a member cluster with the hub, giving the hub its own least-privilege identity in the member",
+		Long: `register uses your credentials for the member (--member-kubeconfig) to create, in
+the member, a ServiceAccount flotilla-system/flotilla-hub, a ClusterRole granting what
+Flotilla needs (or cluster-admin with --cluster-admin), its binding and a long-lived
+token. It then stores a kubeconfig holding only that token and the member's CA in the
+hub Secret <hub-namespace>/NAME-kubeconfig, and creates the MemberCluster NAME
+pointing at it. Your own credentials never leave this machine.
+
+Re-running is safe: every step says whether it created, updated or left an object
+unchanged.`,
+		Example: `  fleetctl register eu-1 --member-kubeconfig ~/.kube/eu-1.yaml --labels env=prod,region=eu
+  fleetctl register dev --member-kubeconfig kind.yaml --member-server https://dev-control-plane:6443`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			return runRegister(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), hub, o)
+		},
+	}
+	o.member.bind(cmd, "Kubeconfig with admin access to the member; used from this machine only, never copied to the hub (required).")
+	cmd.Flags().StringVar(&o.memberServer, "member-server", "",
+		"API server URL the hub uses to reach the member (default: the server in --member-kubeconfig).")
+	cmd.Flags().StringVar(&o.labels, "labels", "", "Labels of the MemberCluster, k=v,k2=v2; Baselines and Service exports select clusters by them.")
+	cmd.Flags().BoolVar(&o.clusterAdmin, "cluster-admin", false,
+		"Bind the hub's ServiceAccount to cluster-admin instead of Flotilla's least-privilege ClusterRole.")
+	cmd.Flags().StringVar(&o.hubNamespace, "hub-namespace", fleetv1alpha1.DefaultHubNamespace, "Hub namespace that holds the member's kubeconfig Secret.")
+	_ = cmd.MarkFlagRequired("member-kubeconfig")
+	return cmd
+}
+
+// validate checks everything that can be checked without a cluster and returns the
+// MemberCluster's labels. It runs before anything is touched.
+func (o *registerOptions) validate() (map[string]string, error) {
+	if err := validateClusterName(o.name); err != nil {
+		return nil, err
+	}
+	if errs := validation.IsDNS1123Label(o.hubNamespace); len(errs) > 0 {
+		return nil, fmt.Errorf("invalid --hub-namespace %q: %s", o.hubNamespace, strings.Join(errs, "; "))
+	}
+	if o.memberServer != "" {
+		u, err := url.Parse(o.memberServer)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("invalid --member-server %q: want an https:// URL", o.memberServer)
+		}
+	}
+	labels, err := parseClusterLabels(o.labels)
+	if err != nil {
+		return nil, err
+	}
+	labels[fleetv1alpha1.LabelRegistration] = fleetv1alpha1.RegistrationFleetctl
+	return labels, nil
+}
+
+// validateClusterName checks that name can be a MemberCluster name: it appears in label
+// values and mirror names, so it is a DNS label.
+func validateClusterName(name string) error {
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		return fmt.Errorf("invalid cluster name %q: %s", name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// parseClusterLabels parses k=v,k2=v2. The registration label is fleetctl's to set.
+func parseClusterLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return labels, nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return nil, fmt.Errorf("invalid --labels entry %q: want key=value", pair)
+		}
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return nil, fmt.Errorf("invalid --labels key %q: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			return nil, fmt.Errorf("invalid --labels value %q for %q: %s", v, k, strings.Join(errs, "; "))
+		}
+		if k == fleetv1alpha1.LabelRegistration {
+			return nil, fmt.Errorf("invalid --labels key %q: fleetctl sets it", k)
+		}
+		if _, dup := labels[k]; dup {
+			return nil, fmt.Errorf("invalid --labels: key %q given twice", k)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+func kubeconfigSecretName(cluster string) string { return cluster + "-kubeconfig" }
+
+func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *registerOptions) error {
+	labels, err := o.validate()
+	if err != nil {
+		return err
+	}
+	memberCfg, err := o.member.restConfig()
+	if err != nil {
+		return err
+	}
+	hubCfg, err := hub.restConfig()
+	if err != nil {
+		return err
+	}
+	hubClient, err := newClient(hubCfg, errOut)
+	if err != nil {
+		return err
+	}
+	secretRef := fleetv1alpha1.SecretKeyReference{
+		Namespace: o.hubNamespace, Name: kubeconfigSecretName(o.name), Key: fleetv1alpha1.DefaultKubeconfigKey,
+	}
+	// Conflicts on the hub are found before the member is changed, so a refused registration
+	// leaves nothing behind.
+	if err := checkHubConflicts(ctx, hubClient, o.name, secretRef); err != nil {
+		return err
+	}
+
+	memberClient, err := newClient(memberCfg, errOut)
+	if err != nil {
+		return err
+	}
+	steps := memberSteps(out, o.name)
+	access := &memberAccess{c: memberClient, cfg: memberCfg, steps: steps}
+	creds, err := access.ensure(ctx, o.clusterAdmin)
+	if err != nil {
+		return fmt.Errorf("member %q: %w", o.name, err)
+	}
+	server := o.memberServer
+	if server == "" {
+		server = memberCfg.Host
+	}
+	kubeconfig, err := hubKubeconfig(o.name, server, memberCfg, creds)
+	if err != nil {
+		return fmt.Errorf("member %q: %w", o.name, err)
+	}
+	if err := verifyHubKubeconfig(ctx, kubeconfig); err != nil {
+		if o.memberServer == "" {
+			return fmt.Errorf("member %q: the hub's new credentials do not work: %w", o.name, err)
+		}
+		// The hub may well reach an address this machine cannot.
+		steps.printf("could not check the hub's credentials against %s from this machine (%v); the hub must be able to reach it", server, err)
+	} else {
+		steps.printf("hub credentials verified: they authenticate as %s", hubUsername)
+	}
+
+	hs := hubSteps(out)
+	if err := ensureHubNamespace(ctx, hubClient, hs, o.hubNamespace); err != nil {
+		return err
+	}
+	secret := corev1ac.Secret(secretRef.Name, secretRef.Namespace).
+		WithLabels(map[string]string{
+			fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationFleetctl,
+			fleetv1alpha1.LabelCluster:      o.name,
+		}).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(map[string][]byte{secretRef.Key: kubeconfig})
+	res, err := applyObject(ctx, hubClient, secret, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretRef.Name, Namespace: secretRef.Namespace}})
+	if err != nil {
+		return fmt.Errorf("hub: apply secret %s/%s: %w", secretRef.Namespace, secretRef.Name, err)
+	}
+	hs.printf("secret %s/%s %s", secretRef.Namespace, secretRef.Name, res)
+
+	res, err = applyObject(ctx, hubClient, memberClusterApply(o.name, labels, secretRef),
+		&fleetv1alpha1.MemberCluster{ObjectMeta: metav1.ObjectMeta{Name: o.name}})
+	if err != nil {
+		return fmt.Errorf("hub: apply membercluster %s: %w", o.name, err)
+	}
+	hs.printf("membercluster %s %s", o.name, res)
+	fmt.Fprintf(out, "Registered %q. Watch it connect with: %s\n", o.name, hub.kubectl("get membercluster "+o.name))
+	return nil
+}
+
+// checkHubConflicts refuses to take over a MemberCluster or Secret another registration
+// source manages: the secret source or Cluster API would fight fleetctl over it, and
+// overwriting a Cluster API kubeconfig Secret would break that cluster's management.
+func checkHubConflicts(ctx context.Context, c client.Client, name string, ref fleetv1alpha1.SecretKeyReference) error {
+	mc := &fleetv1alpha1.MemberCluster{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: name}, mc); {
+	case meta.IsNoMatchError(err):
+		return fmt.Errorf("hub: the Flotilla API %s is not installed on the hub (install the CRDs first): %w", fleetv1alpha1.GroupVersion, err)
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("hub: get membercluster %s: %w", name, err)
+	default:
+		if src := mc.Labels[fleetv1alpha1.LabelRegistration]; src != fleetv1alpha1.RegistrationFleetctl {
+			return fmt.Errorf("hub: membercluster %s already exists and was registered by %s, not fleetctl; "+
+				"unregister it through that source first, or choose another name", name, describeSource(src))
+		}
+		if got := mc.Spec.KubeconfigSecretRef; got.Namespace != ref.Namespace || got.Name != ref.Name {
+			return fmt.Errorf("hub: membercluster %s already exists and uses secret %s/%s, not %s/%s; "+
+				"pass the --hub-namespace it was registered with, or unregister it first", name, got.Namespace, got.Name, ref.Namespace, ref.Name)
+		}
+	}
+	secret := &corev1.Secret{}
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, secret); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("hub: get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	case secret.Labels[fleetv1alpha1.LabelRegistration] != fleetv1alpha1.RegistrationFleetctl:
+		return fmt.Errorf("hub: secret %s/%s already exists and was not created by fleetctl (no label %s=%s); "+
+			"it may be another registration's kubeconfig, so it is left alone: choose another name or --hub-namespace",
+			ref.Namespace, ref.Name, fleetv1alpha1.LabelRegistration, fleetv1alpha1.RegistrationFleetctl)
+	}
+	return nil
+}
+
+func describeSource(label string) string {
+	if label == "" {
+		return "hand (no " + fleetv1alpha1.LabelRegistration + " label)"
+	}
+	return fmt.Sprintf("%q", label)
+}
+
+func ensureHubNamespace(ctx context.Context, c client.Client, steps stepPrinter, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	err := c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager))
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		steps.printf("namespace %s %s", name, outcomeUnchanged)
+	case err != nil:
+		return fmt.Errorf("hub: create namespace %s: %w", name, err)
+	default:
+		steps.printf("namespace %s %s", name, outcomeCreated)
+	}
+	return nil
+}
+
+// memberClusterApply is the MemberCluster as fleetctl declares it. Labels fleetctl applied
+// before and no longer lists are removed by the apply; labels others added stay. (The
+// Flotilla API has no generated apply configurations, hence Unstructured.)
+func memberClusterApply(name string, labels map[string]string, ref fleetv1alpha1.SecretKeyReference) runtime.ApplyConfiguration {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(fleetv1alpha1.GroupVersion.String())
+	u.SetKind("MemberCluster")
+	u.SetName(name)
+	u.SetLabels(labels)
+	u.Object["spec"] = map[string]any{
+		"kubeconfigSecretRef": map[string]any{"namespace": ref.Namespace, "name": ref.Name, "key": ref.Key},
+	}
+	return client.ApplyConfigurationFromUnstructured(u)
+}
+
+// hubKubeconfig is the kubeconfig the hub uses for a member: the ServiceAccount token and
+// CAs only. The user's own credentials and any exec plugin or file reference stay behind.
+// The CA bundle holds the CA the user's kubeconfig trusts for the member (it verified the
+// server just now) and the member's root CA from the token Secret (which verifies the API
+// server at an address given by --member-server), without duplicates.
+func hubKubeconfig(cluster, server string, member *rest.Config, creds *hubCredentials) ([]byte, error) {
+	userCA := member.CAData
+	if len(userCA) == 0 && member.CAFile != "" {
+		data, err := os.ReadFile(member.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the member's CA file %s: %w", member.CAFile, err)
+		}
+		userCA = data
+	}
+	bundle, err := pemBundle(userCA, creds.rootCA)
+	if err != nil {
+		return nil, err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{
+		Server:                   server,
+		CertificateAuthorityData: bundle,
+		TLSServerName:            member.ServerName,
+	}
+	cfg.AuthInfos[hubServiceAccount] = &clientcmdapi.AuthInfo{Token: string(creds.token)}
+	cfg.Contexts[cluster] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: hubServiceAccount}
+	cfg.CurrentContext = cluster
+	return clientcmd.Write(*cfg)
+}
+
+// pemBundle concatenates the certificates of several PEM inputs, each once.
+func pemBundle(inputs ...[]byte) ([]byte, error) {
+	var out []byte
+	seen := map[string]bool{}
+	for _, in := range inputs {
+		for rest := in; ; {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" || seen[string(block.Bytes)] {
+				continue
+			}
+			seen[string(block.Bytes)] = true
+			out = append(out, pem.EncodeToMemory(block)...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no CA certificate for the member: neither --member-kubeconfig nor the token Secret's ca.crt holds one")
+	}
+	return out, nil
+}
+
+// verifyHubKubeconfig checks that the kubeconfig the hub will get authenticates as the
+// hub's ServiceAccount, so a broken registration fails here rather than in a condition later.
+func verifyHubKubeconfig(ctx context.Context, kubeconfig []byte) error {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.Timeout = requestTimeout
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	if got := review.Status.UserInfo.Username; got != hubUsername {
+		return fmt.Errorf("they authenticate as %q, want %q", got, hubUsername)
+	}
+	return nil
+}
