@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -47,6 +48,7 @@ func startRegistry(t *testing.T, members int, opts Options) *registry {
 	scheme := runtime.NewScheme()
 	must(t, clientgoscheme.AddToScheme(scheme))
 	must(t, fleetv1alpha1.AddToScheme(scheme))
+	must(t, clusterv1.AddToScheme(scheme))
 
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t})))
 	mgr, err := ctrl.NewManager(fleet.Hub.Config, ctrl.Options{
@@ -57,7 +59,8 @@ func startRegistry(t *testing.T, members int, opts Options) *registry {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	must(t, err)
-	conns, err := Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second})
+	conns, err := Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
+		ClusterAPIPollInterval: 500 * time.Millisecond})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

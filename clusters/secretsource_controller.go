@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -52,7 +53,7 @@ func (r *SecretSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	// Level-triggered clean-up: any MemberCluster this source made from this Secret that
 	// is no longer wanted (Secret gone, unlabelled, or renamed by annotation) goes.
-	if err := r.removeStale(ctx, req.NamespacedName, desiredName); err != nil {
+	if err := removeStaleRegistrations(ctx, r.Client, fleetv1alpha1.RegistrationSecret, req.NamespacedName, desiredName); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !registered {
@@ -74,7 +75,7 @@ func (r *SecretSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	existing := &fleetv1alpha1.MemberCluster{}
 	err = r.Client.Get(ctx, types.NamespacedName{Name: desiredName}, existing)
 	switch {
-	case err == nil && !ownedBySecret(existing, req.NamespacedName):
+	case err == nil && !registeredFrom(existing, fleetv1alpha1.RegistrationSecret, req.NamespacedName):
 		r.Recorder.Eventf(secret, nil, corev1.EventTypeWarning, "ClusterNameTaken", "Register",
 			"MemberCluster %q already exists and was registered by %q; choose another name with annotation %s",
 			desiredName, existing.Labels[fleetv1alpha1.LabelRegistration], fleetv1alpha1.AnnotationClusterName)
@@ -99,10 +100,13 @@ func (r *SecretSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{}, nil
 }
 
-func (r *SecretSourceReconciler) removeStale(ctx context.Context, secret types.NamespacedName, keep string) error {
+// removeStaleRegistrations deletes the MemberClusters that a registration source made from
+// secret, except keep: the source object is gone, no longer qualifies, or names another
+// cluster now. Registration label and Secret reference identify them, never their names.
+func removeStaleRegistrations(ctx context.Context, c client.Client, registration string, secret types.NamespacedName, keep string) error {
 	list := &fleetv1alpha1.MemberClusterList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{secretRefIndex: secret.String()},
-		client.MatchingLabels{fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationSecret}); err != nil {
+	if err := c.List(ctx, list, client.MatchingFields{secretRefIndex: secret.String()},
+		client.MatchingLabels{fleetv1alpha1.LabelRegistration: registration}); err != nil {
 		return err
 	}
 	for i := range list.Items {
@@ -110,16 +114,19 @@ func (r *SecretSourceReconciler) removeStale(ctx context.Context, secret types.N
 		if mc.Name == keep {
 			continue
 		}
-		if err := r.Client.Delete(ctx, mc); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("unregister cluster %q (Secret %s no longer registers it): %w", mc.Name, secret, err)
+		if err := c.Delete(ctx, mc); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("unregister cluster %q (%s source no longer registers it): %w", mc.Name, registration, err)
 		}
+		log.FromContext(ctx).Info("unregistered cluster", "cluster", mc.Name, "registration", registration)
 	}
 	return nil
 }
 
-func ownedBySecret(mc *fleetv1alpha1.MemberCluster, secret types.NamespacedName) bool {
+// registeredFrom tells whether a MemberCluster was made by this source from this Secret,
+// so a source never takes over a cluster someone else registered.
+func registeredFrom(mc *fleetv1alpha1.MemberCluster, registration string, secret types.NamespacedName) bool {
 	ref := mc.Spec.KubeconfigSecretRef
-	return mc.Labels[fleetv1alpha1.LabelRegistration] == fleetv1alpha1.RegistrationSecret &&
+	return mc.Labels[fleetv1alpha1.LabelRegistration] == registration &&
 		ref.Namespace == secret.Namespace && ref.Name == secret.Name
 }
 

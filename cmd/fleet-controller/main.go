@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -105,6 +106,10 @@ func newScheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := fleetv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	// Cluster API's Cluster is read when the hub serves it (a registration source).
+	if err := clusterv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	return scheme, nil

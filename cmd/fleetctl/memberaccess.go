@@ -224,7 +224,9 @@ func (a *memberAccess) apply(ctx context.Context, what string, ac runtime.ApplyC
 // waitForToken polls the token Secret until the member's token controller has filled in
 // the token and the CA.
 func (a *memberAccess) waitForToken(ctx context.Context, secret *corev1.Secret) (*hubCredentials, error) {
-	filled := func(s *corev1.Secret) bool { return len(s.Data[corev1.ServiceAccountTokenKey]) > 0 && len(s.Data[corev1.ServiceAccountRootCAKey]) > 0 }
+	filled := func(s *corev1.Secret) bool {
+		return len(s.Data[corev1.ServiceAccountTokenKey]) > 0 && len(s.Data[corev1.ServiceAccountRootCAKey]) > 0
+	}
 	if !filled(secret) {
 		a.steps.printf("waiting for the token controller to fill in secret %s/%s...", memberNamespace, hubTokenSecret)
 		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, tokenWaitTimeout, true, func(ctx context.Context) (bool, error) {

@@ -52,6 +52,7 @@ cluster are always named --member-...`,
 	root.AddCommand(
 		newVersionCommand(hub),
 		newDemoCommand(),
+		newRegisterCommand(hub), newUnregisterCommand(hub), newStatusCommand(hub),
 	)
 	return root
 }

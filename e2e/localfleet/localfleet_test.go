@@ -247,6 +247,30 @@ func TestMissingBinariesNameTheMakeTarget(t *testing.T) {
 	}
 }
 
+func TestInvalidOptionsAreRejected(t *testing.T) {
+	cases := map[string]struct {
+		opts    localfleet.Options
+		wantErr string
+	}{
+		"negative count":     {opts: localfleet.Options{Members: -1}, wantErr: "must not be negative"},
+		"name not a label":   {opts: localfleet.Options{MemberNames: []string{"East_1"}}, wantErr: `member name "East_1"`},
+		"duplicate name":     {opts: localfleet.Options{MemberNames: []string{"a", "a"}}, wantErr: `duplicate member name "a"`},
+		"member named hub":   {opts: localfleet.Options{MemberNames: []string{"hub"}}, wantErr: `duplicate member name "hub"`},
+		"missing CRD folder": {opts: localfleet.Options{CRDDir: "/nonexistent/crds", NoControllerManager: true}, wantErr: "CRD directory"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			f, err := localfleet.Start(t.Context(), tc.opts)
+			if err == nil {
+				_ = f.Stop()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Start: err=%v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestRepoRoot(t *testing.T) {
 	root, err := localfleet.RepoRoot()
 	if err != nil {

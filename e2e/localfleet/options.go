@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // ModulePath is the module whose go.mod marks the repository root.
@@ -75,10 +77,14 @@ func (o Options) resolve() (resolved, error) {
 			r.memberNames = append(r.memberNames, fmt.Sprintf("member-%d", i))
 		}
 	}
+	// Names become directory names, kubeconfig contexts and, in tests, MemberCluster names.
 	seen := map[string]bool{HubName: true}
 	for _, n := range r.memberNames {
-		if n == "" || strings.ContainsAny(n, `/\ `) || seen[n] {
-			return r, fmt.Errorf("localfleet: invalid or duplicate member name %q (%q is the hub)", n, HubName)
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return r, fmt.Errorf("localfleet: member name %q: %s", n, strings.Join(errs, "; "))
+		}
+		if seen[n] {
+			return r, fmt.Errorf("localfleet: duplicate member name %q (%q is the hub)", n, HubName)
 		}
 		seen[n] = true
 	}
@@ -107,7 +113,11 @@ func (o Options) resolve() (resolved, error) {
 
 	if !o.NoCRDs {
 		r.crdDir = o.CRDDir
-		if r.crdDir == "" && rootErr == nil {
+		if r.crdDir != "" {
+			if _, err := os.Stat(r.crdDir); err != nil {
+				return r, fmt.Errorf("localfleet: CRD directory: %w", err) // fail before starting anything
+			}
+		} else if rootErr == nil {
 			r.crdDir = filepath.Join(root, "config", "crd", "bases")
 			if _, err := os.Stat(r.crdDir); errors.Is(err, os.ErrNotExist) {
 				r.crdDir = "" // the default directory is optional; an explicit one is not
