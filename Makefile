@@ -78,6 +78,10 @@ k8s-binaries: ## Build etcd, kube-apiserver and kube-controller-manager into bin
 test: k8s-binaries ## Unit and integration tests against real local control planes.
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./...
 
+.PHONY: bench
+bench: k8s-binaries ## Benchmarks against real control planes (numbers for the issue notes).
+	go test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
 ##@ Tools
 
 $(CONTROLLER_GEN):

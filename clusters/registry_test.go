@@ -45,12 +45,20 @@ var fastProbes = Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: ti
 func startRegistry(t *testing.T, members int, opts Options) *registry {
 	t.Helper()
 	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
-	scheme := runtime.NewScheme()
-	must(t, clientgoscheme.AddToScheme(scheme))
-	must(t, fleetv1alpha1.AddToScheme(scheme))
-	must(t, clusterv1.AddToScheme(scheme))
+	r, stop := runRegistry(t, fleet, opts)
+	t.Cleanup(stop)
+	return r
+}
 
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t})))
+// runRegistry runs the registry's controllers in process against fleet's hub until stop.
+func runRegistry(tb testing.TB, fleet *localfleet.Fleet, opts Options) (r *registry, stop func()) {
+	tb.Helper()
+	scheme := runtime.NewScheme()
+	must(tb, clientgoscheme.AddToScheme(scheme))
+	must(tb, fleetv1alpha1.AddToScheme(scheme))
+	must(tb, clusterv1.AddToScheme(scheme))
+
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{tb})))
 	mgr, err := ctrl.NewManager(fleet.Hub.Config, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -58,33 +66,33 @@ func startRegistry(t *testing.T, members int, opts Options) *registry {
 		// Each test runs its own manager in this process; controller names repeat.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
-	must(t, err)
+	must(tb, err)
 	conns, err := Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
 		ClusterAPIPollInterval: 500 * time.Millisecond})
-	must(t, err)
+	must(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	stop = func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
+			tb.Errorf("manager: %v", err)
 		}
-	})
+	}
 	hub := mgr.GetClient()
-	must(t, client.IgnoreAlreadyExists(hub.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
-	return &registry{fleet: fleet, hub: hub, conns: conns}
+	must(tb, client.IgnoreAlreadyExists(hub.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	return &registry{fleet: fleet, hub: hub, conns: conns}, stop
 }
 
 // testWriter sends controller logs to the test log, shown only when a test fails.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +117,7 @@ func memberCluster(name, secret string) *fleetv1alpha1.MemberCluster {
 
 // eventually polls check until it returns nil or the timeout passes, then fails with
 // what was expected and the last observation.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -137,7 +145,7 @@ func (r *registry) condition(name, typ string) (*fleetv1alpha1.MemberCluster, *m
 	return mc, c, nil
 }
 
-func (r *registry) waitCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string, timeout time.Duration) *fleetv1alpha1.MemberCluster {
+func (r *registry) waitCondition(t testing.TB, name, typ string, status metav1.ConditionStatus, reason string, timeout time.Duration) *fleetv1alpha1.MemberCluster {
 	t.Helper()
 	var got *fleetv1alpha1.MemberCluster
 	eventually(t, timeout, fmt.Sprintf("cluster %s %s=%s reason %s", name, typ, status, reason), func() error {

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 const (
@@ -42,9 +37,10 @@ type ControlPlane struct {
 	// Config is the admin rest.Config; copy it (rest.CopyConfig) before changing it.
 	Config *rest.Config
 
-	opts                                        *resolved
-	wd                                          *watchdog
-	out                                         func(process string) io.Writer // nil: log files only
+	opts *resolved
+	wd   *watchdog
+	out  func(process string) io.Writer // nil: log files only
+
 	pki                                         *pki
 	kubeconfig                                  []byte
 	etcdClientPort, etcdPeerPort, apiserverPort int
@@ -291,179 +287,4 @@ func (c *ControlPlane) waitFor(ctx context.Context, what string, check func(cont
 		case <-ctx.Done():
 		}
 	}
-}
-
-func (c *ControlPlane) etcdArgs() []string {
-	client := fmt.Sprintf("http://127.0.0.1:%d", c.etcdClientPort)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", c.etcdPeerPort)
-	return []string{
-		"--name=" + c.Name,
-		"--data-dir=" + filepath.Join(c.Dir, "etcd"),
-		"--listen-client-urls=" + client,
-		"--advertise-client-urls=" + client,
-		"--listen-peer-urls=" + peer,
-		"--initial-advertise-peer-urls=" + peer,
-		"--initial-cluster=" + c.Name + "=" + peer,
-		"--unsafe-no-fsync", // throwaway data; fsync dominates start-up and write latency
-	}
-}
-
-func (c *ControlPlane) apiserverArgs() []string {
-	p := c.pki
-	return []string{
-		"--advertise-address=127.0.0.1",
-		// The endpoint reconciler refuses a loopback address; without it the "kubernetes"
-		// Service simply has no Endpoints, which nothing here needs.
-		"--endpoint-reconciler-type=none",
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.apiserverPort),
-		"--cert-dir=" + filepath.Join(c.Dir, "apiserver-certs"),
-		"--tls-cert-file=" + p.servingCertFile,
-		"--tls-private-key-file=" + p.servingKeyFile,
-		"--client-ca-file=" + p.caCertFile,
-		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.etcdClientPort),
-		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file=" + p.saPubFile,
-		"--service-account-signing-key-file=" + p.saKeyFile,
-		"--service-cluster-ip-range=10.0.0.0/24", // clusters are isolated; one range for all
-		"--authorization-mode=RBAC",              // tests rely on non-admin identities being denied
-		"--allow-privileged=true",
-	}
-}
-
-func (c *ControlPlane) kcmArgs() []string {
-	p := c.pki
-	return []string{
-		"--kubeconfig=" + c.KubeconfigPath,
-		"--controllers=*",
-		"--leader-elect=false",
-		"--secure-port=0", // serve nothing, so that many can share loopback
-		"--cluster-name=" + c.Name,
-		"--service-account-private-key-file=" + p.saKeyFile,
-		"--root-ca-file=" + p.caCertFile,
-		"--use-service-account-credentials=false",
-		"--cluster-signing-cert-file=" + p.caCertFile,
-		"--cluster-signing-key-file=" + p.caKeyFile,
-	}
-}
-
-// writeKubeconfig writes the admin kubeconfig with embedded credentials (the Flotilla hub
-// rejects kubeconfigs with file references, and tests register members from these files) and
-// sets Config to match.
-func (c *ControlPlane) writeKubeconfig() error {
-	host := fmt.Sprintf("https://127.0.0.1:%d", c.apiserverPort)
-	user := c.Name + "-admin"
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: c.pki.caCert}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: c.pki.adminCert, ClientKeyData: c.pki.adminKey}
-	cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: user}
-	cfg.CurrentContext = c.Name
-	data, err := clientcmd.Write(*cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.KubeconfigPath, data, 0o600); err != nil {
-		return err
-	}
-	c.kubeconfig = data
-	c.Config = &rest.Config{
-		Host: host,
-		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   c.pki.caCert,
-			CertData: c.pki.adminCert,
-			KeyData:  c.pki.adminKey,
-		},
-		// client-go's default of 5 QPS would make setup-heavy tests crawl; these servers are
-		// ours alone.
-		QPS:   200,
-		Burst: 400,
-	}
-	return nil
-}
-
-// Kubeconfig returns the admin kubeconfig (the content of KubeconfigPath).
-func (c *ControlPlane) Kubeconfig() []byte { return append([]byte(nil), c.kubeconfig...) }
-
-// Host returns the API server URL, https://127.0.0.1:<port>.
-func (c *ControlPlane) Host() string { return c.Config.Host }
-
-// Client returns a controller-runtime client with admin rights, knowing the client-go and
-// apiextensions types; packages with their own types build their own client from Config.
-func (c *ControlPlane) Client() (client.Client, error) {
-	return client.New(rest.CopyConfig(c.Config), client.Options{Scheme: clientScheme})
-}
-
-// PIDs returns the process id of each running process of the cluster, by binary name.
-func (c *ControlPlane) PIDs() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	pids := map[string]int{}
-	for _, p := range []*process{c.etcd, c.apiserver, c.kcm} {
-		if p != nil && !p.exited() {
-			pids[p.name] = p.pid()
-		}
-	}
-	return pids
-}
-
-// RSS returns the resident memory in bytes of each running process of the cluster, by binary
-// name, read from /proc, so that tests and the demo can report memory per member.
-func (c *ControlPlane) RSS() (map[string]uint64, error) {
-	rss := map[string]uint64{}
-	for name, pid := range c.PIDs() {
-		n, err := vmRSS(pid)
-		if err != nil {
-			return nil, fmt.Errorf("cluster %q: %s: %w", c.Name, name, err)
-		}
-		rss[name] = n
-	}
-	return rss, nil
-}
-
-func vmRSS(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest) // "123456 kB"
-			if len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseUint(f[0], 10, 64)
-				return kb * 1024, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-// logFiles lists the process logs of the cluster, for diagnosis after a failed test.
-func (c *ControlPlane) logFiles() []string {
-	files, _ := filepath.Glob(filepath.Join(c.Dir, "*.log"))
-	return files
-}
-
-// probeClient keeps no idle connections: one held open to etcd makes its SIGTERM shutdown wait
-// seconds for it to drain.
-var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
-func httpOK(ctx context.Context, url string) error {
-	return httpGetOK(ctx, probeClient, url)
-}
-
-func httpGetOK(ctx context.Context, hc *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
 }
