@@ -88,7 +88,7 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			Namespace: secret.Namespace, Name: secret.Name, Key: fleetv1alpha1.DefaultKubeconfigKey,
 		}},
 	}
-	if err := r.Client.Patch(ctx, mc, client.Apply, client.FieldOwner("flotilla-cluster-api-source"), client.ForceOwnership); err != nil {
+	if err := applyMemberCluster(ctx, r.Client, mc, "flotilla-cluster-api-source"); err != nil {
 		return ctrl.Result{}, fmt.Errorf("register Cluster API cluster %s: %w", req, err)
 	}
 	return ctrl.Result{}, nil

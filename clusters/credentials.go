@@ -75,7 +75,7 @@ func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, 
 	case ctxName == "" && len(cfg.Contexts) == 1:
 		// A single context and no current-context is common in generated kubeconfigs.
 		for name, c := range cfg.Contexts {
-			ctxName, kctx, ok = name, c, true
+			ctxName, kctx = name, c
 		}
 	case ctxName == "":
 		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Field: "current-context",

@@ -213,7 +213,7 @@ func TestSecretRegistersReadyMember(t *testing.T) {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("still there (%v)", err)
+			return fmt.Errorf("still there (%w)", err)
 		})
 		eventually(t, 10*time.Second, "connection closed", func() error {
 			if _, ok := r.conns.Health("east"); ok {

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -92,42 +91,12 @@ func (r *SecretSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			Namespace: req.Namespace, Name: req.Name, Key: fleetv1alpha1.DefaultKubeconfigKey,
 		}},
 	}
-	// Server-side apply under its own field manager: labels removed from the annotation
-	// are removed from the MemberCluster, labels others added stay.
-	if err := r.Client.Patch(ctx, mc, client.Apply, client.FieldOwner("flotilla-secret-source"), client.ForceOwnership); err != nil {
+	// Its own field manager: labels removed from the annotation are removed from the
+	// MemberCluster, labels others added stay.
+	if err := applyMemberCluster(ctx, r.Client, mc, "flotilla-secret-source"); err != nil {
 		return ctrl.Result{}, fmt.Errorf("register cluster %q from Secret %s: %w", desiredName, req, err)
 	}
 	return ctrl.Result{}, nil
-}
-
-// removeStaleRegistrations deletes the MemberClusters that a registration source made from
-// secret, except keep: the source object is gone, no longer qualifies, or names another
-// cluster now. Registration label and Secret reference identify them, never their names.
-func removeStaleRegistrations(ctx context.Context, c client.Client, registration string, secret types.NamespacedName, keep string) error {
-	list := &fleetv1alpha1.MemberClusterList{}
-	if err := c.List(ctx, list, client.MatchingFields{secretRefIndex: secret.String()},
-		client.MatchingLabels{fleetv1alpha1.LabelRegistration: registration}); err != nil {
-		return err
-	}
-	for i := range list.Items {
-		mc := &list.Items[i]
-		if mc.Name == keep {
-			continue
-		}
-		if err := c.Delete(ctx, mc); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("unregister cluster %q (%s source no longer registers it): %w", mc.Name, registration, err)
-		}
-		log.FromContext(ctx).Info("unregistered cluster", "cluster", mc.Name, "registration", registration)
-	}
-	return nil
-}
-
-// registeredFrom tells whether a MemberCluster was made by this source from this Secret,
-// so a source never takes over a cluster someone else registered.
-func registeredFrom(mc *fleetv1alpha1.MemberCluster, registration string, secret types.NamespacedName) bool {
-	ref := mc.Spec.KubeconfigSecretRef
-	return mc.Labels[fleetv1alpha1.LabelRegistration] == registration &&
-		ref.Namespace == secret.Namespace && ref.Name == secret.Name
 }
 
 // validateClusterName returns why name cannot be a MemberCluster name, or "".

@@ -111,7 +111,7 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 		fmt.Fprintln(out)
 		return nil
 	case err := <-controller.exited:
-		return fmt.Errorf("fleet-controller exited unexpectedly (%v); see %s", err, ctrlLog)
+		return fmt.Errorf("fleet-controller exited unexpectedly (%w); see %s", err, ctrlLog)
 	}
 }
 

@@ -273,6 +273,7 @@ func (c *ControlPlane) waitFor(ctx context.Context, what string, check func(cont
 		}
 		if err := ctx.Err(); err != nil {
 			last := procs[len(procs)-1]
+			//nolint:errorlint // ctx.Err() is the cause; the last check error is only context for a person.
 			return fmt.Errorf("waiting for %s: %w (last error: %v); last lines of %s:\n%s",
 				what, err, lastErr, last.logPath, tailFile(last.logPath, 20))
 		}

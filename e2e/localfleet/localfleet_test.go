@@ -85,7 +85,7 @@ func TestHubAndTwoMembers(t *testing.T) {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("still there (err=%v)", err)
+			return fmt.Errorf("still there (err=%w)", err)
 		})
 	})
 
@@ -188,7 +188,7 @@ func TestAPIServerRestart(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (err=%v)", err)
+		return fmt.Errorf("still there (err=%w)", err)
 	})
 }
 
