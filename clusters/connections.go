@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -41,6 +43,16 @@ type MemberAccess interface {
 	WatchSource(obj client.Object, mapFn MapFunc) source.Source
 	// ConnectionSource delivers a request set whenever a member connects or disconnects.
 	ConnectionSource(mapFn func(ctx context.Context, cluster string) []reconcile.Request) source.Source
+	// KindSource delivers metadata events of dynamically chosen kinds (see KindWatches)
+	// in every connected member, scoped by Options.DynamicLabelSelector.
+	KindSource(mapFn MapFunc) (source.Source, KindWatches)
+}
+
+// KindWatches adds kinds to a KindSource while the manager runs, for kinds known only at
+// run time (whatever a Baseline applies).
+type KindWatches interface {
+	// EnsureKind watches gvk in every connected member, now and after reconnects.
+	EnsureKind(gvk schema.GroupVersionKind)
 }
 
 // MapFunc maps an object event in a member to hub requests.
@@ -58,6 +70,10 @@ type Options struct {
 	MaxBackoff time.Duration
 	// CacheSyncTimeout bounds the wait for a new member cache to sync.
 	CacheSyncTimeout time.Duration
+	// DynamicLabelSelector scopes the informers of kinds added through KindSource (and of
+	// registered kinds without their own selector), so that a member cache never holds
+	// objects Flotilla did not write. Nil means every object.
+	DynamicLabelSelector labels.Selector
 }
 
 func (o *Options) defaults() {
@@ -98,6 +114,12 @@ type watchRegistration struct {
 	opts cache.ByObject
 }
 
+// kindWatch is one dynamically watched kind and the handler of its KindSource.
+type kindWatch struct {
+	gvk     schema.GroupVersionKind
+	handler watchHandler
+}
+
 type watchHandler struct {
 	obj   client.Object
 	mapFn MapFunc
@@ -120,6 +142,7 @@ type Connections struct {
 	registered []watchRegistration
 	handlers   []watchHandler
 	listeners  []listener
+	kinds      []kindWatch
 	cachesMade bool
 	metrics    *connectionMetrics
 }
@@ -296,6 +319,59 @@ func (c *Connections) WatchSource(obj client.Object, mapFn MapFunc) source.Sourc
 	})
 }
 
+// KindSource implements MemberAccess.
+func (c *Connections) KindSource(mapFn MapFunc) (source.Source, KindWatches) {
+	ks := &kindSource{owner: c, mapFn: mapFn, started: make(chan struct{})}
+	return source.Func(ks.start), ks
+}
+
+// kindSource is a KindSource. EnsureKind calls made before the controller started the
+// source wait for it, so that no kind is added without a queue to deliver to.
+type kindSource struct {
+	owner   *Connections
+	mapFn   MapFunc
+	once    sync.Once
+	started chan struct{}
+	handler watchHandler
+	mu      sync.Mutex
+	seen    map[schema.GroupVersionKind]bool
+}
+
+func (k *kindSource) start(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	k.once.Do(func() {
+		k.handler = watchHandler{mapFn: k.mapFn, queue: q, ctx: ctx}
+		close(k.started)
+	})
+	return nil
+}
+
+// EnsureKind implements KindWatches.
+func (k *kindSource) EnsureKind(gvk schema.GroupVersionKind) {
+	<-k.started
+	k.mu.Lock()
+	if k.seen == nil {
+		k.seen = map[schema.GroupVersionKind]bool{}
+	}
+	known := k.seen[gvk]
+	k.seen[gvk] = true
+	k.mu.Unlock()
+	c := k.owner
+	kw := kindWatch{gvk: gvk, handler: k.handler}
+	c.mu.Lock()
+	if !known {
+		c.kinds = append(c.kinds, kw)
+	}
+	ms := make([]*member, 0, len(c.members))
+	for _, m := range c.members {
+		ms = append(ms, m)
+	}
+	c.mu.Unlock()
+	// Also for a known kind: a member that could not serve it before may serve it now.
+	for _, m := range ms {
+		m.attachKind(kw)
+	}
+}
+
 // ConnectionSource implements MemberAccess.
 func (c *Connections) ConnectionSource(mapFn func(ctx context.Context, cluster string) []reconcile.Request) source.Source {
 	return c.eventSource(func(kind EventKind) bool { return kind != EventProbed }, mapFn)
@@ -338,7 +414,7 @@ func (c *Connections) notify(cluster string, kind EventKind) {
 
 // cacheOptions is the scoped cache of a new member: only registered kinds, each with its
 // selectors, managedFields stripped, and reads of anything else refused.
-func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHandler) {
+func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHandler, []kindWatch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cachesMade = true
@@ -351,9 +427,10 @@ func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHan
 	return cache.Options{
 		Scheme:                      c.scheme,
 		ByObject:                    byObject,
+		DefaultLabelSelector:        c.opts.DynamicLabelSelector,
 		DefaultTransform:            cache.TransformStripManagedFields(),
 		ReaderFailOnMissingInformer: true,
-	}, objs, append([]watchHandler(nil), c.handlers...)
+	}, objs, append([]watchHandler(nil), c.handlers...), append([]kindWatch(nil), c.kinds...)
 }
 
 // memberRESTConfig copies a credential config with the timeouts and rate limits the hub

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -55,6 +56,8 @@ type member struct {
 	h           Health
 	memberCache cache.Cache
 	cacheCancel context.CancelFunc
+	// kinds are the dynamically watched kinds attached to the current cache.
+	kinds map[schema.GroupVersionKind]bool
 }
 
 func newMember(owner *Connections, name string, creds *Credentials) (*member, error) {
@@ -228,20 +231,22 @@ func isTimeout(err error) bool {
 // kind and attaches the registered handlers. It does not wait for the sync: Reader users
 // see the cache fill like any informer cache.
 func (m *member) startCache(parent context.Context) error {
-	opts, objs, handlers := m.owner.cacheOptions()
+	opts, objs, handlers, kinds := m.owner.cacheOptions()
 	c, err := cache.New(m.config, opts)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(parent)
 	for _, obj := range objs {
-		if _, err := c.GetInformer(ctx, obj); err != nil {
+		// Not blocking: the cache is not started yet; it syncs in the background.
+		if _, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			cancel()
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
 	}
 	m.mu.Lock()
 	m.memberCache, m.cacheCancel = c, cancel
+	m.kinds = map[schema.GroupVersionKind]bool{}
 	m.mu.Unlock()
 	go func() {
 		if err := c.Start(ctx); err != nil {
@@ -250,6 +255,9 @@ func (m *member) startCache(parent context.Context) error {
 	}()
 	for _, h := range handlers {
 		m.attach(h)
+	}
+	for _, k := range kinds {
+		m.attachKind(k)
 	}
 	return nil
 }
@@ -273,11 +281,40 @@ func (m *member) attach(h watchHandler) {
 	if c == nil {
 		return // attached when the member connects
 	}
-	inf, err := c.GetInformer(h.ctx, h.obj)
+	inf, err := c.GetInformer(h.ctx, h.obj, cache.BlockUntilSynced(false))
 	if err != nil {
 		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
 		return
 	}
+	m.addHandler(inf, h)
+}
+
+// attachKind starts a metadata-only informer for a dynamically watched kind (scoped by the
+// cache's default label selector) and attaches its handler. A kind the member does not
+// serve is skipped; the next EnsureKind after its CRD appears picks it up.
+func (m *member) attachKind(k kindWatch) {
+	m.mu.Lock()
+	c := m.memberCache
+	if c == nil || m.kinds[k.gvk] {
+		m.mu.Unlock()
+		return
+	}
+	m.kinds[k.gvk] = true
+	m.mu.Unlock()
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(k.gvk)
+	inf, err := c.GetInformer(k.handler.ctx, obj, cache.BlockUntilSynced(false))
+	if err != nil {
+		m.mu.Lock()
+		delete(m.kinds, k.gvk)
+		m.mu.Unlock()
+		log.FromContext(k.handler.ctx).V(1).Info("cannot watch kind in member", "cluster", m.name, "kind", k.gvk.String(), "error", err.Error())
+		return
+	}
+	m.addHandler(inf, k.handler)
+}
+
+func (m *member) addHandler(inf cache.Informer, h watchHandler) {
 	enqueue := func(o any) {
 		if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
 			o = tomb.Obj
@@ -290,7 +327,7 @@ func (m *member) attach(h watchHandler) {
 			h.queue.Add(r)
 		}
 	}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	_, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, o any) { enqueue(o) },
 		DeleteFunc: enqueue,

@@ -4,8 +4,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// BaselineBindingSpec binds one Baseline to one MemberCluster. Both are immutable: a binding
-// is created for a pair and deleted with it.
+// BaselineBindingSpec binds one Baseline to one MemberCluster. Both names are immutable: a
+// binding is created for a pair and deleted with it.
 type BaselineBindingSpec struct {
 	// BaselineName is the Baseline this binding applies.
 	// +kubebuilder:validation:MinLength=1
@@ -20,6 +20,13 @@ type BaselineBindingSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="clusterName is immutable"
 	// +required
 	ClusterName string `json:"clusterName"`
+
+	// Revision is the Baseline revision released to this member. The Baseline controller
+	// sets it as a rollout reaches the member (canary first, then batches); the binding
+	// applies it. It lives in spec, not in the Baseline's status, because it is the
+	// rollout's decision for this member and a single writer keeps maxConcurrent exact.
+	// +optional
+	Revision string `json:"revision,omitempty"`
 }
 
 // InventoryEntry identifies one object applied into a member.
