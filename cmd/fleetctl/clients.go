@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -19,9 +23,27 @@ import (
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
-// requestTimeout bounds every API request, so that an unreachable cluster fails the command
-// instead of hanging it.
-const requestTimeout = 30 * time.Second
+const (
+	// requestTimeout bounds every API request, so that an unreachable cluster fails the
+	// command instead of hanging it.
+	requestTimeout = 30 * time.Second
+	// pollInterval is how often a command re-reads an object it waits for.
+	pollInterval = 500 * time.Millisecond
+)
+
+// clientConfig copies cfg with fleetctl's request timeout and a rate limit above
+// client-go's default of 5 requests a second, which would make polling and the
+// namespace-emptiness check (one list per resource type) crawl; kubectl raises it too.
+func clientConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = requestTimeout
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	return cfg
+}
 
 // clientScheme knows the built-in types (member objects, hub Secrets) and the Flotilla API.
 var clientScheme = func() *runtime.Scheme {
@@ -34,10 +56,7 @@ var clientScheme = func() *runtime.Scheme {
 // newClient returns a client for cfg. API warnings (deprecations, say) go to stderr as
 // kubectl shows them, rather than to controller-runtime's logger, which a CLI never sets up.
 func newClient(cfg *rest.Config, stderr io.Writer) (client.Client, error) {
-	cfg = rest.CopyConfig(cfg)
-	if cfg.Timeout == 0 {
-		cfg.Timeout = requestTimeout
-	}
+	cfg = clientConfig(cfg)
 	cfg.WarningHandler = rest.NewWarningWriter(stderr, rest.WarningWriterOptions{Deduplicate: true})
 	cfg.WarningHandlerWithContext = nil
 	return client.New(cfg, client.Options{Scheme: clientScheme})
@@ -46,12 +65,18 @@ func newClient(cfg *rest.Config, stderr io.Writer) (client.Client, error) {
 // kubectl returns a kubectl command line for the hub, with the flags that found it, for
 // hints a user can paste.
 func (h *hubFlags) kubectl(args string) string {
+	quote := func(s string) string {
+		if strings.ContainsAny(s, " \t'\"$\\") {
+			return strconv.Quote(s)
+		}
+		return s
+	}
 	line := "kubectl"
 	if h.kubeconfig != "" {
-		line += " --kubeconfig " + h.kubeconfig
+		line += " --kubeconfig " + quote(h.kubeconfig)
 	}
 	if h.context != "" {
-		line += " --context " + h.context
+		line += " --context " + quote(h.context)
 	}
 	return line + " " + args
 }
@@ -148,4 +173,25 @@ func applyObject(ctx context.Context, c client.Client, ac runtime.ApplyConfigura
 	default:
 		return outcomeUnchanged, nil
 	}
+}
+
+// createNamespaceIfMissing creates a namespace labelled as Flotilla's if it is missing, and leaves an
+// existing one alone. A namespace still being deleted (say, by an earlier unregister
+// --cleanup) cannot take new objects, so that is an error a person can wait out.
+func createNamespaceIfMissing(ctx context.Context, c client.Client, name string) (outcome, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedLabels()}}
+	err := c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager))
+	switch {
+	case err == nil:
+		return outcomeCreated, nil
+	case !apierrors.IsAlreadyExists(err):
+		return "", fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		return "", fmt.Errorf("get namespace %s: %w", name, err)
+	}
+	if ns.DeletionTimestamp != nil {
+		return "", fmt.Errorf("namespace %s is being deleted; run this again once it is gone", name)
+	}
+	return outcomeUnchanged, nil
 }

@@ -48,6 +48,9 @@ func fleetctl(t *testing.T, args ...string) (string, error) {
 	var out syncBuffer
 	err := fleetctlTo(t.Context(), &out, args...)
 	t.Logf("$ fleetctl %s\n%s", strings.Join(args, " "), out.String())
+	if err != nil {
+		t.Logf("error: %v", err)
+	}
 	return out.String(), err
 }
 

@@ -163,19 +163,15 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool) (*hubCrede
 	return a.waitForToken(ctx, live)
 }
 
-// ensureNamespace creates the namespace if it is missing and otherwise leaves it alone: a
-// namespace someone else made is not labelled as Flotilla's, so --cleanup never deletes it.
+// ensureNamespace creates the member namespace if it is missing and otherwise leaves it
+// alone: a namespace someone else made is not labelled as Flotilla's, so --cleanup never
+// deletes it.
 func (a *memberAccess) ensureNamespace(ctx context.Context) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: memberNamespace, Labels: managedLabels()}}
-	err := a.c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager))
-	switch {
-	case apierrors.IsAlreadyExists(err):
-		a.steps.printf("namespace %s %s", memberNamespace, outcomeUnchanged)
-	case err != nil:
-		return fmt.Errorf("create namespace %s: %w", memberNamespace, err)
-	default:
-		a.steps.printf("namespace %s %s", memberNamespace, outcomeCreated)
+	res, err := createNamespaceIfMissing(ctx, a.c, memberNamespace)
+	if err != nil {
+		return err
 	}
+	a.steps.printf("namespace %s %s", memberNamespace, res)
 	return nil
 }
 
@@ -229,19 +225,23 @@ func (a *memberAccess) waitForToken(ctx context.Context, secret *corev1.Secret) 
 	}
 	if !filled(secret) {
 		a.steps.printf("waiting for the token controller to fill in secret %s/%s...", memberNamespace, hubTokenSecret)
-		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, tokenWaitTimeout, true, func(ctx context.Context) (bool, error) {
-			if err := a.c.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
-				return false, fmt.Errorf("get secret %s/%s: %w", memberNamespace, hubTokenSecret, err)
-			}
-			return filled(secret), nil
+		var lastErr error
+		// The reads use ctx, not the poll's deadline, so that the last one is not cut short and
+		// mistaken for a failure; a failed read is retried, as one lost request should not
+		// fail the registration.
+		err := wait.PollUntilContextTimeout(ctx, pollInterval, tokenWaitTimeout, true, func(context.Context) (bool, error) {
+			lastErr = a.c.Get(ctx, client.ObjectKeyFromObject(secret), secret)
+			return lastErr == nil && filled(secret), nil
 		})
 		switch {
-		case err != nil && ctx.Err() == nil && wait.Interrupted(err):
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && lastErr != nil:
+			return nil, fmt.Errorf("read secret %s/%s: %w", memberNamespace, hubTokenSecret, lastErr)
+		case err != nil:
 			return nil, fmt.Errorf("secret %s/%s has no token and ca.crt after %s: the member's kube-controller-manager "+
 				"token controller did not populate it (is kube-controller-manager running, with "+
 				"--service-account-private-key-file and --root-ca-file?)", memberNamespace, hubTokenSecret, tokenWaitTimeout)
-		case err != nil:
-			return nil, err
 		}
 		a.steps.printf("token ready")
 	}
@@ -340,10 +340,9 @@ func (a *memberAccess) removeNamespaceIfEmpty(ctx context.Context) error {
 // namespaceContents returns up to a few "resource/name" of objects in namespace, ignoring
 // events and what the control plane creates in every namespace.
 func namespaceContents(ctx context.Context, cfg *rest.Config, namespace string) ([]string, error) {
-	cfg = rest.CopyConfig(cfg)
-	if cfg.Timeout == 0 {
-		cfg.Timeout = requestTimeout
-	}
+	cfg = clientConfig(cfg)
+	// Listing deprecated types (v1 Endpoints) here is no use of them worth warning about.
+	cfg.WarningHandler, cfg.WarningHandlerWithContext = rest.NoWarnings{}, nil
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -230,6 +231,10 @@ func checkHubConflicts(ctx context.Context, c client.Client, name string, ref fl
 			return fmt.Errorf("hub: membercluster %s already exists and was registered by %s, not fleetctl; "+
 				"unregister it through that source first, or choose another name", name, describeSource(src))
 		}
+		if mc.DeletionTimestamp != nil {
+			return fmt.Errorf("hub: membercluster %s is being deleted (finalizers: %s); register it again once it is gone",
+				name, strings.Join(mc.Finalizers, ", "))
+		}
 		if got := mc.Spec.KubeconfigSecretRef; got.Namespace != ref.Namespace || got.Name != ref.Name {
 			return fmt.Errorf("hub: membercluster %s already exists and uses secret %s/%s, not %s/%s; "+
 				"pass the --hub-namespace it was registered with, or unregister it first", name, got.Namespace, got.Name, ref.Namespace, ref.Name)
@@ -256,16 +261,11 @@ func describeSource(label string) string {
 }
 
 func ensureHubNamespace(ctx context.Context, c client.Client, steps stepPrinter, name string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	err := c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager))
-	switch {
-	case apierrors.IsAlreadyExists(err):
-		steps.printf("namespace %s %s", name, outcomeUnchanged)
-	case err != nil:
-		return fmt.Errorf("hub: create namespace %s: %w", name, err)
-	default:
-		steps.printf("namespace %s %s", name, outcomeCreated)
+	res, err := createNamespaceIfMissing(ctx, c, name)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
 	}
+	steps.printf("namespace %s %s", name, res)
 	return nil
 }
 
@@ -345,7 +345,9 @@ func verifyHubKubeconfig(ctx context.Context, kubeconfig []byte) error {
 	if err != nil {
 		return err
 	}
-	cfg.Timeout = requestTimeout
+	// Short: with --member-server the address may be unreachable from here, and that is
+	// only worth a warning, not a long wait.
+	cfg.Timeout = 10 * time.Second
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

@@ -108,12 +108,17 @@ func writeClusters(w io.Writer, clusters []fleetv1alpha1.MemberCluster, now time
 		}
 	}
 	fmt.Fprintf(w, "Clusters: %d (%d ready, %d not ready)\n", len(rows), ready, len(rows)-ready)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tREADY\tCONNECTED\tVERSION\tNODES\tLAST PROBE\tREASON/MESSAGE")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, r.ready, r.connected, r.version, r.nodes, r.lastProbe, r.problem)
 	}
 	_ = tw.Flush()
+	// tabwriter pads a cell even when the one after it is empty.
+	for line := range strings.Lines(table.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
 }
 
 // clusterRow is one line of the clusters table, every cell formatted.

@@ -143,24 +143,27 @@ func deleteMemberCluster(ctx context.Context, c client.Client, steps stepPrinter
 			return ref, fmt.Errorf("hub: delete membercluster %s: %w", name, err)
 		}
 	}
-	gone := func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKey{Name: name}, mc)
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		return false, err
+	var lastErr error
+	// The reads use ctx, not the poll's deadline, so that the last one is not cut short and
+	// mistaken for a failure; a failed read is retried, as one lost request should not fail
+	// the command.
+	gone := func(context.Context) (bool, error) {
+		lastErr = c.Get(ctx, client.ObjectKey{Name: name}, mc)
+		return apierrors.IsNotFound(lastErr), nil
 	}
-	if done, err := gone(ctx); err != nil {
-		return ref, fmt.Errorf("hub: get membercluster %s: %w", name, err)
-	} else if !done {
-		steps.printf("waiting for membercluster %s to be deleted (finalizers: %s)...", name, strings.Join(mc.Finalizers, ", "))
-		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, deletionTimeout, true, gone)
+	if done, _ := gone(ctx); !done {
+		if lastErr == nil {
+			steps.printf("waiting for membercluster %s to be deleted (finalizers: %s)...", name, strings.Join(mc.Finalizers, ", "))
+		}
+		err := wait.PollUntilContextTimeout(ctx, pollInterval, deletionTimeout, true, gone)
 		switch {
-		case err != nil && ctx.Err() == nil && wait.Interrupted(err):
+		case err != nil && ctx.Err() != nil:
+			return ref, ctx.Err()
+		case err != nil && lastErr != nil:
+			return ref, fmt.Errorf("hub: wait for membercluster %s to be deleted: %w", name, lastErr)
+		case err != nil:
 			return ref, fmt.Errorf("hub: membercluster %s still exists after %s, held by finalizers %s: is fleet-controller running? "+
 				"(its kubeconfig Secret is kept until it is gone)", name, deletionTimeout, strings.Join(mc.Finalizers, ", "))
-		case err != nil:
-			return ref, fmt.Errorf("hub: wait for membercluster %s to be deleted: %w", name, err)
 		}
 	}
 	steps.printf("membercluster %s deleted", name)
