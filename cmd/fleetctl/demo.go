@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -94,14 +96,18 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 	defer controller.stop()
 	say("fleet-controller running against the hub (log: %s)", ctrlLog)
 
+	if err := registerDemoMembers(ctx, out, fleet); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(out, "\nKubeconfigs:\n  %-10s %s\n", fleet.Hub.Name, fleet.Hub.KubeconfigPath)
 	for _, m := range fleet.Members {
 		fmt.Fprintf(out, "  %-10s %s\n", m.Name, m.KubeconfigPath)
 	}
 	fmt.Fprintf(out, "\nTry, in another terminal:\n")
 	fmt.Fprintf(out, "  export KUBECONFIG=%s\n", fleet.Hub.KubeconfigPath)
-	fmt.Fprintf(out, "  kubectl get crds | grep flotilla\n")
-	fmt.Fprintf(out, "  kubectl get memberclusters,baselines,baselinebindings,exportedservices\n")
+	fmt.Fprintf(out, "  kubectl get memberclusters -o wide\n")
+	fmt.Fprintf(out, "  %s status\n", "fleetctl")
 	fmt.Fprintf(out, "  kubectl --kubeconfig %s get namespaces\n", fleet.Members[0].KubeconfigPath)
 	fmt.Fprintf(out, "  tail -f %s\n", ctrlLog)
 	fmt.Fprintf(out, "\nPress Ctrl-C to stop.\n")
@@ -112,6 +118,65 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 		return nil
 	case err := <-controller.exited:
 		return fmt.Errorf("fleet-controller exited unexpectedly (%w); see %s", err, ctrlLog)
+	}
+}
+
+// registerDemoMembers registers every member with fleetctl itself, exactly as a user
+// would, waits until the hub reports them Ready and prints `fleetctl status`.
+func registerDemoMembers(ctx context.Context, out io.Writer, fleet *localfleet.Fleet) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	run := func(args ...string) error {
+		fmt.Fprintf(out, "\n$ fleetctl %s\n", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, self, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+fleet.Hub.KubeconfigPath)
+		return cmd.Run()
+	}
+	for i, m := range fleet.Members {
+		region := []string{"eu", "us"}[i%2]
+		if err := run("register", m.Name, "--member-kubeconfig", m.KubeconfigPath, "--labels", "env=demo,region="+region); err != nil {
+			return fmt.Errorf("register %s: %w", m.Name, err)
+		}
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "==> waiting for the hub to connect to %d members...\n", len(fleet.Members))
+	if err := waitMembersReady(ctx, out, fleet, 2*time.Minute); err != nil {
+		return err
+	}
+	return run("status")
+}
+
+func waitMembersReady(ctx context.Context, out io.Writer, fleet *localfleet.Fleet, timeout time.Duration) error {
+	c, err := newClient(fleet.Hub.Config, out)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		list := &fleetv1alpha1.MemberClusterList{}
+		if err := c.List(ctx, list); err != nil {
+			return err
+		}
+		ready := 0
+		for _, mc := range list.Items {
+			if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				ready++
+			}
+		}
+		if ready == len(fleet.Members) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d members Ready after %s; see fleetctl status", ready, len(fleet.Members), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 
