@@ -9,10 +9,15 @@ import (
 	"os"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -20,6 +25,7 @@ import (
 	"github.com/flotilla-dev/flotilla/clusters"
 	"github.com/flotilla-dev/flotilla/cmd/internal/version"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation"
 )
 
 // The manager itself needs leases for leader election and events for every controller.
@@ -52,6 +58,7 @@ type options struct {
 	failureThreshold int
 	maxBackoff       time.Duration
 	heartbeat        time.Duration
+	resync           time.Duration
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -85,8 +92,13 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.maxBackoff, "reconnect-max-backoff", 2*time.Minute, "Longest wait between probes of a disconnected member.")
 	fs.DurationVar(&o.heartbeat, "status-heartbeat", time.Minute,
 		"How often a member's status.lastProbeTime is refreshed when nothing else changed.")
+	fs.DurationVar(&o.resync, "baseline-resync", 10*time.Minute,
+		"Backstop period of each binding's drift check, in addition to watches (jittered ±10%).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
+	// --kubeconfig, read by ctrl.GetConfig (then $KUBECONFIG, in-cluster, ~/.kube/config). It is
+	// registered on flag.CommandLine by default, which run() does not parse.
+	config.RegisterFlags(fs)
 }
 
 func (o *options) validate() error {
@@ -155,11 +167,15 @@ func run(args []string) error {
 		RetryPeriod:             &opts.retryPeriod,
 		// Release the lease on a clean shutdown so a standby takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Baseline sources are read from the hub namespace only.
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.hubNamespace: {}}},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if _, err := clusters.Setup(mgr, clusters.SetupOptions{
+	conns, err := clusters.Setup(mgr, clusters.SetupOptions{
 		HubNamespace: opts.hubNamespace,
 		Policy:       opts.policy,
 		Connections: clusters.Options{
@@ -167,8 +183,17 @@ func run(args []string) error {
 			ProbeTimeout:     opts.probeTimeout,
 			FailureThreshold: opts.failureThreshold,
 			MaxBackoff:       opts.maxBackoff,
+			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
+			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
 		},
 		Heartbeat: opts.heartbeat,
+	})
+	if err != nil {
+		return err
+	}
+	if err := propagation.Setup(mgr, conns, propagation.SetupOptions{
+		HubNamespace: opts.hubNamespace,
+		Resync:       opts.resync,
 	}); err != nil {
 		return err
 	}

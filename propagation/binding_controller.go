@@ -1,0 +1,351 @@
+package propagation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/flotilla-dev/flotilla/clusters"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation/internal/render"
+)
+
+// +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselinebindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselinebindings/finalizers,verbs=update
+
+// BindingReconciler makes one member hold the revision its BaselineBinding was released:
+// it renders the Baseline for the member, applies it, prunes what left it, and reports.
+// Bindings of different members reconcile in parallel, so a slow member delays no other.
+type BindingReconciler struct {
+	Client   client.Client
+	Sources  *sourceReader
+	Members  clusters.MemberAccess
+	Kinds    clusters.KindWatches
+	Recorder recorder.EventRecorder
+	// Resync is the backstop period for drift the watches missed; jittered ±10%.
+	Resync time.Duration
+}
+
+// Reconcile applies the released revision to the member, or cleans up on deletion.
+func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	bb := &fleetv1alpha1.BaselineBinding{}
+	if err := r.Client.Get(ctx, req.NamespacedName, bb); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	b := &fleetv1alpha1.Baseline{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: bb.Spec.BaselineName}, b); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		}
+		b = nil // the Baseline is gone; only clean-up remains
+	}
+	if !bb.DeletionTimestamp.IsZero() || b == nil {
+		return r.reconcileDelete(ctx, bb, b)
+	}
+	if controllerutil.AddFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup) {
+		if err := r.Client.Update(ctx, bb); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	before := bb.Status.DeepCopy()
+	result, err := r.reconcileApply(ctx, bb, b)
+	if perr := r.patchStatus(ctx, bb, before); perr != nil && err == nil {
+		err = perr
+	}
+	return result, err
+}
+
+func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
+	cluster := bb.Spec.ClusterName
+	mc := &fleetv1alpha1.MemberCluster{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: cluster}, mc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err) // the Baseline controller unbinds it
+	}
+	if bb.Spec.Revision == "" {
+		setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonWaitingForRollout,
+			"waiting for the rollout to release a revision to this member")
+		return ctrl.Result{}, nil
+	}
+	member, err := r.Members.Client(cluster)
+	if errors.Is(err, clusters.ErrNotConnected) {
+		// No retry loop: the member's connect event brings this binding back.
+		setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable,
+			fmt.Sprintf("cluster %q is not connected; nothing is applied or pruned until it is", cluster))
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if b.Spec.Paused || mc.Spec.Paused {
+		setBindingCond(bb, fleetv1alpha1.ConditionApplied, conditionStatus(bb, fleetv1alpha1.ConditionApplied), fleetv1alpha1.ReasonPaused,
+			"paused: no writes to this member (Baseline or MemberCluster spec.paused)")
+		return ctrl.Result{}, nil
+	}
+
+	out, err := r.Sources.render(ctx, b)
+	var srcErr *sourceError
+	switch {
+	case errors.As(err, &srcErr):
+		return ctrl.Result{}, nil // the Baseline reports it; keep what the member has
+	case err != nil:
+		return ctrl.Result{}, err
+	case out.revision != bb.Spec.Revision:
+		setBindingCond(bb, fleetv1alpha1.ConditionApplied, conditionStatus(bb, fleetv1alpha1.ConditionApplied), fleetv1alpha1.ReasonWaitingForRollout,
+			fmt.Sprintf("the Baseline is at revision %s; this member holds %s until the rollout reaches it", out.revision, bb.Spec.Revision))
+		return ctrl.Result{}, nil
+	}
+
+	desired, err := r.desiredObjects(ctx, b, mc, member, out)
+	if err != nil {
+		return r.failed(bb, b, fleetv1alpha1.ReasonInvalidSource, err)
+	}
+	for _, obj := range desired {
+		r.Kinds.EnsureKind(obj.GroupVersionKind())
+	}
+
+	start := time.Now()
+	a := &applier{member: member, baseline: b}
+	res, err := a.apply(ctx, desired)
+	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
+	if err != nil {
+		applies.WithLabelValues(cluster, "failed").Inc()
+		return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("apply to cluster %q: %w", cluster, err))
+	}
+	if len(res.UnknownKinds) > 0 {
+		applies.WithLabelValues(cluster, "failed").Inc()
+		return r.failed(bb, b, fleetv1alpha1.ReasonUnknownKind,
+			fmt.Errorf("cluster %q does not serve the kind of %s; nothing was applied", cluster, summarize(res.UnknownKinds)))
+	}
+	applies.WithLabelValues(cluster, "succeeded").Inc()
+
+	pruned := 0
+	if b.Spec.Policy == fleetv1alpha1.PolicyEnforce && (b.Spec.Prune == nil || *b.Spec.Prune) {
+		if pruned, err = a.prune(ctx, bb.Status.Inventory, res.Owned); err != nil {
+			return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("prune in cluster %q: %w", cluster, err))
+		}
+		prunes.WithLabelValues(cluster).Add(float64(pruned))
+	} else {
+		// Without pruning, objects that left the Baseline stay listed: they are still ours.
+		res.Owned = mergeInventory(bb.Status.Inventory, res.Owned)
+	}
+	r.report(bb, b, res, pruned)
+	if len(res.Unhealthy) > 0 {
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
+}
+
+// desiredObjects renders the Baseline for one member: per-cluster substitution, the
+// perNamespace fan-out over the member's matching namespaces, and ownership labels.
+func (r *BindingReconciler) desiredObjects(ctx context.Context, b *fleetv1alpha1.Baseline, mc *fleetv1alpha1.MemberCluster,
+	member client.Client, out *rendered) ([]*unstructured.Unstructured, error) {
+	docs := append([]render.Document(nil), out.resources...)
+	if b.Spec.PerNamespace != nil && len(out.perNamespace) > 0 {
+		for _, d := range out.perNamespace {
+			gvk := d.Object.GroupVersionKind()
+			m, err := member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err == nil && m.Scope.Name() != meta.RESTScopeNameNamespace {
+				return nil, fmt.Errorf("%s: %s is cluster-scoped and cannot be applied per namespace", d.Location(), gvk.Kind)
+			}
+		}
+		namespaces, err := r.selectedNamespaces(ctx, mc.Name, &b.Spec.PerNamespace.NamespaceSelector)
+		if err != nil {
+			return nil, err
+		}
+		for _, ns := range namespaces {
+			docs = append(docs, render.InNamespace(out.perNamespace, ns)...)
+		}
+	}
+	if b.Spec.Substitute != nil {
+		var err error
+		if docs, err = render.Substitute(docs, render.Variables(mc.Name, mc.Labels, b.Spec.Substitute)); err != nil {
+			return nil, err
+		}
+	}
+	objs := make([]*unstructured.Unstructured, 0, len(docs))
+	for _, d := range docs {
+		obj := d.Object.DeepCopy()
+		l := obj.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		l[fleetv1alpha1.LabelBaseline] = b.Name
+		l[fleetv1alpha1.LabelManagedBy] = fleetv1alpha1.ManagedByValue
+		obj.SetLabels(l)
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// selectedNamespaces lists the member's namespaces matching the selector from the member
+// cache (Namespaces are watched in every member), skipping ones being deleted.
+func (r *BindingReconciler) selectedNamespaces(ctx context.Context, cluster string, sel *metav1.LabelSelector) ([]string, error) {
+	selector, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return nil, err
+	}
+	reader, err := r.Members.Reader(cluster)
+	if err != nil {
+		return nil, err
+	}
+	list := &corev1.NamespaceList{}
+	if err := reader.List(ctx, list, client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return nil, fmt.Errorf("list namespaces of cluster %q: %w", cluster, err)
+	}
+	var out []string
+	for _, ns := range list.Items {
+		if ns.DeletionTimestamp.IsZero() && ns.Status.Phase != corev1.NamespaceTerminating {
+			out = append(out, ns.Name)
+		}
+	}
+	return out, nil
+}
+
+// failed records a failure that needs a person (or the member) to change something; the
+// rollout counts it. It is retried on a slow period, not in a hot loop.
+func (r *BindingReconciler) failed(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, reason string, err error) (ctrl.Result, error) {
+	setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, reason, err.Error())
+	r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, reason, "Apply", "%s", err.Error())
+	return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+}
+
+// report writes what one apply found into the binding's status.
+func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, res *memberApply, pruned int) {
+	cluster := bb.Spec.ClusterName
+	changedRevision := bb.Status.Revision != bb.Spec.Revision
+	bb.Status.Revision = bb.Spec.Revision
+	bb.Status.Inventory = res.Owned
+	if res.Written > 0 || pruned > 0 || changedRevision || bb.Status.LastAppliedTime == nil {
+		now := metav1.Now()
+		bb.Status.LastAppliedTime = &now
+	}
+	msg := fmt.Sprintf("revision %s: %d objects in cluster %q", bb.Spec.Revision, len(res.Owned), cluster)
+	if b.Spec.Policy == fleetv1alpha1.PolicyInform {
+		msg += " (Inform: nothing is written)"
+	}
+	setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded, msg)
+
+	if len(res.Unhealthy) > 0 {
+		setBindingCond(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionFalse, fleetv1alpha1.ReasonUnhealthy, summarize(res.Unhealthy))
+	} else {
+		setBindingCond(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy, "every applied object is healthy")
+	}
+
+	switch {
+	case b.Spec.Policy == fleetv1alpha1.PolicyInform && len(res.Drifted) > 0:
+		setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, summarize(res.Drifted))
+	case len(res.Drifted) > 0:
+		driftCorrections.WithLabelValues(cluster).Add(float64(len(res.Drifted)))
+		setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+summarize(res.Drifted))
+	default:
+		if c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionDrifted); c == nil || c.Status != metav1.ConditionFalse {
+			setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonInSync, "the member matches the Baseline")
+		}
+	}
+
+	if len(res.Conflicts) > 0 {
+		setBindingCond(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther,
+			"left untouched: "+summarize(res.Conflicts))
+		r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, fleetv1alpha1.ReasonOwnedByOther, "Apply", "cluster %q: %s", cluster, summarize(res.Conflicts))
+	} else {
+		setBindingCond(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionFalse, fleetv1alpha1.ReasonNoConflict, "no object is owned by someone else")
+	}
+}
+
+// reconcileDelete removes (deletionPolicy Delete) or releases (Orphan) what the binding
+// applied, then lets it go. On a member that is not connected nothing can be cleaned: the
+// finalizer stays until it reconnects, unless the member itself is being unregistered.
+func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup) {
+		return ctrl.Result{}, nil
+	}
+	cluster := bb.Spec.ClusterName
+	mc := &fleetv1alpha1.MemberCluster{}
+	memberGone := client.IgnoreNotFound(r.Client.Get(ctx, types.NamespacedName{Name: cluster}, mc)) == nil && mc.Name == ""
+	member, err := r.Members.Client(cluster)
+	switch {
+	case err == nil:
+		owner := b
+		if owner == nil {
+			owner = &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: bb.Spec.BaselineName}}
+		}
+		a := &applier{member: member, baseline: owner}
+		orphan := owner.Spec.DeletionPolicy == fleetv1alpha1.DeletionOrphan
+		for _, e := range bb.Status.Inventory {
+			if orphan {
+				err = a.orphan(ctx, e)
+			} else {
+				_, err = a.deleteOwned(ctx, e, false)
+			}
+			if err != nil {
+				return ctrl.Result{}, fmt.Errorf("clean up %s in cluster %q: %w", bb.Name, cluster, err)
+			}
+		}
+		if !orphan {
+			prunes.WithLabelValues(cluster).Add(float64(len(bb.Status.Inventory)))
+		}
+	case memberGone || !mc.DeletionTimestamp.IsZero():
+		log.FromContext(ctx).Info("member is gone; dropping its binding without clean-up", "cluster", cluster)
+	default:
+		return ctrl.Result{}, nil // the connect event brings us back
+	}
+	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)
+	return ctrl.Result{}, r.Client.Update(ctx, bb)
+}
+
+func (r *BindingReconciler) patchStatus(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, before *fleetv1alpha1.BaselineBindingStatus) error {
+	bb.Status.ObservedGeneration = bb.Generation
+	if equality.Semantic.DeepEqual(before, &bb.Status) {
+		return nil
+	}
+	base := bb.DeepCopy()
+	base.Status = *before
+	if err := r.Client.Status().Patch(ctx, bb, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("update status of BaselineBinding %q: %w", bb.Name, err)
+	}
+	return nil
+}
+
+func setBindingCond(bb *fleetv1alpha1.BaselineBinding, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&bb.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: bb.Generation})
+}
+
+// conditionStatus keeps a condition's status when only its reason changes (paused,
+// waiting), Unknown when it never had one.
+func conditionStatus(bb *fleetv1alpha1.BaselineBinding, typ string) metav1.ConditionStatus {
+	if c := meta.FindStatusCondition(bb.Status.Conditions, typ); c != nil {
+		return c.Status
+	}
+	return metav1.ConditionUnknown
+}
+
+func mergeInventory(old, current []fleetv1alpha1.InventoryEntry) []fleetv1alpha1.InventoryEntry {
+	seen := map[fleetv1alpha1.InventoryEntry]bool{}
+	var out []fleetv1alpha1.InventoryEntry
+	for _, e := range append(append([]fleetv1alpha1.InventoryEntry(nil), current...), old...) {
+		if !seen[entryKey(e)] {
+			seen[entryKey(e)] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// jitter spreads periodic resyncs of many bindings over ±10% of the period.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}

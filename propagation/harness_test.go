@@ -1,0 +1,198 @@
+package propagation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flotilla-dev/flotilla/clusters"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+const hubNS = fleetv1alpha1.DefaultHubNamespace
+
+// env is a local fleet with the hub controller's clusters and propagation domains running
+// in process, and every member registered and Ready.
+type env struct {
+	fleet   *localfleet.Fleet
+	hub     client.Client
+	members map[string]client.Client
+	stop    func()
+}
+
+func newEnv(t *testing.T, members int) *env {
+	t.Helper()
+	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
+	e := &env{fleet: fleet, members: map[string]client.Client{}}
+	for _, m := range fleet.Members {
+		c, err := m.Client()
+		must(t, err)
+		e.members[m.Name] = c
+	}
+	e.startController(t)
+	ctx := context.Background()
+	must(t, client.IgnoreAlreadyExists(e.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	for _, m := range fleet.Members {
+		must(t, e.hub.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: hubNS,
+				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
+				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "env=test,name=" + m.Name}},
+			Data: map[string][]byte{"value": m.Kubeconfig()},
+		}))
+	}
+	for _, m := range fleet.Members {
+		eventually(t, 30*time.Second, "member "+m.Name+" Ready", func() error {
+			mc := &fleetv1alpha1.MemberCluster{}
+			if err := e.hub.Get(ctx, types.NamespacedName{Name: m.Name}, mc); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				return fmt.Errorf("not Ready: %v", mc.Status.Conditions)
+			}
+			return nil
+		})
+	}
+	return e
+}
+
+// startController runs the hub controller's domains in process (as fleet-controller does).
+func (e *env) startController(t *testing.T) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	must(t, fleetv1alpha1.AddToScheme(scheme))
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t})))
+	mgr, err := ctrl.NewManager(e.fleet.Hub.Config, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	must(t, err)
+	conns, err := clusters.Setup(mgr, clusters.SetupOptions{
+		HubNamespace: hubNS,
+		Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
+			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
+		Heartbeat: time.Minute,
+	})
+	must(t, err)
+	must(t, Setup(mgr, conns, SetupOptions{HubNamespace: hubNS, Resync: time.Minute}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	stopped := false
+	e.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}
+	t.Cleanup(e.stop)
+	e.hub = mgr.GetClient()
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: want %s; last: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// baseline builds a Baseline selecting every member with the given inline sources.
+func baseline(name string, inline ...string) *fleetv1alpha1.Baseline {
+	b := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	for _, y := range inline {
+		b.Spec.Resources = append(b.Spec.Resources, fleetv1alpha1.ResourceSource{Inline: y})
+	}
+	return b
+}
+
+// bindingCondition waits until the binding of baseline in cluster has the condition.
+func (e *env) waitBinding(t *testing.T, baselineName, cluster, typ string, status metav1.ConditionStatus, reason string) *fleetv1alpha1.BaselineBinding {
+	t.Helper()
+	var got *fleetv1alpha1.BaselineBinding
+	eventually(t, 60*time.Second, fmt.Sprintf("binding %s/%s %s=%s %s", baselineName, cluster, typ, status, reason), func() error {
+		bb := &fleetv1alpha1.BaselineBinding{}
+		if err := e.hub.Get(context.Background(), types.NamespacedName{Name: fleetv1alpha1.BindingName(baselineName, cluster)}, bb); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(bb.Status.Conditions, typ)
+		if c == nil || c.Status != status || (reason != "" && c.Reason != reason) {
+			return fmt.Errorf("conditions: %v", bb.Status.Conditions)
+		}
+		got = bb
+		return nil
+	})
+	return got
+}
+
+// waitBaseline waits until the Baseline has the condition.
+func (e *env) waitBaseline(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) *fleetv1alpha1.Baseline {
+	t.Helper()
+	var got *fleetv1alpha1.Baseline
+	eventually(t, 60*time.Second, fmt.Sprintf("Baseline %s %s=%s %s", name, typ, status, reason), func() error {
+		b := &fleetv1alpha1.Baseline{}
+		if err := e.hub.Get(context.Background(), types.NamespacedName{Name: name}, b); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(b.Status.Conditions, typ)
+		if c == nil || c.Status != status || (reason != "" && c.Reason != reason) {
+			return fmt.Errorf("status: %+v", b.Status)
+		}
+		got = b
+		return nil
+	})
+	return got
+}
+
+// waitObject waits until check passes for obj in the member (nil error means found).
+func (e *env) waitObject(t *testing.T, cluster string, obj client.Object, what string, check func(error) error) {
+	t.Helper()
+	eventually(t, 60*time.Second, what+" in "+cluster, func() error {
+		err := e.members[cluster].Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+		return check(err)
+	})
+}
