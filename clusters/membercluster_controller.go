@@ -132,6 +132,16 @@ func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
 		nodes := h.Nodes
 		mc.Status.NodeCount = &nodes
 	}
+	if h.LastProbe.IsZero() {
+		// A new connection (controller restart, rotated credentials) has not been probed
+		// yet: keep reporting the last known state instead of flapping to not-ready; the
+		// first probe's result brings this reconcile back.
+		if meta.FindStatusCondition(mc.Status.Conditions, fleetv1alpha1.ConditionConnected) == nil {
+			setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
+			setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
+		}
+		return
+	}
 	if h.Connected {
 		setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionTrue, fleetv1alpha1.ReasonConnected, h.Message)
 		setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy,

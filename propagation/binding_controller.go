@@ -83,6 +83,12 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	member, err := r.Members.Client(cluster)
 	if errors.Is(err, clusters.ErrNotConnected) {
 		// No retry loop: the member's connect event brings this binding back.
+		if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+			// The hub reported it Ready and this process has not connected yet (it just
+			// started, or is reconnecting): not worth a status write that a restart would
+			// make for every binding.
+			return ctrl.Result{}, nil
+		}
 		setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable,
 			fmt.Sprintf("cluster %q is not connected; nothing is applied or pruned until it is", cluster))
 		return ctrl.Result{}, nil

@@ -58,7 +58,7 @@ func planRollout(members []memberRollout, strategy *fleetv1alpha1.RolloutStrateg
 		if !m.Released {
 			plan.Waiting++
 		}
-		if m.Canary && !(m.Released && m.Done) {
+		if m.Canary && (!m.Released || !m.Done) {
 			canariesPending = true
 		}
 	}
