@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,7 +22,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
-	"github.com/flotilla-dev/flotilla/propagation/internal/render"
+	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselinebindings/status,verbs=get;update;patch
@@ -155,46 +156,25 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
 }
 
-// desiredObjects renders the Baseline for one member: per-cluster substitution, the
-// perNamespace fan-out over the member's matching namespaces, and ownership labels.
+// desiredObjects renders the Baseline for one member (see render.ForCluster), asking the
+// member which kinds are namespaced and which of its namespaces are selected.
 func (r *BindingReconciler) desiredObjects(ctx context.Context, b *fleetv1alpha1.Baseline, mc *fleetv1alpha1.MemberCluster,
 	member client.Client, out *rendered) ([]*unstructured.Unstructured, error) {
-	docs := append([]render.Document(nil), out.resources...)
-	if b.Spec.PerNamespace != nil && len(out.perNamespace) > 0 {
-		for _, d := range out.perNamespace {
-			gvk := d.Object.GroupVersionKind()
+	c := render.Cluster{
+		Name:   mc.Name,
+		Labels: mc.Labels,
+		Namespaced: func(gvk schema.GroupVersionKind) bool {
 			m, err := member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err == nil && m.Scope.Name() != meta.RESTScopeNameNamespace {
-				return nil, fmt.Errorf("%s: %s is cluster-scoped and cannot be applied per namespace", d.Location(), gvk.Kind)
-			}
-		}
-		namespaces, err := r.selectedNamespaces(ctx, mc.Name, &b.Spec.PerNamespace.NamespaceSelector)
-		if err != nil {
-			return nil, err
-		}
-		for _, ns := range namespaces {
-			docs = append(docs, render.InNamespace(out.perNamespace, ns)...)
-		}
+			return err != nil || m.Scope.Name() == meta.RESTScopeNameNamespace
+		},
 	}
-	if b.Spec.Substitute != nil {
+	if b.Spec.PerNamespace != nil {
 		var err error
-		if docs, err = render.Substitute(docs, render.Variables(mc.Name, mc.Labels, b.Spec.Substitute)); err != nil {
+		if c.Namespaces, err = r.selectedNamespaces(ctx, mc.Name, &b.Spec.PerNamespace.NamespaceSelector); err != nil {
 			return nil, err
 		}
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(docs))
-	for _, d := range docs {
-		obj := d.Object.DeepCopy()
-		l := obj.GetLabels()
-		if l == nil {
-			l = map[string]string{}
-		}
-		l[fleetv1alpha1.LabelBaseline] = b.Name
-		l[fleetv1alpha1.LabelManagedBy] = fleetv1alpha1.ManagedByValue
-		obj.SetLabels(l)
-		objs = append(objs, obj)
-	}
-	return objs, nil
+	return render.ForCluster(b, out.resources, out.perNamespace, c)
 }
 
 // selectedNamespaces lists the member's namespaces matching the selector from the member

@@ -2,15 +2,15 @@ package propagation
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
-	"github.com/flotilla-dev/flotilla/propagation/internal/render"
+	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
 // sourceError is a Baseline whose sources cannot be used: a person must act. reason is a
@@ -62,56 +62,25 @@ func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*
 }
 
 func (s *sourceReader) read(ctx context.Context, field string, list []fleetv1alpha1.ResourceSource) ([]render.Source, error) {
-	var out []render.Source
-	for i, rs := range list {
-		prefix := fmt.Sprintf("%s[%d]", field, i)
-		switch {
-		case rs.Inline != "":
-			out = append(out, render.Source{Name: prefix + " (inline)", YAML: []byte(rs.Inline)})
-		case rs.ConfigMapRef != nil:
-			cm := &corev1.ConfigMap{}
-			if err := s.cache.Get(ctx, client.ObjectKey{Namespace: s.hubNamespace, Name: rs.ConfigMapRef.Name}, cm); err != nil {
-				return nil, notFoundAsSourceError(err, prefix, "ConfigMap", s.hubNamespace, rs.ConfigMapRef.Name)
-			}
-			data := map[string][]byte{}
-			for k, v := range cm.Data {
-				data[k] = []byte(v)
-			}
-			out = append(out, keyedSources(prefix, "ConfigMap", s.hubNamespace, cm.Name, data, false)...)
-		case rs.SecretRef != nil:
+	sources, err := render.Sources(field, s.hubNamespace, list, func(kind, name string) (map[string][]byte, error) {
+		key := client.ObjectKey{Namespace: s.hubNamespace, Name: name}
+		if kind == "Secret" {
 			secret := &corev1.Secret{}
-			if err := s.apiReader.Get(ctx, client.ObjectKey{Namespace: s.hubNamespace, Name: rs.SecretRef.Name}, secret); err != nil {
-				return nil, notFoundAsSourceError(err, prefix, "Secret", s.hubNamespace, rs.SecretRef.Name)
-			}
-			out = append(out, keyedSources(prefix, "Secret", s.hubNamespace, secret.Name, secret.Data, true)...)
+			err := s.apiReader.Get(ctx, key, secret)
+			return secret.Data, err
 		}
+		cm := &corev1.ConfigMap{}
+		err := s.cache.Get(ctx, key, cm)
+		data := make(map[string][]byte, len(cm.Data))
+		for k, v := range cm.Data {
+			data[k] = []byte(v)
+		}
+		return data, err
+	})
+	var srcErr *render.SourceError
+	if errors.As(err, &srcErr) && apierrors.IsNotFound(srcErr.Err) {
+		return nil, &sourceError{reason: fleetv1alpha1.ReasonSourceNotFound,
+			msg: fmt.Sprintf("%s: %s %s/%s not found (sources are read from the hub namespace)", srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)}
 	}
-	return out, nil
-}
-
-// keyedSources turns every data key into a source, in key order so that the revision and
-// the apply order do not depend on map iteration.
-func keyedSources(prefix, kind, ns, name string, data map[string][]byte, sensitive bool) []render.Source {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]render.Source, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, render.Source{
-			Name:      fmt.Sprintf("%s (%s %s/%s, key %s)", prefix, kind, ns, name, k),
-			YAML:      data[k],
-			Sensitive: sensitive,
-		})
-	}
-	return out
-}
-
-func notFoundAsSourceError(err error, prefix, kind, ns, name string) error {
-	if apierrors.IsNotFound(err) {
-		return &sourceError{reason: fleetv1alpha1.ReasonSourceNotFound,
-			msg: fmt.Sprintf("%s: %s %s/%s not found (sources are read from the hub namespace)", prefix, kind, ns, name)}
-	}
-	return fmt.Errorf("%s: read %s %s/%s: %w", prefix, kind, ns, name, err)
+	return sources, err
 }
