@@ -138,6 +138,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 			fmt.Errorf("cluster %q does not serve the kind of %s; nothing was applied", cluster, summarize(res.UnknownKinds)))
 	}
 	applies.WithLabelValues(cluster, "succeeded").Inc()
+	objectsWritten.WithLabelValues(cluster).Add(float64(res.Written))
 
 	pruned := 0
 	if b.Spec.Policy == fleetv1alpha1.PolicyEnforce && (b.Spec.Prune == nil || *b.Spec.Prune) {

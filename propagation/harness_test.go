@@ -37,7 +37,7 @@ type env struct {
 	stop    func()
 }
 
-func newEnv(t *testing.T, members int) *env {
+func newEnv(t testing.TB, members int) *env {
 	t.Helper()
 	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
 	e := &env{fleet: fleet, members: map[string]client.Client{}}
@@ -73,7 +73,7 @@ func newEnv(t *testing.T, members int) *env {
 }
 
 // startController runs the hub controller's domains in process (as fleet-controller does).
-func (e *env) startController(t *testing.T) {
+func (e *env) startController(t testing.TB) {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	must(t, clientgoscheme.AddToScheme(scheme))

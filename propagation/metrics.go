@@ -11,6 +11,10 @@ var (
 		Name: "flotilla_baseline_applies_total",
 		Help: "Baseline applies to a member, by result (succeeded, failed).",
 	}, []string{"cluster", "result"})
+	objectsWritten = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flotilla_baseline_objects_written_total",
+		Help: "Objects created or updated in a member by Baseline applies (zero in steady state).",
+	}, []string{"cluster"})
 	driftCorrections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flotilla_baseline_drift_corrections_total",
 		Help: "Objects a Baseline restored in a member after they drifted.",
@@ -27,5 +31,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(applies, driftCorrections, prunes, applyLatency)
+	metrics.Registry.MustRegister(applies, objectsWritten, driftCorrections, prunes, applyLatency)
 }
