@@ -57,17 +57,18 @@ func BenchmarkBaseline50(b *testing.B) {
 			w0 := writtenTotal(e)
 			start := time.Now()
 			must(b, e.hub.Create(ctx, bl))
-			waitAllApplied(b, e, name, n)
+			waitAllApplied(b, e, name, n, "")
 			create = append(create, time.Since(start).Seconds())
 			writes = append(writes, (writtenTotal(e)-w0)/float64(n))
 
 			// One object changes: a new revision, one write per member.
 			must(b, e.hub.Get(ctx, types.NamespacedName{Name: name}, bl))
+			oldRevision := bl.Status.Revision
 			bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, "pods: \"20\"", "pods: \"30\"", 1)
 			w0 = writtenTotal(e)
 			start = time.Now()
 			must(b, e.hub.Update(ctx, bl))
-			waitAllApplied(b, e, name, n)
+			waitAllApplied(b, e, name, n, oldRevision)
 			update = append(update, time.Since(start).Seconds())
 			updateWrites = append(updateWrites, (writtenTotal(e)-w0)/float64(n))
 
@@ -150,8 +151,9 @@ func writtenTotal(e *env) float64 {
 	return total
 }
 
-// waitAllApplied waits until n bindings of the Baseline hold its current revision, applied.
-func waitAllApplied(b *testing.B, e *env, name string, n int) {
+// waitAllApplied waits until n bindings of the Baseline hold its current revision, applied,
+// and that revision is not notRevision (the one before an update).
+func waitAllApplied(b *testing.B, e *env, name string, n int, notRevision string) {
 	b.Helper()
 	ctx := context.Background()
 	eventually(b, 5*time.Minute, fmt.Sprintf("%d bindings of %s applied", n, name), func() error {
@@ -159,7 +161,7 @@ func waitAllApplied(b *testing.B, e *env, name string, n int) {
 		if err := e.hub.Get(ctx, types.NamespacedName{Name: name}, bl); err != nil {
 			return err
 		}
-		if bl.Status.ObservedGeneration != bl.Generation || bl.Status.Revision == "" {
+		if bl.Status.ObservedGeneration != bl.Generation || bl.Status.Revision == "" || bl.Status.Revision == notRevision {
 			return fmt.Errorf("baseline not observed yet")
 		}
 		list := &fleetv1alpha1.BaselineBindingList{}

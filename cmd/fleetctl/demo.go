@@ -17,10 +17,13 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -99,6 +102,9 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 	if err := registerDemoMembers(ctx, out, fleet); err != nil {
 		return err
 	}
+	if err := demoBaseline(ctx, out, fleet); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "\nKubeconfigs:\n  %-10s %s\n", fleet.Hub.Name, fleet.Hub.KubeconfigPath)
 	for _, m := range fleet.Members {
@@ -147,6 +153,126 @@ func registerDemoMembers(ctx context.Context, out io.Writer, fleet *localfleet.F
 		return err
 	}
 	return run("status")
+}
+
+// demoSecurityBaseline is the sample the demo applies, relative to the checkout.
+const demoSecurityBaseline = "config/samples/demo-security-baseline.yaml"
+
+// demoBaseline applies the sample security baseline, shows it converge on every member,
+// then deletes one of its objects in a member and shows the hub restore it.
+func demoBaseline(ctx context.Context, out io.Writer, fleet *localfleet.Fleet) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, "\n==> "+format+"\n", args...) }
+	root, err := localfleet.RepoRoot()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(root, demoSecurityBaseline))
+	if err != nil {
+		return err
+	}
+	b := &fleetv1alpha1.Baseline{}
+	if err := yaml.UnmarshalStrict(data, b); err != nil {
+		return fmt.Errorf("%s: %w", demoSecurityBaseline, err)
+	}
+	hub, err := newClient(fleet.Hub.Config, out)
+	if err != nil {
+		return err
+	}
+
+	say("creating application namespace \"shop\" (label workloads=true) in every member")
+	members := map[string]client.Client{}
+	for _, m := range fleet.Members {
+		c, err := newClient(m.Config, out)
+		if err != nil {
+			return err
+		}
+		members[m.Name] = c
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"workloads": "true"}}}
+		if err := c.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+			return fmt.Errorf("create namespace shop in %s: %w", m.Name, err)
+		}
+	}
+
+	say("applying the security baseline to the hub: kubectl apply -f %s", demoSecurityBaseline)
+	fmt.Fprintln(out, "    a ClusterRole + binding, an addon namespace with quota and limits, and in every")
+	fmt.Fprintln(out, "    application namespace a default-deny ingress policy plus web/api/db tier policies")
+	start := time.Now()
+	if err := hub.Create(ctx, b); client.IgnoreAlreadyExists(err) != nil {
+		return err
+	}
+	if err := waitBaselineReady(ctx, hub, b.Name, 2*time.Minute); err != nil {
+		return err
+	}
+	say("baseline %q applied and healthy in all %d members in %s", b.Name, len(fleet.Members), time.Since(start).Round(100*time.Millisecond))
+
+	first := fleet.Members[0]
+	policies := &networkingv1.NetworkPolicyList{}
+	if err := members[first.Name].List(ctx, policies, client.InNamespace("shop")); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "    NetworkPolicies in %s/shop:", first.Name)
+	for _, p := range policies.Items {
+		fmt.Fprintf(out, " %s", p.Name)
+	}
+	fmt.Fprintln(out)
+
+	say("drift: deleting NetworkPolicy shop/default-deny-ingress in %s behind the hub's back", first.Name)
+	victim := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "default-deny-ingress"}}
+	if err := members[first.Name].Get(ctx, client.ObjectKeyFromObject(victim), victim); err != nil {
+		return err
+	}
+	oldUID := victim.UID
+	start = time.Now()
+	if err := members[first.Name].Delete(ctx, victim); err != nil {
+		return err
+	}
+	for {
+		got := &networkingv1.NetworkPolicy{}
+		err := members[first.Name].Get(ctx, client.ObjectKeyFromObject(victim), got)
+		if err == nil && got.UID != oldUID {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			return fmt.Errorf("the deleted NetworkPolicy was not restored within a minute")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	say("restored by the hub after %s", time.Since(start).Round(time.Millisecond))
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n$ fleetctl status\n")
+	cmd := exec.CommandContext(ctx, self, "status")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+fleet.Hub.KubeconfigPath)
+	return cmd.Run()
+}
+
+func waitBaselineReady(ctx context.Context, hub client.Client, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		b := &fleetv1alpha1.Baseline{}
+		if err := hub.Get(ctx, client.ObjectKey{Name: name}, b); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(b.Status.Conditions, fleetv1alpha1.ConditionReady) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c := meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionReady)
+			return fmt.Errorf("baseline %s not Ready after %s: %v", name, timeout, c)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func waitMembersReady(ctx context.Context, out io.Writer, fleet *localfleet.Fleet, timeout time.Duration) error {
