@@ -259,3 +259,51 @@ func TestDeletionPolicy(t *testing.T) {
 		t.Errorf("orphaned object still carries the ownership label: %v", kept.Labels)
 	}
 }
+
+func TestCreateOnlyAndReferencedSources(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	m1 := e.members["member-1"]
+	must(t, e.hub.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "addon-manifests"},
+		Data: map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-configmap\n  namespace: default\ndata:\n  v: \"1\"\n"}}))
+	must(t, e.hub.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "secret-manifests"},
+		Data: map[string][]byte{"s.yaml": []byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-secret\n  namespace: default\nstringData:\n  token: s3cret\n")}}))
+
+	b := &fleetv1alpha1.Baseline{
+		ObjectMeta: metav1.ObjectMeta{Name: "create-only"},
+		Spec: fleetv1alpha1.BaselineSpec{
+			Policy: fleetv1alpha1.PolicyCreateOnly,
+			Resources: []fleetv1alpha1.ResourceSource{
+				{ConfigMapRef: &fleetv1alpha1.LocalObjectReference{Name: "addon-manifests"}},
+				{SecretRef: &fleetv1alpha1.LocalObjectReference{Name: "secret-manifests"}},
+			},
+		},
+	}
+	must(t, e.hub.Create(ctx, b))
+	e.waitBaseline(t, "create-only", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "")
+	secret := &corev1.Secret{}
+	must(t, m1.Get(ctx, types.NamespacedName{Namespace: "default", Name: "from-secret"}, secret))
+	if string(secret.Data["token"]) != "s3cret" {
+		t.Errorf("secret data = %q", secret.Data["token"])
+	}
+
+	// CreateOnly never updates: a change in the member stays.
+	cm := &corev1.ConfigMap{}
+	must(t, m1.Get(ctx, types.NamespacedName{Namespace: "default", Name: "from-configmap"}, cm))
+	cm.Data["v"] = "changed-in-member"
+	must(t, m1.Update(ctx, cm))
+	// A new source revision makes the binding apply again; the changed object must stay.
+	must(t, e.hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "addon-manifests"}, &corev1.ConfigMap{}))
+	src := &corev1.ConfigMap{}
+	must(t, e.hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "addon-manifests"}, src))
+	src.Data["more.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n  namespace: default\n"
+	must(t, e.hub.Update(ctx, src))
+	e.waitObject(t, "member-1", cmRef("second"), "object added to the ConfigMap source created", exists)
+	must(t, m1.Get(ctx, types.NamespacedName{Namespace: "default", Name: "from-configmap"}, cm))
+	if cm.Data["v"] != "changed-in-member" {
+		t.Errorf("CreateOnly overwrote a member change: v=%q", cm.Data["v"])
+	}
+	// ...but a deleted object is created again.
+	must(t, m1.Delete(ctx, cm))
+	e.waitObject(t, "member-1", cmRef("from-configmap"), "deleted object re-created", exists)
+}
