@@ -293,6 +293,17 @@ func (c *Connections) RegisterWatch(obj client.Object, opts cache.ByObject) erro
 		// unscoped in caches that already exist.
 		return fmt.Errorf("register %T: member caches already exist; register watches before the manager starts", obj)
 	}
+	for _, r := range c.registered {
+		if fmt.Sprintf("%T", r.obj) != fmt.Sprintf("%T", obj) {
+			continue
+		}
+		// Two controllers may need the same kind (Namespaces, Services); they share one
+		// informer, so they must agree on its scope.
+		if fmt.Sprint(r.opts.Label) != fmt.Sprint(opts.Label) || fmt.Sprint(r.opts.Field) != fmt.Sprint(opts.Field) {
+			return fmt.Errorf("register %T: already registered with another scope (label %v, field %v)", obj, r.opts.Label, r.opts.Field)
+		}
+		return nil
+	}
 	c.registered = append(c.registered, watchRegistration{obj: obj, opts: opts})
 	return nil
 }

@@ -42,6 +42,9 @@ type memberApply struct {
 type applier struct {
 	member   client.Client
 	baseline *fleetv1alpha1.Baseline
+	// cached reads the member's label-scoped metadata cache (objects Flotilla wrote);
+	// nil means every read goes to the API server.
+	cached client.Reader
 }
 
 func (a *applier) manager() *ssa.ResourceManager {
@@ -160,10 +163,25 @@ func (a *applier) unknownKinds(desired []*unstructured.Unstructured) []string {
 }
 
 // liveMeta reads only the metadata of the member's copy: ownership is in the labels, and
-// the object itself may be large.
+// the object itself may be large. An object this Baseline owns is normally in the member's
+// metadata cache (it holds what Flotilla wrote), which saves a request per object in
+// steady state; anything else — missing, unowned, not cached yet — is read from the API
+// server, so a stale cache can never make an unowned object look like ours.
 func (a *applier) liveMeta(ctx context.Context, obj *unstructured.Unstructured) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
+	if a.cached != nil {
+		// A cache read waits for its informer to sync, which never happens for a kind the
+		// hub may not list (Secrets, with the default member role): bound the wait.
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := a.cached.Get(cctx, client.ObjectKeyFromObject(obj), live)
+		cancel()
+		if err == nil && live.GetLabels()[fleetv1alpha1.LabelBaseline] == a.baseline.Name {
+			return live, nil
+		}
+		live = &metav1.PartialObjectMetadata{}
+		live.SetGroupVersionKind(obj.GroupVersionKind())
+	}
 	err := a.member.Get(ctx, client.ObjectKeyFromObject(obj), live)
 	return live, err
 }

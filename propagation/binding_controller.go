@@ -126,6 +126,9 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 
 	start := time.Now()
 	a := &applier{member: member, baseline: b}
+	if cached, err := r.Members.Reader(cluster); err == nil {
+		a.cached = cached
+	}
 	res, err := a.apply(ctx, desired)
 	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
 	if err != nil {
