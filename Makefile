@@ -19,12 +19,28 @@ GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VER)
 # point FLOTILLA_K8S_ASSETS at their directory and skip the build.
 export FLOTILLA_K8S_ASSETS ?= $(K8S_ASSETS)
 
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+# VERSION names a build everywhere (--version, image tag) and always carries the commit:
+# e.g. v0.1.0-3-gd867114-dirty (hack/version.sh). Computed once, not at every use.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell hack/version.sh)
+endif
 GIT_COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS    := -X github.com/flotilla-dev/flotilla/cmd/internal/version.Version=$(VERSION) \
               -X github.com/flotilla-dev/flotilla/cmd/internal/version.GitCommit=$(GIT_COMMIT)
 
 TEST_TIMEOUT ?= 30m
+
+# The image: IMG (repository:tag) is what `make docker-build` tags and `make deploy` installs.
+# Push it under another name with IMAGE_REPO=registry.example.com/flotilla/fleet-controller.
+IMAGE_REPO ?= flotilla/fleet-controller
+IMAGE_TAG  ?= $(VERSION)
+IMG        ?= $(IMAGE_REPO):$(IMAGE_TAG)
+# The image's binary is linux, for the architecture of the Go toolchain unless told otherwise.
+IMAGE_ARCH ?= $(shell go env GOARCH)
+
+# kubectl of the pinned Kubernetes version, built from source like the control planes: the
+# machine's own kubectl may be outside the supported version skew.
+KUBECTL ?= $(K8S_ASSETS)/kubectl
 
 ##@ General
 
@@ -39,6 +55,48 @@ help: ## Show this help.
 .PHONY: demo
 demo: build k8s-binaries ## Run Flotilla on a local hub with two member clusters (Ctrl-C stops everything).
 	$(BIN)/fleetctl demo --assets "$(FLOTILLA_K8S_ASSETS)" --controller "$(BIN)/fleet-controller"
+
+##@ Install into a hub (the cluster of the current kubeconfig)
+
+.PHONY: docker-build
+docker-build: build-image-binary ## Build the image flotilla/fleet-controller:<version> (FROM scratch: only the static binary).
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+	@echo "built image $(IMG)"
+
+.PHONY: build-image-binary
+build-image-binary: ## Build the static linux fleet-controller the image holds into bin/image/.
+	@mkdir -p $(BIN)/image
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+	  -o $(BIN)/image/fleet-controller ./cmd/fleet-controller
+
+# deploy renders config/default through a throwaway overlay that sets the image, so that
+# nothing under config/ is edited and any IMG (another registry, another tag) works. The
+# overlay lives two levels below the checkout because kustomize refuses absolute paths.
+define install-overlay
+mkdir -p $(BIN) && tmp=$$(mktemp -d "$(BIN)/deploy-XXXXXX") && trap 'rm -rf "$$tmp"' EXIT && \
+img='$(IMG)' && \
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\nimages:\n- name: flotilla/fleet-controller\n  newName: %s\n  newTag: %s\n' \
+  "$${img%:*}" "$${img##*:}" >"$$tmp/kustomization.yaml"
+endef
+
+.PHONY: deploy
+deploy: $(KUBECTL) ## Install or upgrade Flotilla (CRDs, RBAC, controller image IMG) in the current kubeconfig's cluster.
+	@$(install-overlay) && \
+	$(KUBECTL) kustomize "$$tmp" | $(KUBECTL) apply --server-side --field-manager=flotilla-install -f - && \
+	echo "deployed $(IMG); watch it with: $(KUBECTL) -n flotilla-system rollout status deployment/flotilla-controller"
+
+# undeploy refuses while Baselines or MemberClusters exist: they carry finalizers that only a
+# running controller removes (after cleaning up in the members), so deleting the CRDs and the
+# controller together would hang. Deleting them first is the user's decision (see README).
+.PHONY: undeploy
+undeploy: $(KUBECTL) ## Remove Flotilla (controller, RBAC, CRDs, namespace) from the current kubeconfig's cluster.
+	@left=$$($(KUBECTL) get baselines.fleet.flotilla.dev,memberclusters.fleet.flotilla.dev -o name 2>/dev/null || true); \
+	if [ -n "$$left" ]; then \
+	  echo "refusing to undeploy while these exist (delete Baselines and unregister members first, with the controller running):"; \
+	  echo "$$left"; exit 1; \
+	fi
+	@$(install-overlay) && \
+	$(KUBECTL) kustomize "$$tmp" | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ Development
 
@@ -75,14 +133,21 @@ k8s-binaries: ## Build etcd, kube-apiserver and kube-controller-manager into bin
 ##@ Test
 
 .PHONY: test
-test: k8s-binaries ## Unit and integration tests against real local control planes.
+test: k8s-binaries $(KUBECTL) ## Unit and integration tests against real local control planes (and config/ rendered by kubectl).
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+.PHONY: test-e2e-local
+test-e2e-local: build k8s-binaries $(KUBECTL) ## End-to-end specs: the built binaries, config/ RBAC, local control planes.
+	FLOTILLA_E2E_BIN_DIR=$(BIN) go test -tags e2e -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/
 
 .PHONY: bench
 bench: k8s-binaries ## Benchmarks against real control planes (numbers for the issue notes).
 	go test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
 
 ##@ Tools
+
+$(KUBECTL):
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) OUT_DIR=$(K8S_ASSETS) BINARIES=kubectl hack/build-k8s-binaries.sh
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)/tools

@@ -1,0 +1,125 @@
+package config_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+)
+
+// repoRoot is the checkout the test runs in.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := localfleet.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// kubectl returns the pinned kubectl that `make deploy` uses (built by `make k8s-binaries`),
+// falling back to $FLOTILLA_K8S_ASSETS for users who bring their own binaries.
+func kubectl(t *testing.T) string {
+	t.Helper()
+	candidates := []string{filepath.Join(repoRoot(t), "bin", "k8s", localfleet.KubernetesVersion, "kubectl")}
+	if dir := os.Getenv(localfleet.AssetsEnv); dir != "" {
+		candidates = append(candidates, filepath.Join(dir, "kubectl"))
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && fi.Mode()&0o111 != 0 {
+			return c
+		}
+	}
+	t.Fatalf("no kubectl %s at %s: run `make k8s-binaries`", localfleet.KubernetesVersion, strings.Join(candidates, " or "))
+	return ""
+}
+
+// run runs kubectl and fails the test with its output if it fails.
+func run(t *testing.T, stdin []byte, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), kubectl(t), args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return out
+}
+
+// render returns the objects of `kubectl kustomize dir`, dir relative to the checkout.
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out := run(t, nil, "kustomize", filepath.Join(repoRoot(t), dir))
+	objs, err := decode(out)
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s renders something that is not Kubernetes YAML: %v", dir, err)
+	}
+	if len(objs) == 0 {
+		t.Fatalf("kubectl kustomize %s renders nothing", dir)
+	}
+	return objs
+}
+
+func decode(data []byte) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		err := d.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			return nil, errors.New("a document without apiVersion or kind")
+		}
+		objs = append(objs, u)
+	}
+}
+
+// encode is the inverse of decode: a multi-document YAML stream for kubectl apply -f -.
+func encode(t *testing.T, objs []*unstructured.Unstructured) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, o := range objs {
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("---\n")
+		buf.Write(data)
+	}
+	return buf.Bytes()
+}
+
+// find returns the rendered object of that kind, namespace and name, failing the test if
+// there is none.
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, namespace, name string) *unstructured.Unstructured {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetNamespace() == namespace && o.GetName() == name {
+			return o
+		}
+	}
+	t.Fatalf("config/default renders no %s %s/%s", kind, namespace, name)
+	return nil
+}

@@ -1,0 +1,239 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flotilla-dev/flotilla/e2e"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+)
+
+// BackendEnv chooses the backend: "local" (the default) or, once it exists, "kind".
+const BackendEnv = "FLOTILLA_E2E_BACKEND"
+
+// suite is what every spec shares: the binaries, the artifacts folder and one backend,
+// started by the first spec that needs it (the leader-election spec brings its own hub).
+var suite struct {
+	root      string
+	bins      e2e.Binaries
+	artifacts string
+
+	once    sync.Once
+	backend e2e.Backend
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	begin := time.Now()
+	ctx := context.Background()
+	var err error
+	if suite.root, err = localfleet.RepoRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if suite.artifacts, err = e2e.NewArtifactsDir(suite.root); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	binDir, err := os.MkdirTemp("", "flotilla-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
+	if suite.bins, err = e2e.FindBinaries(ctx, suite.root, binDir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+
+	code := m.Run()
+
+	if suite.backend != nil {
+		if code != 0 {
+			if err := suite.backend.CollectArtifacts(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: collect artifacts:", err)
+			}
+		}
+		if err := suite.backend.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: stop backend:", err)
+		}
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: FAILED after %s; artifacts (controller log, describe, events, cluster logs) kept in %s\n",
+			time.Since(begin).Round(time.Second), suite.artifacts)
+		return code
+	}
+	fmt.Fprintf(os.Stderr, "e2e: passed in %s\n", time.Since(begin).Round(time.Second))
+	_ = os.RemoveAll(suite.artifacts)
+	return code
+}
+
+// backendName is the backend chosen by $FLOTILLA_E2E_BACKEND.
+func backendName() string {
+	if b := os.Getenv(BackendEnv); b != "" {
+		return b
+	}
+	return "local"
+}
+
+// sharedBackend returns the suite's backend with fleet-controller running, starting both on
+// first use. When the spec fails, the state of the hub and members is kept for diagnosis.
+func sharedBackend(t *testing.T) e2e.Backend {
+	t.Helper()
+	suite.once.Do(func() {
+		begin := time.Now()
+		ctx := context.Background() // outlives this spec: the backend is shared
+		switch backendName() {
+		case "local":
+			suite.backend, suite.err = e2e.StartLocal(ctx, e2e.LocalOptions{
+				Root: suite.root, Binaries: suite.bins, ArtifactsDir: suite.artifacts,
+			})
+		default:
+			suite.err = fmt.Errorf("$%s=%s: no such backend (local; kind is to come)", BackendEnv, backendName())
+		}
+		if suite.err == nil {
+			suite.err = suite.backend.StartController(ctx)
+		}
+		if suite.err == nil {
+			fmt.Fprintf(os.Stderr, "e2e: %s backend up (config/ installed, fleet-controller running) in %s\n",
+				backendName(), time.Since(begin).Round(100*time.Millisecond))
+		}
+	})
+	if suite.err != nil {
+		t.Fatalf("e2e backend %s: %v", backendName(), suite.err)
+	}
+	keepArtifactsOnFailure(t, suite.backend.HubKubeconfig(), suite.backend.Members(), suite.backend.ArtifactsDir())
+	return suite.backend
+}
+
+// keepArtifactsOnFailure registers a cleanup that, when the spec failed, writes Diagnose's
+// output into the artifacts folder under the spec's name, says where it is, and names the
+// requests RBAC refused in the controller logs (*.log) of logDir.
+func keepArtifactsOnFailure(t *testing.T, hubKubeconfig string, members []e2e.Member, logDir string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir := filepath.Join(suite.artifacts, regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(t.Name(), "_"))
+		if err := e2e.Diagnose(context.Background(), suite.bins, hubKubeconfig, members, dir); err != nil {
+			t.Logf("e2e: diagnose: %v", err)
+		}
+		t.Logf("e2e: artifacts of this failure kept in %s; controller logs in %s", dir, logDir)
+		if denials := e2e.RBACDenials(logDir); len(denials) > 0 {
+			t.Logf("e2e: the hub refused the controller (is a rule missing from config/rbac?):\n  %s", strings.Join(denials, "\n  "))
+		}
+	})
+}
+
+// fleetctl runs fleetctl as a user would, logs and returns its combined output, and fails
+// the spec if fleetctl fails.
+func fleetctl(t *testing.T, args ...string) string {
+	t.Helper()
+	return mustRun(t, suite.bins.Fleetctl, args...)
+}
+
+// kubectl does the same with the pinned kubectl.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	return mustRun(t, suite.bins.Kubectl, args...)
+}
+
+func mustRun(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := runProgram(t, bin, args...)
+	t.Logf("$ %s %s\n%s", filepath.Base(bin), strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("%s failed: %v", filepath.Base(bin), err)
+	}
+	return out
+}
+
+// runProgram runs a binary without the caller's KUBECONFIG (every cluster is named by a
+// flag) and returns its combined output. It logs nothing: polls would flood the log.
+func runProgram(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG=")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// table parses the aligned table a command printed (kubectl get, fleetctl status) into rows
+// by their first column, each a map from column name to cell. Cells are cut at the header's
+// column positions, so that names and cells with single spaces ("LAST PROBE", "2s ago")
+// survive.
+func table(out string) map[string]map[string]string {
+	lines := strings.Split(out, "\n")
+	head := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "NAME ") {
+			head = i
+			break
+		}
+	}
+	if head < 0 {
+		return nil
+	}
+	cols := regexp.MustCompile(`\S+( \S+)*`).FindAllStringIndex(lines[head], -1)
+	rows := map[string]map[string]string{}
+	for _, l := range lines[head+1:] {
+		if strings.TrimSpace(l) == "" {
+			break
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			end := len(l)
+			if i+1 < len(cols) {
+				end = min(cols[i+1][0], len(l))
+			}
+			if c[0] < end {
+				row[lines[head][c[0]:c[1]]] = strings.TrimSpace(l[c[0]:end])
+			}
+		}
+		rows[row["NAME"]] = row
+	}
+	return rows
+}
+
+// eventually polls check until it returns nil, failing the spec with what was expected and
+// the last error when timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: expected %s; last: %v", timeout, what, err)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("expected %s; cancelled, last: %v", what, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
