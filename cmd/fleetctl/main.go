@@ -8,8 +8,10 @@ import (
 )
 
 func main() {
-	if err := newRootCommand(os.Stdout, os.Stderr).Execute(); err != nil {
+	err := newRootCommand(os.Stdout, os.Stderr).Execute()
+	code, printable := exitCode(err)
+	if printable {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
 }

@@ -53,6 +53,7 @@ cluster are always named --member-...`,
 		newVersionCommand(hub),
 		newDemoCommand(),
 		newRegisterCommand(hub), newUnregisterCommand(hub), newStatusCommand(hub),
+		newDiffCommand(hub), newRolloutCommand(hub),
 	)
 	return root
 }

@@ -36,17 +36,18 @@ type statusSection struct {
 	render func(ctx context.Context, in statusInput, w io.Writer) error
 }
 
-// statusSections is the fleet overview, in order. Baselines and exported services are to
-// follow the clusters.
+// statusSections is the fleet overview, in order. Exported services are to follow the
+// baselines.
 var statusSections = []statusSection{
 	{name: "clusters", render: renderClusters},
+	{name: "baselines", render: renderBaselines},
 }
 
 func newStatusCommand(hub *hubFlags) *cobra.Command {
 	hubNamespace := fleetv1alpha1.DefaultHubNamespace
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show an overview of the fleet: member clusters and their health",
+		Short: "Show an overview of the fleet: member clusters and their health, baselines in every member",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := hub.restConfig()
