@@ -114,7 +114,7 @@ func (a *applier) apply(ctx context.Context, desired []*unstructured.Unstructure
 	}
 
 	opts := ssa.DefaultApplyOptions()
-	opts.WaitInterval, opts.WaitTimeout = 500*time.Millisecond, time.Minute
+	opts.WaitInterval, opts.WaitTimeout = 100*time.Millisecond, time.Minute
 	// Adopt and re-apply after drift both need to take fields back from other managers.
 	opts.Force = false
 	changes, err := mgr.ApplyAllStaged(ctx, toApply, opts)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
@@ -64,10 +65,15 @@ func BenchmarkBaseline50(b *testing.B) {
 			// One object changes: a new revision, one write per member.
 			must(b, e.hub.Get(ctx, types.NamespacedName{Name: name}, bl))
 			oldRevision := bl.Status.Revision
-			bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, "pods: \"20\"", "pods: \"30\"", 1)
 			w0 = writtenTotal(e)
 			start = time.Now()
-			must(b, e.hub.Update(ctx, bl))
+			must(b, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				if err := e.hub.Get(ctx, types.NamespacedName{Name: name}, bl); err != nil {
+					return err
+				}
+				bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, "pods: \"20\"", "pods: \"30\"", 1)
+				return e.hub.Update(ctx, bl)
+			}))
 			waitAllApplied(b, e, name, n, oldRevision)
 			update = append(update, time.Since(start).Seconds())
 			updateWrites = append(updateWrites, (writtenTotal(e)-w0)/float64(n))
