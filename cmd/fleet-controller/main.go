@@ -26,6 +26,7 @@ import (
 	"github.com/flotilla-dev/flotilla/cmd/internal/version"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/propagation"
+	"github.com/flotilla-dev/flotilla/servicesync"
 )
 
 // The manager itself needs leases for leader election and events for every controller.
@@ -59,6 +60,8 @@ type options struct {
 	maxBackoff       time.Duration
 	heartbeat        time.Duration
 	resync           time.Duration
+	staleWindow      time.Duration
+	allowSystemNS    bool
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -94,6 +97,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"How often a member's status.lastProbeTime is refreshed when nothing else changed.")
 	fs.DurationVar(&o.resync, "baseline-resync", 10*time.Minute,
 		"Backstop period of each binding's drift check, in addition to watches (jittered ±10%).")
+	fs.DurationVar(&o.staleWindow, "mirror-stale-window", time.Minute,
+		"How long mirrors of a disconnected member's Services keep their endpoints ready.")
+	fs.BoolVar(&o.allowSystemNS, "allow-system-namespace-exports", false,
+		"Let Services in kube-system, kube-public and kube-node-lease be exported.")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
 	// --kubeconfig, read by ctrl.GetConfig (then $KUBECONFIG, in-cluster, ~/.kube/config). It is
@@ -194,6 +201,12 @@ func run(args []string) error {
 	if err := propagation.Setup(mgr, conns, propagation.SetupOptions{
 		HubNamespace: opts.hubNamespace,
 		Resync:       opts.resync,
+	}); err != nil {
+		return err
+	}
+	if err := servicesync.Setup(mgr, conns, servicesync.SetupOptions{
+		StaleWindow:           opts.staleWindow,
+		AllowSystemNamespaces: opts.allowSystemNS,
 	}); err != nil {
 		return err
 	}

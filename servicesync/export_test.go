@@ -1,0 +1,293 @@
+package servicesync
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/servicesync/mirror"
+)
+
+func TestPodIPMirrorFollowsEndpoints(t *testing.T) {
+	e := newEnv(t, 3)
+	ctx := context.Background()
+	src := e.members["member-1"]
+	must(t, src.Create(ctx, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"})))
+	slice := podSlice("web", map[string]bool{"10.1.0.1": true, "10.1.0.2": false})
+	must(t, src.Create(ctx, slice))
+
+	name := mirror.Name("web", "member-1")
+	for _, target := range []string{"member-2", "member-3"} {
+		e.waitEndpoints(t, target, name, []string{"10.1.0.1"}, []string{"10.1.0.2"})
+		svc := &corev1.Service{}
+		must(t, e.members[target].Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, svc))
+		if svc.Spec.Selector != nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].NodePort != 0 {
+			t.Errorf("%s: mirror Service spec %+v: want selectorless, port 80, no nodePort", target, svc.Spec)
+		}
+		if svc.Annotations[fleetv1alpha1.AnnotationExport] != "" {
+			t.Errorf("%s: the mirror carries the export annotation", target)
+		}
+		slices := &discoveryv1.EndpointSliceList{}
+		must(t, e.members[target].List(ctx, slices, client.InNamespace("shop"), client.MatchingLabels{discoveryv1.LabelServiceName: name}))
+		if len(slices.Items) != 1 || slices.Items[0].Labels[discoveryv1.LabelManagedBy] != mirror.ManagedBy || len(slices.Items[0].Endpoints) != 2 {
+			t.Errorf("%s: mirror EndpointSlices %+v: want one slice managed by %s with 2 endpoints", target, slices.Items, mirror.ManagedBy)
+		}
+	}
+	es := e.exportedService(t, "member-1", "web", synced(metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, "mirrored into 2 members"))
+	if es.Status.AddressMode != fleetv1alpha1.AddressModePodIP || es.Status.Endpoints != 2 || es.Status.ReadyEndpoints != 1 ||
+		strings.Join(es.Status.MirroredInto, ",") != "member-2,member-3" {
+		t.Errorf("catalog status %+v", es.Status)
+	}
+
+	t.Run("endpoints added, removed and turning ready follow", func(t *testing.T) {
+		must(t, src.Get(ctx, client.ObjectKeyFromObject(slice), slice))
+		setEndpoints(slice, map[string]bool{"10.1.0.2": true, "10.1.0.3": true})
+		must(t, src.Update(ctx, slice))
+		e.waitEndpoints(t, "member-2", name, []string{"10.1.0.2", "10.1.0.3"}, nil)
+		e.waitEndpoints(t, "member-3", name, []string{"10.1.0.2", "10.1.0.3"}, nil)
+	})
+
+	t.Run("a mirror is never exported again", func(t *testing.T) {
+		m := &corev1.Service{}
+		must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, m))
+		m.Annotations[fleetv1alpha1.AnnotationExport] = "true"
+		must(t, e.members["member-2"].Update(ctx, m))
+		e.exportedService(t, "member-2", name, synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, "mirror"))
+		twice := mirror.Name(name, "member-2")
+		for _, c := range []string{"member-1", "member-3"} {
+			if err := e.members[c].Get(ctx, types.NamespacedName{Namespace: "shop", Name: twice}, &corev1.Service{}); err == nil {
+				t.Errorf("a mirror of the mirror exists in %s", c)
+			}
+		}
+	})
+
+	t.Run("unexport removes every mirror and the catalog entry", func(t *testing.T) {
+		svc := &corev1.Service{}
+		must(t, src.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, svc))
+		delete(svc.Annotations, fleetv1alpha1.AnnotationExport)
+		must(t, src.Update(ctx, svc))
+		for _, target := range []string{"member-2", "member-3"} {
+			eventually(t, 30*time.Second, "mirror Service removed from "+target,
+				gone(e.members[target], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}))
+			eventually(t, 30*time.Second, "mirror Endpoints removed from "+target,
+				gone(e.members[target], &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}))
+		}
+		eventually(t, 30*time.Second, "ExportedService removed",
+			gone(e.hub, &fleetv1alpha1.ExportedService{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", "web")}}))
+	})
+}
+
+func TestNameClashIsReportedAndUntouched(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	name := mirror.Name("api", "member-1")
+	theirs := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"team": "payments"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 9999}}}}
+	must(t, e.members["member-2"].Create(ctx, theirs))
+
+	must(t, e.members["member-1"].Create(ctx, exported("api", map[string]string{fleetv1alpha1.AnnotationAddressMode: "ClusterIP"})))
+	es := e.exportedService(t, "member-1", "api", synced(metav1.ConditionFalse, fleetv1alpha1.ReasonNameClash, "not a Flotilla mirror"))
+	if len(es.Status.Conflicts) != 1 || es.Status.Conflicts[0].Cluster != "member-2" {
+		t.Errorf("conflicts = %+v, want member-2", es.Status.Conflicts)
+	}
+	got := &corev1.Service{}
+	must(t, e.members["member-2"].Get(ctx, client.ObjectKeyFromObject(theirs), got))
+	if got.ResourceVersion != theirs.ResourceVersion || got.Spec.Ports[0].Port != 9999 {
+		t.Errorf("the unowned Service was modified: %+v", got)
+	}
+}
+
+func TestHostileExportsWriteNothing(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	src := e.members["member-1"]
+	long := strings.Repeat("a", 63)
+
+	must(t, src.Create(ctx, exported("bad-mode", map[string]string{fleetv1alpha1.AnnotationAddressMode: "Teleport"})))
+	must(t, src.Create(ctx, exported("bad-to", map[string]string{fleetv1alpha1.AnnotationExportTo: "env in (prod"})))
+	// The API server refuses loopback in EndpointSlices, but not in a LoadBalancer status.
+	loop := exported("loop", map[string]string{fleetv1alpha1.AnnotationAddressMode: "LoadBalancer"})
+	loop.Spec.Type = corev1.ServiceTypeLoadBalancer
+	must(t, src.Create(ctx, loop))
+	loop.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}, {IP: "10.2.0.1"}}
+	must(t, src.Status().Update(ctx, loop))
+	edge := exported(long, map[string]string{fleetv1alpha1.AnnotationAddressMode: "ClusterIP"})
+	must(t, src.Create(ctx, edge))
+	sys := exported("dns", nil)
+	sys.Namespace = "kube-system"
+	must(t, src.Create(ctx, sys))
+
+	e.exportedService(t, "member-1", "bad-mode", synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, "Teleport"))
+	e.exportedService(t, "member-1", "bad-to", synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, fleetv1alpha1.AnnotationExportTo))
+	e.exportedService(t, "member-1", "loop", synced(metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, "127.0.0.1"))
+	e.waitEndpoints(t, "member-2", mirror.Name("loop", "member-1"), []string{"10.2.0.1"}, nil)
+	// A 63-character name still gets a valid, shortened mirror.
+	edgeName := mirror.Name(long, "member-1")
+	if len(edgeName) > 63 {
+		t.Fatalf("mirror name %q is longer than 63", edgeName)
+	}
+	eventually(t, 30*time.Second, "mirror of the 63-character Service", func() error {
+		return e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: edgeName}, &corev1.Service{})
+	})
+	for _, n := range []string{"bad-mode", "bad-to"} {
+		if err := e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name(n, "member-1")}, &corev1.Service{}); err == nil {
+			t.Errorf("an invalid export %s was mirrored", n)
+		}
+	}
+	// kube-system: refused (the namespace exists in every member, so a mirror would be possible).
+	eventually(t, 30*time.Second, "kube-system export refused", func() error {
+		es := &fleetv1alpha1.ExportedService{}
+		if err := e.hub.Get(ctx, types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName("member-1", "kube-system", "dns")}, es); err != nil {
+			return err
+		}
+		if !strings.Contains(fmt.Sprint(es.Status.Conditions), "kube-system") {
+			return fmt.Errorf("conditions %v", es.Status.Conditions)
+		}
+		return nil
+	})
+	if err := e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: mirror.Name("dns", "member-1")}, &corev1.Service{}); err == nil {
+		t.Error("a kube-system Service was mirrored")
+	}
+}
+
+func TestAddressModes(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	src := e.members["member-1"]
+	// Nodes by hand: these control planes run no kubelet.
+	for i, ready := range []corev1.ConditionStatus{corev1.ConditionTrue, corev1.ConditionFalse} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)}}
+		must(t, src.Create(ctx, n))
+		// kube-controller-manager's node controllers update new Nodes too: retry on conflict.
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := src.Get(ctx, client.ObjectKeyFromObject(n), n); err != nil {
+				return err
+			}
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", 10+i)}}
+			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+			return src.Status().Update(ctx, n)
+		}))
+	}
+
+	np := exported("np", nil)
+	np.Spec.Type = corev1.ServiceTypeNodePort
+	must(t, src.Create(ctx, np))
+	must(t, src.Get(ctx, client.ObjectKeyFromObject(np), np))
+	e.waitEndpoints(t, "member-2", mirror.Name("np", "member-1"), []string{"192.0.2.10"}, []string{"192.0.2.11"})
+	eps := &corev1.Endpoints{}
+	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name("np", "member-1")}, eps))
+	if eps.Subsets[0].Ports[0].Port != np.Spec.Ports[0].NodePort {
+		t.Errorf("NodePort mirror port = %d, want the nodePort %d", eps.Subsets[0].Ports[0].Port, np.Spec.Ports[0].NodePort)
+	}
+	e.exportedService(t, "member-1", "np", func(es *fleetv1alpha1.ExportedService) error {
+		if es.Status.AddressMode != fleetv1alpha1.AddressModeNodePort {
+			return fmt.Errorf("Auto resolved to %s, want NodePort", es.Status.AddressMode)
+		}
+		return nil
+	})
+
+	lb := exported("lb", nil)
+	lb.Spec.Type = corev1.ServiceTypeLoadBalancer
+	must(t, src.Create(ctx, lb))
+	lb.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+	must(t, src.Status().Update(ctx, lb))
+	e.waitEndpoints(t, "member-2", mirror.Name("lb", "member-1"), []string{"203.0.113.7"}, nil)
+
+	host := exported("lb-host", map[string]string{fleetv1alpha1.AnnotationAddressMode: "LoadBalancer"})
+	host.Spec.Type = corev1.ServiceTypeLoadBalancer
+	must(t, src.Create(ctx, host))
+	host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "api.example.com"}}
+	must(t, src.Status().Update(ctx, host))
+	eventually(t, 30*time.Second, "ExternalName mirror", func() error {
+		m := &corev1.Service{}
+		if err := e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name("lb-host", "member-1")}, m); err != nil {
+			return err
+		}
+		if m.Spec.Type != corev1.ServiceTypeExternalName || m.Spec.ExternalName != "api.example.com" {
+			return fmt.Errorf("spec %+v", m.Spec)
+		}
+		return nil
+	})
+
+	cip := exported("cip", map[string]string{fleetv1alpha1.AnnotationAddressMode: "ClusterIP"})
+	must(t, src.Create(ctx, cip))
+	must(t, src.Get(ctx, client.ObjectKeyFromObject(cip), cip))
+	e.waitEndpoints(t, "member-2", mirror.Name("cip", "member-1"), []string{cip.Spec.ClusterIP}, nil)
+}
+
+func TestSourceLifecycle(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	src := e.members["member-1"]
+	must(t, src.Create(ctx, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"})))
+	must(t, src.Create(ctx, podSlice("web", map[string]bool{"10.3.0.1": true})))
+	name := mirror.Name("web", "member-1")
+	e.waitEndpoints(t, "member-2", name, []string{"10.3.0.1"}, nil)
+
+	parent := t
+	t.Run("a restarted hub controller makes no writes", func(t *testing.T) {
+		before := map[string]string{}
+		for _, o := range []client.Object{&corev1.Service{}, &corev1.Endpoints{}} {
+			must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, o))
+			before[fmt.Sprintf("%T", o)] = o.GetResourceVersion()
+		}
+		es := &fleetv1alpha1.ExportedService{}
+		must(t, e.hub.Get(ctx, types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", "web")}, es))
+		e.stop()
+		e.startController(parent) // it must outlive this subtest
+		eventually(t, 30*time.Second, "the restarted controller to see the member", func() error {
+			ready, _, err := e.mirrorEndpoints("member-2", name)
+			if err != nil || len(ready) != 1 {
+				return fmt.Errorf("ready %v err %w", ready, err)
+			}
+			return nil
+		})
+		time.Sleep(3 * time.Second) // several probe and sync rounds
+		for _, o := range []client.Object{&corev1.Service{}, &corev1.Endpoints{}} {
+			must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, o))
+			if before[fmt.Sprintf("%T", o)] != o.GetResourceVersion() {
+				t.Errorf("%T mirror rewritten after a restart", o)
+			}
+		}
+		after := &fleetv1alpha1.ExportedService{}
+		must(t, e.hub.Get(ctx, client.ObjectKeyFromObject(es), after))
+		if after.ResourceVersion != es.ResourceVersion {
+			t.Errorf("ExportedService rewritten after a restart: %+v", after.Status)
+		}
+	})
+
+	t.Run("a stopped source goes not ready after the window and comes back", func(t *testing.T) {
+		down := e.fleet.Member("member-1")
+		must(t, down.StopAPIServer())
+		eventually(t, 30*time.Second, "member-1 disconnected", func() error {
+			mc := &fleetv1alpha1.MemberCluster{}
+			must(t, e.hub.Get(ctx, types.NamespacedName{Name: "member-1"}, mc))
+			if !meta.IsStatusConditionFalse(mc.Status.Conditions, fleetv1alpha1.ConditionConnected) {
+				return fmt.Errorf("conditions %v", mc.Status.Conditions)
+			}
+			return nil
+		})
+		e.waitEndpoints(t, "member-2", name, nil, []string{"10.3.0.1"})
+		must(t, down.StartAPIServer(ctx))
+		e.waitEndpoints(t, "member-2", name, []string{"10.3.0.1"}, nil)
+	})
+
+	t.Run("unregistering the source removes its mirrors everywhere", func(t *testing.T) {
+		must(t, e.hub.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "member-1"}}))
+		eventually(t, 30*time.Second, "mirror removed after unregistering member-1",
+			gone(e.members["member-2"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}))
+		eventually(t, 30*time.Second, "ExportedService removed",
+			gone(e.hub, &fleetv1alpha1.ExportedService{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", "web")}}))
+	})
+}

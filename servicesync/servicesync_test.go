@@ -1,0 +1,255 @@
+package servicesync
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flotilla-dev/flotilla/clusters"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/servicesync/mirror"
+)
+
+const hubNS = fleetv1alpha1.DefaultHubNamespace
+
+// env is a local fleet with the hub controller's clusters and servicesync domains in
+// process and every member registered and Ready; each member has namespace "shop".
+type env struct {
+	fleet   *localfleet.Fleet
+	hub     client.Client
+	members map[string]client.Client
+	stop    func()
+}
+
+func newEnv(t *testing.T, members int) *env {
+	t.Helper()
+	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
+	e := &env{fleet: fleet, members: map[string]client.Client{}}
+	ctx := context.Background()
+	for _, m := range fleet.Members {
+		c, err := m.Client()
+		must(t, err)
+		e.members[m.Name] = c
+		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}))
+	}
+	e.startController(t)
+	must(t, client.IgnoreAlreadyExists(e.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	for _, m := range fleet.Members {
+		must(t, e.hub.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: hubNS,
+				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
+				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "name=" + m.Name}},
+			Data: map[string][]byte{"value": m.Kubeconfig()},
+		}))
+	}
+	for _, m := range fleet.Members {
+		eventually(t, 30*time.Second, "member "+m.Name+" Ready", func() error {
+			mc := &fleetv1alpha1.MemberCluster{}
+			if err := e.hub.Get(ctx, types.NamespacedName{Name: m.Name}, mc); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				return fmt.Errorf("not Ready")
+			}
+			return nil
+		})
+	}
+	return e
+}
+
+func (e *env) startController(t *testing.T) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	must(t, fleetv1alpha1.AddToScheme(scheme))
+	logger := zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{t}))
+	ctrl.SetLogger(logger)
+	mgr, err := ctrl.NewManager(e.fleet.Hub.Config, ctrl.Options{
+		Logger: logger,
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	must(t, err)
+	conns, err := clusters.Setup(mgr, clusters.SetupOptions{
+		HubNamespace: hubNS,
+		Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
+			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
+		Heartbeat: time.Minute,
+	})
+	must(t, err)
+	must(t, Setup(mgr, conns, SetupOptions{StaleWindow: 2 * time.Second}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	stopped := false
+	e.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		}
+	}
+	t.Cleanup(e.stop)
+	e.hub = mgr.GetClient()
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: want %s; last: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// exported is a selectorless Service in shop with the export annotations.
+func exported(name string, annotations map[string]string) *corev1.Service {
+	a := map[string]string{fleetv1alpha1.AnnotationExport: "true"}
+	for k, v := range annotations {
+		a[k] = v
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Annotations: a},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+	}
+}
+
+// podSlice is a hand-made EndpointSlice for a selectorless Service (kube-controller-manager
+// leaves slices of other managers alone).
+func podSlice(service string, endpoints map[string]bool) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: service + "-pods", Labels: map[string]string{
+			discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "test.flotilla.dev"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	setEndpoints(s, endpoints)
+	return s
+}
+
+func setEndpoints(s *discoveryv1.EndpointSlice, endpoints map[string]bool) {
+	s.Endpoints = nil
+	addrs := make([]string, 0, len(endpoints))
+	for a := range endpoints {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(endpoints[a])}})
+	}
+}
+
+// mirrorEndpoints returns "ready" and "notready" address lists of a mirror's Endpoints.
+func (e *env) mirrorEndpoints(cluster, name string) (ready, notReady []string, err error) {
+	eps := &corev1.Endpoints{}
+	if err := e.members[cluster].Get(context.Background(), types.NamespacedName{Namespace: "shop", Name: name}, eps); err != nil {
+		return nil, nil, err
+	}
+	for _, s := range eps.Subsets {
+		for _, a := range s.Addresses {
+			ready = append(ready, a.IP)
+		}
+		for _, a := range s.NotReadyAddresses {
+			notReady = append(notReady, a.IP)
+		}
+	}
+	sort.Strings(ready)
+	sort.Strings(notReady)
+	return ready, notReady, nil
+}
+
+func (e *env) waitEndpoints(t *testing.T, cluster, name string, wantReady, wantNotReady []string) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("mirror %s in %s with ready %v not ready %v", name, cluster, wantReady, wantNotReady), func() error {
+		ready, notReady, err := e.mirrorEndpoints(cluster, name)
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(ready) != fmt.Sprint(wantReady) || fmt.Sprint(notReady) != fmt.Sprint(wantNotReady) {
+			return fmt.Errorf("ready %v not ready %v", ready, notReady)
+		}
+		return nil
+	})
+}
+
+func (e *env) exportedService(t *testing.T, cluster, name string, check func(*fleetv1alpha1.ExportedService) error) *fleetv1alpha1.ExportedService {
+	t.Helper()
+	var got *fleetv1alpha1.ExportedService
+	eventually(t, 30*time.Second, "ExportedService "+cluster+"/shop/"+name, func() error {
+		es := &fleetv1alpha1.ExportedService{}
+		if err := e.hub.Get(context.Background(), types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName(cluster, "shop", name)}, es); err != nil {
+			return err
+		}
+		if err := check(es); err != nil {
+			return fmt.Errorf("%w (status %+v)", err, es.Status)
+		}
+		got = es
+		return nil
+	})
+	return got
+}
+
+func synced(status metav1.ConditionStatus, reason, msg string) func(*fleetv1alpha1.ExportedService) error {
+	return func(es *fleetv1alpha1.ExportedService) error {
+		c := meta.FindStatusCondition(es.Status.Conditions, fleetv1alpha1.ConditionSynced)
+		if c == nil || c.Status != status || c.Reason != reason || !strings.Contains(c.Message, msg) {
+			return fmt.Errorf("Synced = %v", c)
+		}
+		return nil
+	}
+}
+
+func gone(c client.Client, obj client.Object) func() error {
+	return func() error {
+		err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%w)", err)
+	}
+}
+
+var _ = mirror.Name
