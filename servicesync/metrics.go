@@ -18,6 +18,10 @@ var (
 		Name: "flotilla_service_mirror_conflicts",
 		Help: "Members where an exported Service's mirror is blocked by an object Flotilla does not own.",
 	}, []string{"export"})
+	mirrorWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flotilla_service_mirror_writes_total",
+		Help: "Mirror objects created, updated or deleted in a member (zero in steady state).",
+	}, []string{"cluster"})
 	propagationLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "flotilla_service_endpoint_propagation_seconds",
 		Help:    "From a source Service or EndpointSlice change seen by the hub to its mirrors written in every target.",
@@ -26,7 +30,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(exportMirrors, exportConflicts, propagationLatency)
+	metrics.Registry.MustRegister(exportMirrors, exportConflicts, mirrorWrites, propagationLatency)
 }
 
 // dirtyTimes remembers when a source change was first seen, so that the reconcile that

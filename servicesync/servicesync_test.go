@@ -42,7 +42,9 @@ type env struct {
 	stop    func()
 }
 
-func newEnv(t *testing.T, members int) *env {
+func newEnv(t *testing.T, members int) *env { return newEnvTB(t, members) }
+
+func newEnvTB(t testing.TB, members int) *env {
 	t.Helper()
 	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
 	e := &env{fleet: fleet, members: map[string]client.Client{}}
@@ -78,7 +80,7 @@ func newEnv(t *testing.T, members int) *env {
 	return e
 }
 
-func (e *env) startController(t *testing.T) {
+func (e *env) startController(t testing.TB) {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	must(t, clientgoscheme.AddToScheme(scheme))

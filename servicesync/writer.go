@@ -22,7 +22,7 @@ func (r *ExportReconciler) writeMirror(ctx context.Context, target string, in mi
 	if err != nil {
 		return false, "", err
 	}
-	writer, err := r.Members.Client(target)
+	writer, err := r.writerFor(target)
 	if err != nil {
 		return false, "", err
 	}
@@ -145,7 +145,7 @@ func (r *ExportReconciler) removeFrom(ctx context.Context, target string, src so
 	if err != nil {
 		return nil // disconnected since Connected(): it keeps its mirrors for now
 	}
-	writer, err := r.Members.Client(target)
+	writer, err := r.writerFor(target)
 	if err != nil {
 		return nil
 	}
@@ -186,7 +186,7 @@ func (r *ExportReconciler) markStale(ctx context.Context, target string, src sou
 	if err != nil {
 		return nil
 	}
-	writer, err := r.Members.Client(target)
+	writer, err := r.writerFor(target)
 	if err != nil {
 		return nil
 	}
@@ -241,4 +241,38 @@ func ownerLabels(cluster, namespace, name string) map[string]string {
 		fleetv1alpha1.LabelSourceNamespace: namespace,
 		fleetv1alpha1.LabelSourceName:      name,
 	}
+}
+
+// writerFor is the target's client, counting every write for the mirror-writes metric.
+func (r *ExportReconciler) writerFor(target string) (client.Client, error) {
+	c, err := r.Members.Client(target)
+	if err != nil {
+		return nil, err
+	}
+	return countingWriter{Client: c, cluster: target}, nil
+}
+
+// countingWriter counts the writes that succeed.
+type countingWriter struct {
+	client.Client
+	cluster string
+}
+
+func (w countingWriter) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	return w.count(w.Client.Create(ctx, obj, opts...))
+}
+
+func (w countingWriter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	return w.count(w.Client.Update(ctx, obj, opts...))
+}
+
+func (w countingWriter) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	return w.count(w.Client.Delete(ctx, obj, opts...))
+}
+
+func (w countingWriter) count(err error) error {
+	if err == nil {
+		mirrorWrites.WithLabelValues(w.cluster).Inc()
+	}
+	return err
 }

@@ -41,7 +41,7 @@ func (c *ControlPlane) apiserverArgs() []string {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + p.saPubFile,
 		"--service-account-signing-key-file=" + p.saKeyFile,
-		"--service-cluster-ip-range=10.0.0.0/24", // clusters are isolated; one range for all
+		"--service-cluster-ip-range=10.0.0.0/16", // clusters are isolated; one range for all, room for benchmarks with thousands of Services
 		"--authorization-mode=RBAC",              // tests rely on non-admin identities being denied
 		"--allow-privileged=true",
 	}
