@@ -97,6 +97,11 @@ func BenchmarkExport500(b *testing.B) {
 			window, err = time.ParseDuration(v)
 			must(b, err)
 		}
+		// Let the last change finish (its EndpointSlices follow its Endpoints) before counting.
+		for prev := -1.0; prev != mirrorWritesTotal(); {
+			prev = mirrorWritesTotal()
+			time.Sleep(2 * time.Second)
+		}
 		w0 := mirrorWritesTotal()
 		time.Sleep(window)
 		steady := mirrorWritesTotal() - w0
