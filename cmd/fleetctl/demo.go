@@ -105,6 +105,12 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 	if err := demoBaseline(ctx, out, fleet); err != nil {
 		return err
 	}
+	if err := demoServices(ctx, out, fleet); err != nil {
+		return err
+	}
+	if err := demoStatus(ctx, out, fleet); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "\nKubeconfigs:\n  %-10s %s\n", fleet.Hub.Name, fleet.Hub.KubeconfigPath)
 	for _, m := range fleet.Members {
@@ -115,6 +121,10 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) error {
 	fmt.Fprintf(out, "  kubectl get memberclusters -o wide\n")
 	fmt.Fprintf(out, "  %s status\n", "fleetctl")
 	fmt.Fprintf(out, "  kubectl --kubeconfig %s get namespaces\n", fleet.Members[0].KubeconfigPath)
+	fmt.Fprintf(out, "  kubectl get exportedservices\n")
+	if len(fleet.Members) > 1 {
+		fmt.Fprintf(out, "  kubectl --kubeconfig %s -n %s get services,endpointslices\n", fleet.Members[1].KubeconfigPath, demoServiceNamespace)
+	}
 	fmt.Fprintf(out, "  tail -f %s\n", ctrlLog)
 	fmt.Fprintf(out, "\nPress Ctrl-C to stop.\n")
 
@@ -242,6 +252,11 @@ func demoBaseline(ctx context.Context, out io.Writer, fleet *localfleet.Fleet) e
 		}
 	}
 	say("restored by the hub after %s", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// demoStatus prints `fleetctl status` as a user would run it against the demo hub.
+func demoStatus(ctx context.Context, out io.Writer, fleet *localfleet.Fleet) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err

@@ -36,18 +36,18 @@ type statusSection struct {
 	render func(ctx context.Context, in statusInput, w io.Writer) error
 }
 
-// statusSections is the fleet overview, in order. Exported services are to follow the
-// baselines.
+// statusSections is the fleet overview, in order.
 var statusSections = []statusSection{
 	{name: "clusters", render: renderClusters},
 	{name: "baselines", render: renderBaselines},
+	{name: "services", render: renderServices},
 }
 
 func newStatusCommand(hub *hubFlags) *cobra.Command {
 	hubNamespace := fleetv1alpha1.DefaultHubNamespace
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show an overview of the fleet: member clusters and their health, baselines in every member",
+		Short: "Show an overview of the fleet: member clusters and their health, baselines in every member, exported Services",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := hub.restConfig()

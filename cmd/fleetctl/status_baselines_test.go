@@ -154,9 +154,10 @@ func TestStatusBaselines(t *testing.T) {
 			"  broken: InvalidSource: resources[0] (inline) document 2: no kind",
 			`  security/m2: ApplyFailed: apply to cluster "m2": NetworkPolicy default/deny dry-run failed (Invalid): spec.podSelector: Required value`,
 			`  security/m3: OwnedByOther: left untouched: ConfigMap default/x is owned by Baseline "other"`,
-		}, "\n") + "\n"
-		if len(sections) != 4 || sections[3] != want {
-			t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(sections[3:], "\n\n"), want)
+		}, "\n")
+		// The services section follows the baselines' problems.
+		if len(sections) != 5 || sections[3] != want || !strings.HasPrefix(sections[4], "No Services exported.") {
+			t.Errorf("problems, then the services section:\n%s\nwant:\n%s\n\nNo Services exported. ...", strings.Join(sections[3:], "\n\n"), want)
 		}
 	})
 }
