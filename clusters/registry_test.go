@@ -17,14 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -45,8 +42,7 @@ var fastProbes = Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: ti
 func startRegistry(t *testing.T, members int, opts Options) *registry {
 	t.Helper()
 	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
-	r, stop := runRegistry(t, fleet, opts)
-	t.Cleanup(stop)
+	r, _ := runRegistry(t, fleet, opts) // stopped at the end of the test
 	return r
 }
 
@@ -57,47 +53,21 @@ func runRegistry(tb testing.TB, fleet *localfleet.Fleet, opts Options) (r *regis
 	must(tb, clientgoscheme.AddToScheme(scheme))
 	must(tb, fleetv1alpha1.AddToScheme(scheme))
 	must(tb, clusterv1.AddToScheme(scheme))
-
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{tb})))
-	mgr, err := ctrl.NewManager(fleet.Hub.Config, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Each test runs its own manager in this process; controller names repeat.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	var conns *Connections
+	hub, stop := fleettest.RunManager(tb, fleet.Hub.Config, scheme, func(mgr ctrl.Manager) (err error) {
+		conns, err = Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
+			ClusterAPIPollInterval: 500 * time.Millisecond})
+		return err
 	})
-	must(tb, err)
-	conns, err := Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
-		ClusterAPIPollInterval: 500 * time.Millisecond})
-	must(tb, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("manager: %v", err)
-		}
-	}
-	hub := mgr.GetClient()
 	must(tb, client.IgnoreAlreadyExists(hub.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
 	return &registry{fleet: fleet, hub: hub, conns: conns}, stop
 }
 
-// testWriter sends controller logs to the test log, shown only when a test fails.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// Shared test helpers (package fleettest).
+var (
+	must       = fleettest.Must
+	eventually = fleettest.Eventually
+)
 
 func kubeconfigSecret(name string, kubeconfig []byte, labels, annotations map[string]string) *corev1.Secret {
 	return &corev1.Secret{
@@ -112,23 +82,6 @@ func memberCluster(name, secret string) *fleetv1alpha1.MemberCluster {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: fleetv1alpha1.MemberClusterSpec{KubeconfigSecretRef: fleetv1alpha1.SecretKeyReference{
 			Namespace: hubNS, Name: secret, Key: fleetv1alpha1.DefaultKubeconfigKey}},
-	}
-}
-
-// eventually polls check until it returns nil or the timeout passes, then fails with
-// what was expected and the last observation.
-func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: want %s; last: %v", timeout, what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+
 	"github.com/flotilla-dev/flotilla/e2e"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 )
@@ -219,21 +221,8 @@ func table(out string) map[string]map[string]string {
 
 // eventually polls check until it returns nil, failing the spec with what was expected and
 // the last error when timeout passes.
+// eventually polls once a second: the checks run fleetctl and kubectl as processes.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: expected %s; last: %v", timeout, what, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("expected %s; cancelled, last: %v", what, err)
-		case <-time.After(time.Second):
-		}
-	}
+	fleettest.EventuallyEvery(t, time.Second, timeout, what, check)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -108,7 +110,7 @@ func BenchmarkBaseline50(b *testing.B) {
 		uid := q.UID
 		start := time.Now()
 		must(b, e.members[m].Delete(ctx, q))
-		pollFine(b, time.Minute, "quota restored in "+m, func() error {
+		fleettest.EventuallyEvery(b, 5*time.Millisecond, time.Minute, "quota restored in "+m, func() error {
 			got := &corev1.ResourceQuota{}
 			if err := e.members[m].Get(ctx, client.ObjectKeyFromObject(q), got); err != nil {
 				return err
@@ -212,21 +214,4 @@ func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[len(s)/2]
-}
-
-// pollFine is eventually with a 5ms period, for latencies of a few hundred milliseconds
-// that a 100ms poll would round up.
-func pollFine(b *testing.B, timeout time.Duration, what string, check func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("after %s: want %s; last: %v", timeout, what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -74,7 +76,7 @@ func BenchmarkExport500(b *testing.B) {
 			t0 := time.Now()
 			must(b, src.Update(ctx, slice))
 			for _, target := range []string{"member-2", "member-3"} {
-				pollFine(b, time.Minute, "changed endpoint in "+target, func() error {
+				fleettest.EventuallyEvery(b, 5*time.Millisecond, time.Minute, "changed endpoint in "+target, func() error {
 					ready, _, err := e.mirrorEndpoints(target, mirror.Name(name, "member-1"))
 					if err != nil {
 						return err
@@ -123,22 +125,4 @@ func mirrorWritesTotal() float64 {
 		total += testutil.ToFloat64(mirrorWrites.WithLabelValues(c))
 	}
 	return total
-}
-
-
-// pollFine is eventually with a 5ms period, for latencies of a few hundred milliseconds
-// that a 100ms poll would round up.
-func pollFine(b *testing.B, timeout time.Duration, what string, check func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("after %s: want %s; last: %v", timeout, what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -86,20 +87,8 @@ func configClient(t *testing.T, cfg *rest.Config) client.Client {
 
 // eventually polls check until it returns nil, failing the test with what was expected and
 // the last error after timeout. RBAC changes, for one, take a moment to reach the authorizer.
-func eventually(t *testing.T, timeout time.Duration, expected string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s, still not %s: %v", timeout, expected, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually is the shared poll (package fleettest).
+var eventually = fleettest.Eventually
 
 // assertContains fails the test for every want missing from out.
 func assertContains(t *testing.T, out string, wants ...string) {

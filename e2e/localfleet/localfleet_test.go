@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -334,20 +336,8 @@ func createNamespace(t *testing.T, cs kubernetes.Interface, name string) {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
+// eventually is the shared poll (package fleettest).
+var eventually = fleettest.Eventually
 
 func stopTwiceConcurrently(t *testing.T, f *localfleet.Fleet) {
 	t.Helper()
