@@ -24,7 +24,7 @@ import (
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselinebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=memberclusters,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch,namespace=flotilla-system
 
 // BaselineReconciler validates a Baseline's sources, keeps one BaselineBinding per selected
 // member, moves a new revision through the fleet (the rollout), and sums the bindings up
