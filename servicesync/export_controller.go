@@ -329,6 +329,7 @@ func fillStatus(st *fleetv1alpha1.ExportedServiceStatus, exp *mirror.Export, res
 		}
 	}
 	st.MirroredInto = mirrored
+	st.Refused = res.Refused
 	st.Conflicts = conflicts
 	switch {
 	case len(conflicts) > 0:

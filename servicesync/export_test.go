@@ -130,7 +130,10 @@ func TestHostileExportsWriteNothing(t *testing.T) {
 
 	e.exportedService(t, "member-1", "bad-mode", synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, "Teleport"))
 	e.exportedService(t, "member-1", "bad-to", synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, fleetv1alpha1.AnnotationExportTo))
-	e.exportedService(t, "member-1", "loop", synced(metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, "127.0.0.1"))
+	loopES := e.exportedService(t, "member-1", "loop", synced(metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, "127.0.0.1"))
+	if len(loopES.Status.Refused) != 1 || !strings.Contains(loopES.Status.Refused[0], "127.0.0.1") {
+		t.Errorf("status.refused = %v, want the loopback address with its reason", loopES.Status.Refused)
+	}
 	e.waitEndpoints(t, "member-2", mirror.Name("loop", "member-1"), []string{"10.2.0.1"}, nil)
 	// A 63-character name still gets a valid, shortened mirror.
 	edgeName := mirror.Name(long, "member-1")

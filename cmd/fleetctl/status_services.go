@@ -109,9 +109,9 @@ func serviceState(es *fleetv1alpha1.ExportedService) string {
 	return "-"
 }
 
-// serviceProblems lists, per exported Service, each conflict with the member it is in, and a
+// serviceProblems lists, per exported Service, each conflict with the member it is in, a
 // Synced=False condition that the conflicts do not already explain (an invalid export, an
-// unreachable source).
+// unreachable source), and the source addresses left out of the mirrors.
 func serviceProblems(services []fleetv1alpha1.ExportedService) []string {
 	var out []string
 	for _, es := range services {
@@ -125,6 +125,9 @@ func serviceProblems(services []fleetv1alpha1.ExportedService) []string {
 			out = append(out, fmt.Sprintf("%s in %s: %s", src, mc.Cluster, conditionText(&metav1.Condition{
 				Reason: fleetv1alpha1.ReasonNameClash, Message: mc.Message,
 			}, maxServiceProblemLen)))
+		}
+		if len(es.Status.Refused) > 0 {
+			out = append(out, fmt.Sprintf("%s: RefusedAddresses: not mirrored: %s", src, strings.Join(es.Status.Refused, ", ")))
 		}
 	}
 	return out

@@ -55,6 +55,7 @@ func TestStatusServices(t *testing.T) {
 		AddressMode: fleetv1alpha1.AddressModePodIP,
 		Ports:       []fleetv1alpha1.ExportedPort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}, {Name: "https", Protocol: corev1.ProtocolTCP, Port: 443}},
 		Endpoints:   2, ReadyEndpoints: 2, MirroredInto: []string{"member-2", "member-3"},
+		Refused:    []string{"127.0.0.1: loopback"},
 		Conditions: []metav1.Condition{synced},
 	})
 	exportService(t, hub, "member-3", "kube-system", "dns", fleetv1alpha1.ExportedServiceStatus{
@@ -108,6 +109,7 @@ func TestStatusServices(t *testing.T) {
 		want := strings.Join([]string{
 			"Problems:",
 			`  member-1/shop/cart: ClusterUnreachable: source cluster "member-1" unreachable since 2026-01-01T12:00:00Z: mirrors kept with their endpoints marked not ready`,
+			"  member-1/shop/web: RefusedAddresses: not mirrored: 127.0.0.1: loopback",
 			"  member-2/shop/api in member-1: NameClash: *v1.EndpointSlice shop/api-member-2-ipv4-0 exists and is not a Flotilla mirror of member-2/shop/api; left untouched",
 			"  member-2/shop/api in member-4: NameClash: Service shop/api-member-2 exists and is not a Flotilla mirror of member-2/shop/api; left untouched",
 			"  member-3/kube-system/dns: InvalidExport: Service kube-system/dns: namespace kube-system is not exported unless the hub allows system namespaces",

@@ -82,6 +82,11 @@ type ExportedServiceStatus struct {
 	// +listType=set
 	// +optional
 	MirroredInto []string `json:"mirroredInto,omitempty"`
+	// Refused lists source addresses left out of the mirrors, each with the reason
+	// (loopback, link-local, unspecified, multicast, not an IP).
+	// +listType=atomic
+	// +optional
+	Refused []string `json:"refused,omitempty"`
 	// Conflicts lists members where the mirror could not be written.
 	// +listType=atomic
 	// +optional

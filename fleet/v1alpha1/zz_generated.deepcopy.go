@@ -342,6 +342,11 @@ func (in *ExportedServiceStatus) DeepCopyInto(out *ExportedServiceStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Refused != nil {
+		in, out := &in.Refused, &out.Refused
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conflicts != nil {
 		in, out := &in.Conflicts, &out.Conflicts
 		*out = make([]MirrorConflict, len(*in))
