@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
 // memberApply is the outcome of making one member match one binding's desired objects.
@@ -71,7 +72,7 @@ func (a *applier) apply(ctx context.Context, desired []*unstructured.Unstructure
 			missing = append(missing, obj)
 			continue
 		case err != nil:
-			return out, fmt.Errorf("read %s: %w", objectRef(obj), err)
+			return out, fmt.Errorf("read %s: %w", render.ObjectRef(obj), err)
 		}
 		owner := live.GetLabels()[fleetv1alpha1.LabelBaseline]
 		switch {
@@ -80,11 +81,11 @@ func (a *applier) apply(ctx context.Context, desired []*unstructured.Unstructure
 		case owner != "":
 			// Another Baseline applied it first; taking it over would make two Baselines
 			// fight over one object, so the later one always reports a conflict.
-			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s is owned by Baseline %q", objectRef(obj), owner))
+			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s is owned by Baseline %q", render.ObjectRef(obj), owner))
 		case a.baseline.Spec.ConflictPolicy == fleetv1alpha1.ConflictAdopt:
 			mine = append(mine, obj)
 		default:
-			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s exists and is not managed by Flotilla (conflictPolicy Abort)", objectRef(obj)))
+			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s exists and is not managed by Flotilla (conflictPolicy Abort)", render.ObjectRef(obj)))
 		}
 	}
 
@@ -93,15 +94,15 @@ func (a *applier) apply(ctx context.Context, desired []*unstructured.Unstructure
 	switch a.baseline.Spec.Policy {
 	case fleetv1alpha1.PolicyInform:
 		for _, obj := range missing {
-			out.Drifted = append(out.Drifted, objectRef(obj)+" is missing")
+			out.Drifted = append(out.Drifted, render.ObjectRef(obj)+" is missing")
 		}
 		for _, obj := range mine {
 			entry, _, _, err := mgr.Diff(ctx, obj, ssa.DefaultDiffOptions())
 			if err != nil {
-				return out, fmt.Errorf("diff %s: %w", objectRef(obj), err)
+				return out, fmt.Errorf("diff %s: %w", render.ObjectRef(obj), err)
 			}
 			if entry.Action != ssa.UnchangedAction {
-				out.Drifted = append(out.Drifted, objectRef(obj)+" differs")
+				out.Drifted = append(out.Drifted, render.ObjectRef(obj)+" differs")
 			}
 		}
 		// Inform never writes; it owns only what already carries its label.
@@ -156,7 +157,7 @@ func (a *applier) unknownKinds(desired []*unstructured.Unstructured) []string {
 			continue
 		}
 		if _, err := a.member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
-			unknown = append(unknown, fmt.Sprintf("%s (%s)", objectRef(obj), gvk.GroupVersion()))
+			unknown = append(unknown, fmt.Sprintf("%s (%s)", render.ObjectRef(obj), gvk.GroupVersion()))
 		}
 	}
 	return unknown
@@ -208,14 +209,14 @@ func (a *applier) unhealthy(ctx context.Context, objs []*unstructured.Unstructur
 		live := &unstructured.Unstructured{}
 		live.SetGroupVersionKind(obj.GroupVersionKind())
 		if err := a.member.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
-			return nil, fmt.Errorf("read %s for health: %w", objectRef(obj), err)
+			return nil, fmt.Errorf("read %s for health: %w", render.ObjectRef(obj), err)
 		}
 		res, err := status.Compute(live)
 		if err != nil {
-			return nil, fmt.Errorf("health of %s: %w", objectRef(obj), err)
+			return nil, fmt.Errorf("health of %s: %w", render.ObjectRef(obj), err)
 		}
 		if res.Status != status.CurrentStatus {
-			out = append(out, fmt.Sprintf("%s is %s: %s", objectRef(obj), res.Status, res.Message))
+			out = append(out, fmt.Sprintf("%s is %s: %s", render.ObjectRef(obj), res.Status, res.Message))
 		}
 	}
 	return out, nil
@@ -227,11 +228,11 @@ func (a *applier) unhealthy(ctx context.Context, objs []*unstructured.Unstructur
 func (a *applier) prune(ctx context.Context, previous []fleetv1alpha1.InventoryEntry, keep []fleetv1alpha1.InventoryEntry) (int, error) {
 	wanted := map[fleetv1alpha1.InventoryEntry]bool{}
 	for _, e := range keep {
-		wanted[entryKey(e)] = true
+		wanted[render.EntryKey(e)] = true
 	}
 	deleted := 0
 	for _, e := range previous {
-		if wanted[entryKey(e)] {
+		if wanted[render.EntryKey(e)] {
 			continue
 		}
 		ok, err := a.deleteOwned(ctx, e, false)
@@ -254,7 +255,7 @@ func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntr
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			return false, nil
 		}
-		return false, fmt.Errorf("read %s for pruning: %w", entryRef(e), err)
+		return false, fmt.Errorf("read %s for pruning: %w", render.EntryRef(e), err)
 	}
 	if live.GetLabels()[fleetv1alpha1.LabelBaseline] != a.baseline.Name {
 		return false, nil // someone else took it over; not ours to delete
@@ -265,7 +266,7 @@ func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntr
 		}
 	}
 	if err := a.member.Delete(ctx, live, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
-		return false, fmt.Errorf("delete %s: %w", entryRef(e), err)
+		return false, fmt.Errorf("delete %s: %w", render.EntryRef(e), err)
 	}
 	return true, nil
 }
@@ -290,7 +291,7 @@ func (a *applier) orphan(ctx context.Context, e fleetv1alpha1.InventoryEntry) er
 	delete(labels, fleetv1alpha1.LabelManagedBy)
 	live.SetLabels(labels)
 	if err := a.member.Patch(ctx, live, patch); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("orphan %s: %w", entryRef(e), err)
+		return fmt.Errorf("orphan %s: %w", render.EntryRef(e), err)
 	}
 	return nil
 }
@@ -301,28 +302,8 @@ func inventory(objs []*unstructured.Unstructured) []fleetv1alpha1.InventoryEntry
 		gvk := o.GroupVersionKind()
 		out = append(out, fleetv1alpha1.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()})
 	}
-	sort.Slice(out, func(i, j int) bool { return entryRef(out[i]) < entryRef(out[j]) })
+	sort.Slice(out, func(i, j int) bool { return render.EntryRef(out[i]) < render.EntryRef(out[j]) })
 	return out
-}
-
-// entryKey ignores the version: an object moved to a newer API version is the same object.
-func entryKey(e fleetv1alpha1.InventoryEntry) fleetv1alpha1.InventoryEntry {
-	e.Version = ""
-	return e
-}
-
-func objectRef(o *unstructured.Unstructured) string {
-	if o.GetNamespace() != "" {
-		return fmt.Sprintf("%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
-	}
-	return fmt.Sprintf("%s %s", o.GetKind(), o.GetName())
-}
-
-func entryRef(e fleetv1alpha1.InventoryEntry) string {
-	if e.Namespace != "" {
-		return fmt.Sprintf("%s %s/%s", e.Kind, e.Namespace, e.Name)
-	}
-	return fmt.Sprintf("%s %s", e.Kind, e.Name)
 }
 
 // summarize joins the first few items of a list for a condition message.

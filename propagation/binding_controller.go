@@ -327,8 +327,8 @@ func mergeInventory(old, current []fleetv1alpha1.InventoryEntry) []fleetv1alpha1
 	seen := map[fleetv1alpha1.InventoryEntry]bool{}
 	var out []fleetv1alpha1.InventoryEntry
 	for _, e := range append(append([]fleetv1alpha1.InventoryEntry(nil), current...), old...) {
-		if !seen[entryKey(e)] {
-			seen[entryKey(e)] = true
+		if !seen[render.EntryKey(e)] {
+			seen[render.EntryKey(e)] = true
 			out = append(out, e)
 		}
 	}

@@ -82,10 +82,10 @@ func (d *memberDiffer) run(ctx context.Context) (diffCounts, error) {
 			switch {
 			case errors.As(err, &status):
 				c.rejected++
-				fmt.Fprintf(d.w, "! rejected %s: %s\n", objectRef(obj), oneLine(status.Status().Message))
+				fmt.Fprintf(d.w, "! rejected %s: %s\n", render.ObjectRef(obj), oneLine(status.Status().Message))
 				continue
 			case err != nil:
-				return c, fmt.Errorf("dry-run %s: %w", objectRef(obj), err)
+				return c, fmt.Errorf("dry-run %s: %w", render.ObjectRef(obj), err)
 			}
 			switch entry.Action {
 			case ssa.CreatedAction:
@@ -127,21 +127,21 @@ func (d *memberDiffer) place(ctx context.Context, obj *unstructured.Unstructured
 	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
 		return placeMissing, nil
 	case err != nil:
-		return placeSkip, fmt.Errorf("read %s: %w", objectRef(obj), err)
+		return placeSkip, fmt.Errorf("read %s: %w", render.ObjectRef(obj), err)
 	}
 	place := placeMine
 	switch owner := live.GetLabels()[fleetv1alpha1.LabelBaseline]; {
 	case owner == d.baseline.Name:
 	case owner != "":
 		c.conflict++
-		fmt.Fprintf(d.w, "! conflict %s: owned by Baseline %q; the apply leaves it untouched and reports Conflict\n", objectRef(obj), owner)
+		fmt.Fprintf(d.w, "! conflict %s: owned by Baseline %q; the apply leaves it untouched and reports Conflict\n", render.ObjectRef(obj), owner)
 		return placeSkip, nil
 	case d.baseline.Spec.ConflictPolicy == fleetv1alpha1.ConflictAdopt:
 		place = placeAdopt
 	default:
 		c.conflict++
 		fmt.Fprintf(d.w, "! conflict %s: exists and is not managed by Flotilla (conflictPolicy Abort); "+
-			"the apply leaves it untouched and reports Conflict\n", objectRef(obj))
+			"the apply leaves it untouched and reports Conflict\n", render.ObjectRef(obj))
 		return placeSkip, nil
 	}
 	if d.baseline.Spec.Policy == fleetv1alpha1.PolicyCreateOnly {
@@ -223,7 +223,7 @@ func (d *memberDiffer) unknownKinds(docs []render.Document) []string {
 			continue
 		}
 		if _, err := d.member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
-			unknown = append(unknown, fmt.Sprintf("%s (%s)", objectRef(doc.Object), gvk.GroupVersion()))
+			unknown = append(unknown, fmt.Sprintf("%s (%s)", render.ObjectRef(doc.Object), gvk.GroupVersion()))
 		}
 	}
 	return unknown
@@ -253,10 +253,10 @@ func (d *memberDiffer) prunes(ctx context.Context, docs []render.Document, c *di
 	b := d.baseline
 	want := map[fleetv1alpha1.InventoryEntry]bool{}
 	for _, doc := range docs {
-		want[inventoryKey(doc.InventoryEntry())] = true
+		want[render.EntryKey(doc.InventoryEntry())] = true
 	}
 	for _, e := range d.binding.Status.Inventory {
-		if want[inventoryKey(e)] {
+		if want[render.EntryKey(e)] {
 			continue
 		}
 		gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
@@ -265,7 +265,7 @@ func (d *memberDiffer) prunes(ctx context.Context, docs []render.Document, c *di
 		case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
 			continue
 		case err != nil:
-			return fmt.Errorf("read %s: %w", entryRef(e), err)
+			return fmt.Errorf("read %s: %w", render.EntryRef(e), err)
 		case live.GetLabels()[fleetv1alpha1.LabelBaseline] != b.Name:
 			continue
 		}
@@ -282,11 +282,11 @@ func (d *memberDiffer) prunes(ctx context.Context, docs []render.Document, c *di
 		}
 		if kept != "" {
 			c.kept++
-			fmt.Fprintf(d.w, "(kept: %s left the Baseline; %s)\n", entryRef(e), kept)
+			fmt.Fprintf(d.w, "(kept: %s left the Baseline; %s)\n", render.EntryRef(e), kept)
 			continue
 		}
 		c.prune++
-		fmt.Fprintf(d.w, "- prune %s\n", entryRef(e))
+		fmt.Fprintf(d.w, "- prune %s\n", render.EntryRef(e))
 	}
 	return nil
 }
@@ -301,7 +301,7 @@ func (d *memberDiffer) liveMeta(ctx context.Context, gvk schema.GroupVersionKind
 
 // printCreate prints the object the apply would create, Secret values masked.
 func (d *memberDiffer) printCreate(doc render.Document, note string) {
-	line := "+ create " + objectRef(doc.Object)
+	line := "+ create " + render.ObjectRef(doc.Object)
 	if note != "" {
 		line += " (" + note + ")"
 	}
@@ -327,15 +327,15 @@ func (d *memberDiffer) printUpdate(doc render.Document, live, after *unstructure
 	if adopt {
 		verb = "~ adopt "
 	}
-	fmt.Fprintln(d.w, verb+objectRef(doc.Object))
+	fmt.Fprintln(d.w, verb+render.ObjectRef(doc.Object))
 	live, after = maskSecrets(live, after)
 	a, err := diffLines(live)
 	if err != nil {
-		return fmt.Errorf("show %s: %w", objectRef(doc.Object), err)
+		return fmt.Errorf("show %s: %w", render.ObjectRef(doc.Object), err)
 	}
 	b, err := diffLines(after)
 	if err != nil {
-		return fmt.Errorf("show %s: %w", objectRef(doc.Object), err)
+		return fmt.Errorf("show %s: %w", render.ObjectRef(doc.Object), err)
 	}
 	hunks := unifiedDiff(a, b)
 	switch {
@@ -360,24 +360,3 @@ func (d *memberDiffer) printUpdate(doc render.Document, live, after *unstructure
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// inventoryKey ignores the version: an object moved to a newer API version is the same object.
-func inventoryKey(e fleetv1alpha1.InventoryEntry) fleetv1alpha1.InventoryEntry {
-	e.Version = ""
-	return e
-}
-
-// objectRef names an object as fleet-controller's conditions do: "Kind ns/name".
-func objectRef(o *unstructured.Unstructured) string {
-	if o.GetNamespace() != "" {
-		return fmt.Sprintf("%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
-	}
-	return fmt.Sprintf("%s %s", o.GetKind(), o.GetName())
-}
-
-func entryRef(e fleetv1alpha1.InventoryEntry) string {
-	if e.Namespace != "" {
-		return fmt.Sprintf("%s %s/%s", e.Kind, e.Namespace, e.Name)
-	}
-	return fmt.Sprintf("%s %s", e.Kind, e.Name)
-}
