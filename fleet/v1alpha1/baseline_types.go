@@ -242,3 +242,9 @@ func (b *Baseline) GetConditions() []metav1.Condition { return b.Status.Conditio
 
 // SetConditions replaces the status conditions.
 func (b *Baseline) SetConditions(c []metav1.Condition) { b.Status.Conditions = c }
+
+// GetObservedGeneration returns the generation the status was last computed for.
+func (b *Baseline) GetObservedGeneration() int64 { return b.Status.ObservedGeneration }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (b *Baseline) SetObservedGeneration(g int64) { b.Status.ObservedGeneration = g }

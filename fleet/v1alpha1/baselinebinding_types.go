@@ -113,3 +113,9 @@ func (b *BaselineBinding) GetConditions() []metav1.Condition { return b.Status.C
 
 // SetConditions replaces the status conditions.
 func (b *BaselineBinding) SetConditions(c []metav1.Condition) { b.Status.Conditions = c }
+
+// GetObservedGeneration returns the generation the status was last computed for.
+func (b *BaselineBinding) GetObservedGeneration() int64 { return b.Status.ObservedGeneration }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (b *BaselineBinding) SetObservedGeneration(g int64) { b.Status.ObservedGeneration = g }

@@ -73,8 +73,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionProgressing: a Baseline revision is still rolling out.
 	ConditionProgressing = "Progressing"
-	// ConditionStalled: a Baseline cannot make progress without a person acting.
+	// ConditionStalled: the object cannot make progress without a person acting (kstatus: Failed).
 	ConditionStalled = "Stalled"
+	// ConditionReconciling: the controller is still working towards the spec (kstatus: InProgress).
+	ConditionReconciling = "Reconciling"
 	// ConditionApplied: a BaselineBinding's revision is applied in its member.
 	ConditionApplied = "Applied"
 	// ConditionHealthy: every object a BaselineBinding applied reports healthy (kstatus).
@@ -125,4 +127,6 @@ const (
 	ReasonInvalidExport           = "InvalidExport"
 	ReasonMirrored                = "Mirrored"
 	ReasonNameClash               = "NameClash"
+	// ReasonRetrying: the last reconcile failed for a reason that may pass; it is retried with backoff.
+	ReasonRetrying = "Retrying"
 )

@@ -142,3 +142,9 @@ func (e *ExportedService) GetConditions() []metav1.Condition { return e.Status.C
 
 // SetConditions replaces the status conditions.
 func (e *ExportedService) SetConditions(c []metav1.Condition) { e.Status.Conditions = c }
+
+// GetObservedGeneration returns the generation the status was last computed for.
+func (e *ExportedService) GetObservedGeneration() int64 { return e.Status.ObservedGeneration }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (e *ExportedService) SetObservedGeneration(g int64) { e.Status.ObservedGeneration = g }

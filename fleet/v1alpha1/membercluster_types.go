@@ -103,3 +103,9 @@ func (m *MemberCluster) GetConditions() []metav1.Condition { return m.Status.Con
 
 // SetConditions replaces the status conditions.
 func (m *MemberCluster) SetConditions(c []metav1.Condition) { m.Status.Conditions = c }
+
+// GetObservedGeneration returns the generation the status was last computed for.
+func (m *MemberCluster) GetObservedGeneration() int64 { return m.Status.ObservedGeneration }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (m *MemberCluster) SetObservedGeneration(g int64) { m.Status.ObservedGeneration = g }

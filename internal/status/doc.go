@@ -1,0 +1,31 @@
+// Package status is the one way Flotilla's controllers report on the objects they reconcile,
+// in the Cluster API / Flux style, so that kstatus (and with it Flux and Argo CD health
+// checks) reads every Flotilla object the same way.
+//
+// # Usage
+//
+// A reconciler gets its object, creates a Patcher and defers its Patch, then runs its phases:
+//
+//	p := status.NewPatcher(r.Client, obj)
+//	defer func() { err = p.Patch(ctx, obj, err) }()
+//
+// The phases set conditions with Set as they learn things. Status is computed in memory and
+// written once, at the end, and only when it changed.
+//
+// # Outcomes
+//
+// Three outcomes stay distinct:
+//   - success (nil error): observedGeneration is set to the object's generation;
+//   - a user error: a phase returns Stalled(reason, err). The reconcile ends without a retry
+//     (reconcile.TerminalError); the object gets Stalled=True and Ready=False with that reason
+//     and message, and observedGeneration is set, since the generation was judged;
+//   - a transient failure (any other error): observedGeneration stays, Reconciling=True says a
+//     retry is coming, and the error goes back to controller-runtime for backoff.
+//
+// Stalled and Reconciling describe the current reconcile only: NewPatcher clears them and a
+// phase sets them again while they still hold. A condition whose status did not change keeps
+// its lastTransitionTime, so re-asserting one writes nothing.
+//
+// This package must not decide anything about a domain: reasons and messages come from the
+// controllers, and condition types and reasons are constants in fleet/v1alpha1.
+package status

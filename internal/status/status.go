@@ -1,0 +1,151 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// Object is an API object whose status carries conditions and observedGeneration.
+type Object interface {
+	client.Object
+	GetConditions() []metav1.Condition
+	SetConditions([]metav1.Condition)
+	GetObservedGeneration() int64
+	SetObservedGeneration(int64)
+}
+
+// Set sets one condition, stamped with the object's generation.
+func Set(obj Object, typ string, s metav1.ConditionStatus, reason, msg string) {
+	conds := obj.GetConditions()
+	meta.SetStatusCondition(&conds, metav1.Condition{
+		Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: obj.GetGeneration(),
+	})
+	obj.SetConditions(conds)
+}
+
+// SetReason changes a condition's reason and message but keeps its status (Unknown when it
+// had none): for states like "paused" that say nothing new about the condition itself.
+func SetReason(obj Object, typ, reason, msg string) {
+	s := metav1.ConditionUnknown
+	if c := meta.FindStatusCondition(obj.GetConditions(), typ); c != nil {
+		s = c.Status
+	}
+	Set(obj, typ, s, reason, msg)
+}
+
+// Remove drops a condition.
+func Remove(obj Object, typ string) {
+	conds := obj.GetConditions()
+	meta.RemoveStatusCondition(&conds, typ)
+	obj.SetConditions(conds)
+}
+
+// IsTrue reports whether a condition is present and True.
+func IsTrue(obj Object, typ string) bool {
+	return meta.IsStatusConditionTrue(obj.GetConditions(), typ)
+}
+
+// stalledError is a user error: retrying changes nothing until a person changes the input.
+type stalledError struct {
+	reason string
+	err    error
+}
+
+func (e *stalledError) Error() string { return e.err.Error() }
+func (e *stalledError) Unwrap() error { return e.err }
+
+// Stalled marks err as a user error with a reason a person can act on (a constant of
+// fleet/v1alpha1). The reconcile is terminal: controller-runtime does not retry it, and the
+// next change to the object (or to what it watches) starts a new one.
+func Stalled(reason string, err error) error {
+	return reconcile.TerminalError(&stalledError{reason: reason, err: err})
+}
+
+// StalledReason returns the reason of a Stalled error anywhere in err's chain.
+func StalledReason(err error) (string, bool) {
+	var s *stalledError
+	if errors.As(err, &s) {
+		return s.reason, true
+	}
+	return "", false
+}
+
+// Patcher writes an object's status once per reconcile, compared against a snapshot.
+type Patcher struct {
+	client client.Client
+	before Object
+}
+
+// NewPatcher snapshots obj and clears the conditions that describe one reconcile only
+// (Stalled, Reconciling): the phases set them again while they still hold.
+func NewPatcher(c client.Client, obj Object) *Patcher {
+	p := &Patcher{client: c, before: obj.DeepCopyObject().(Object)}
+	Remove(obj, fleetv1alpha1.ConditionStalled)
+	Remove(obj, fleetv1alpha1.ConditionReconciling)
+	return p
+}
+
+// Patch finishes the status according to the reconcile's outcome (see the package doc) and
+// writes it with a merge patch of the status subresource if anything changed. It returns
+// reconcileErr, joined with the patch error if the write failed. An object deleted in the
+// meantime is not an error.
+func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) error {
+	switch reason, stalled := StalledReason(reconcileErr); {
+	case stalled:
+		msg := reconcileErr.Error()
+		Set(obj, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
+		Set(obj, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		Remove(obj, fleetv1alpha1.ConditionReconciling)
+		obj.SetObservedGeneration(obj.GetGeneration())
+	case reconcileErr != nil:
+		// The error text may come from a member's API server; events and logs carry it.
+		Set(obj, fleetv1alpha1.ConditionReconciling, metav1.ConditionTrue, fleetv1alpha1.ReasonRetrying,
+			"the last attempt failed and is retried with backoff; the controller's events and logs say why")
+	default:
+		obj.SetObservedGeneration(obj.GetGeneration())
+	}
+	keepTransitionTimes(p.before.GetConditions(), obj)
+
+	after := obj.DeepCopyObject().(Object)
+	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(after)) {
+		return reconcileErr
+	}
+	// The merge patch carries the full status diff against the snapshot; the object's
+	// resourceVersion is not sent, so a concurrent spec change does not make it fail.
+	if err := p.client.Status().Patch(ctx, obj, client.MergeFrom(p.before)); client.IgnoreNotFound(err) != nil {
+		return errors.Join(reconcileErr, fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err))
+	}
+	return reconcileErr
+}
+
+// keepTransitionTimes restores lastTransitionTime of conditions whose status did not change:
+// a condition removed and set again within one reconcile must not look like a transition.
+func keepTransitionTimes(before []metav1.Condition, obj Object) {
+	conds := obj.GetConditions()
+	for i := range conds {
+		if old := meta.FindStatusCondition(before, conds[i].Type); old != nil && old.Status == conds[i].Status {
+			conds[i].LastTransitionTime = old.LastTransitionTime
+		}
+	}
+	obj.SetConditions(conds)
+}
+
+// statusOf is the part of an object the patcher owns: everything but metadata and spec. It
+// compares objects through their unstructured form so that any API type works.
+func statusOf(obj Object) any {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return obj // compare whole objects; a spurious patch is harmless
+	}
+	return u["status"]
+}
