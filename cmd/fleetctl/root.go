@@ -51,7 +51,6 @@ cluster are always named --member-...`,
 	hub.bind(root)
 	root.AddCommand(
 		newVersionCommand(hub),
-		newDemoCommand(),
 		newRegisterCommand(hub), newUnregisterCommand(hub), newStatusCommand(hub),
 		newDiffCommand(hub), newRolloutCommand(hub),
 	)

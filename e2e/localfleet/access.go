@@ -20,20 +20,21 @@ import (
 
 // writeKubeconfig writes the admin kubeconfig with embedded credentials (the Flotilla hub
 // rejects kubeconfigs with file references, and tests register members from these files) and
-// sets Config to match.
+// sets Config to match; and kube-controller-manager's own kubeconfig.
 func (c *ControlPlane) writeKubeconfig() error {
 	host := fmt.Sprintf("https://127.0.0.1:%d", c.apiserverPort)
-	user := c.Name + "-admin"
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: c.pki.caCert}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: c.pki.adminCert, ClientKeyData: c.pki.adminKey}
-	cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: user}
-	cfg.CurrentContext = c.Name
-	data, err := clientcmd.Write(*cfg)
+	data, err := c.kubeconfigFor(c.Name+"-admin", c.pki.adminCert, c.pki.adminKey)
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(c.KubeconfigPath, data, 0o600); err != nil {
+		return err
+	}
+	kcm, err := c.kubeconfigFor(kcmUser, c.pki.kcmCert, c.pki.kcmKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.kcmKubeconfigPath(), kcm, 0o600); err != nil {
 		return err
 	}
 	c.kubeconfig = data
@@ -50,6 +51,37 @@ func (c *ControlPlane) writeKubeconfig() error {
 		Burst: 400,
 	}
 	return nil
+}
+
+// kubeconfigFor is a kubeconfig for this cluster with the given client certificate embedded;
+// its context is named after the cluster.
+func (c *ControlPlane) kubeconfigFor(authInfo string, cert, key []byte) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{
+		Server:                   fmt.Sprintf("https://127.0.0.1:%d", c.apiserverPort),
+		CertificateAuthorityData: c.pki.caCert,
+	}
+	cfg.AuthInfos[authInfo] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: authInfo}
+	cfg.CurrentContext = c.Name
+	return clientcmd.Write(*cfg)
+}
+
+func (c *ControlPlane) kcmKubeconfigPath() string {
+	return filepath.Join(c.Dir, "kube-controller-manager.kubeconfig")
+}
+
+// UserKubeconfig returns a kubeconfig (credentials embedded, context named after the cluster)
+// with a fresh client certificate for user in groups. With group "system:masters" the user has
+// every right; otherwise RBAC decides. A distinct identity lets a test tell one client's
+// requests from another's in the audit log: register the hub into a member with it and count
+// the hub's writes with Writes.
+func (c *ControlPlane) UserKubeconfig(user string, groups ...string) ([]byte, error) {
+	cert, key, err := c.pki.clientCert(user, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: client certificate for %q: %w", c.Name, user, err)
+	}
+	return c.kubeconfigFor(user, cert, key)
 }
 
 // Kubeconfig returns the admin kubeconfig (the content of KubeconfigPath).

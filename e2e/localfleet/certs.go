@@ -22,6 +22,10 @@ import (
 const (
 	adminUser  = "flotilla-admin"
 	adminGroup = "system:masters"
+	// kcmUser is kube-controller-manager's own identity (in adminGroup, since it runs with
+	// --use-service-account-credentials=false), so that audit logs tell its writes from the
+	// admin's — the identity tests and the hub use.
+	kcmUser = "system:kube-controller-manager"
 )
 
 // pki is one cluster's credentials, generated fresh per cluster so that clusters cannot
@@ -29,6 +33,10 @@ const (
 // rest.Config; the files are what the processes read.
 type pki struct {
 	caCert, adminCert, adminKey []byte // PEM
+	kcmCert, kcmKey             []byte // PEM
+
+	ca    *x509.Certificate
+	caKey crypto.Signer
 
 	caCertFile, caKeyFile           string
 	servingCertFile, servingKeyFile string
@@ -89,22 +97,11 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 
-	adminKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	p.ca, p.caKey = ca, caKey
+	if p.adminCert, p.adminKey, err = p.clientCert(adminUser, adminGroup); err != nil {
 		return nil, err
 	}
-	adminDER, err := sign(&x509.Certificate{
-		Subject:     pkix.Name{CommonName: adminUser, Organization: []string{adminGroup}},
-		NotBefore:   now,
-		NotAfter:    notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, ca, adminKey.Public(), caKey)
-	if err != nil {
-		return nil, err
-	}
-	p.adminCert = pemEncode("CERTIFICATE", adminDER)
-	if p.adminKey, err = keyPEM(adminKey); err != nil {
+	if p.kcmCert, p.kcmKey, err = p.clientCert(kcmUser, adminGroup); err != nil {
 		return nil, err
 	}
 
@@ -142,6 +139,29 @@ func newPKI(dir string) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// clientCert returns a client certificate and key (PEM) for user in groups, signed by the CA.
+func (p *pki) clientCert(user string, groups ...string) (cert, key []byte, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now().Add(-time.Hour)
+	der, err := sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: user, Organization: groups},
+		NotBefore:   now,
+		NotAfter:    now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, p.ca, k.Public(), p.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if key, err = keyPEM(k); err != nil {
+		return nil, nil, err
+	}
+	return pemEncode("CERTIFICATE", der), key, nil
 }
 
 func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,11 @@ func newControlPlane(name, fleetDir string, opts *resolved, wd *watchdog, out fu
 	}
 	if out != nil {
 		c.out = func(process string) io.Writer { return out(name, process) }
+	}
+	if opts.auditLog {
+		if err := c.writeAuditPolicy(); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -194,6 +200,36 @@ func (c *ControlPlane) StartAPIServer(ctx context.Context) error {
 	return nil
 }
 
+// FreezeAPIServer stops kube-apiserver with SIGSTOP: its port stays open and the kernel still
+// accepts connections, established connections stay up, but nothing answers — the hung member
+// that a deadline must catch, unlike StopAPIServer's refused connections. ThawAPIServer undoes
+// it; Stop and StopAPIServer thaw a frozen server themselves, so a test that fails while a
+// member is frozen still tears down promptly.
+func (c *ControlPlane) FreezeAPIServer() error {
+	return c.signalAPIServer("freeze", syscall.SIGSTOP)
+}
+
+// ThawAPIServer continues a kube-apiserver frozen by FreezeAPIServer (SIGCONT); it answers again
+// on the connections it had. Thawing a server that is not frozen does nothing.
+func (c *ControlPlane) ThawAPIServer() error {
+	return c.signalAPIServer("thaw", syscall.SIGCONT)
+}
+
+func (c *ControlPlane) signalAPIServer(what string, sig syscall.Signal) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isStopped() {
+		return fmt.Errorf("%s kube-apiserver of cluster %q: cluster is stopped", what, c.Name)
+	}
+	if c.apiserver == nil {
+		return fmt.Errorf("%s kube-apiserver of cluster %q: not running (StopAPIServer)", what, c.Name)
+	}
+	if err := c.apiserver.signal(sig); err != nil {
+		return fmt.Errorf("%s kube-apiserver of cluster %q: %w", what, c.Name, err)
+	}
+	return nil
+}
+
 // Stop stops every process of the cluster and waits for them. The directory stays; Fleet.Stop
 // removes it. Safe to call more than once and concurrently.
 func (c *ControlPlane) Stop() error {
@@ -237,7 +273,7 @@ func (c *ControlPlane) launch(name string, args []string) (*process, error) {
 	if c.out != nil {
 		also = c.out(name)
 	}
-	p, err := startProcess(name, filepath.Join(c.opts.assetsDir, name), args, filepath.Join(c.Dir, name+".log"), also)
+	p, err := startProcess(name, filepath.Join(c.opts.assetsDir, name), args, nil, filepath.Join(c.Dir, name+".log"), also)
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package localfleet starts a hub and member Kubernetes control planes as local processes, for
-// integration tests, the e2e suite and `fleetctl demo`.
+// integration tests, the e2e suite and the demo (hack/demo, `make demo`).
 //
 // # What it owns
 //

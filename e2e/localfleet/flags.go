@@ -26,7 +26,7 @@ func (c *ControlPlane) etcdArgs() []string {
 
 func (c *ControlPlane) apiserverArgs() []string {
 	p := c.pki
-	return []string{
+	return append([]string{
 		"--advertise-address=127.0.0.1",
 		// The endpoint reconciler refuses a loopback address; without it the "kubernetes"
 		// Service simply has no Endpoints, which nothing here needs.
@@ -44,13 +44,13 @@ func (c *ControlPlane) apiserverArgs() []string {
 		"--service-cluster-ip-range=10.0.0.0/16", // clusters are isolated; one range for all, room for benchmarks with thousands of Services
 		"--authorization-mode=RBAC",              // tests rely on non-admin identities being denied
 		"--allow-privileged=true",
-	}
+	}, c.auditArgs()...)
 }
 
 func (c *ControlPlane) kcmArgs() []string {
 	p := c.pki
 	return []string{
-		"--kubeconfig=" + c.KubeconfigPath,
+		"--kubeconfig=" + c.kcmKubeconfigPath(), // its own identity, so that audit logs tell its writes apart
 		"--controllers=*",
 		"--leader-elect=false",
 		"--secure-port=0", // serve nothing, so that many can share loopback

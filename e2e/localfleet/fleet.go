@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -23,6 +22,23 @@ type Fleet struct {
 	wd       *watchdog
 	stopOnce sync.Once
 	stopErr  error
+
+	mu       sync.Mutex // guards procs and stopping
+	procs    []*Process // started by StartProcess; stopped before the clusters
+	stopping bool       // Stop began: StartProcess refuses
+}
+
+// TB is the part of testing.TB that StartForTest uses. It is declared here, rather than taking
+// testing.TB, so that this package does not import package testing: programs that only call
+// Start (hack/demo) must not link test code.
+type TB interface {
+	Helper()
+	Context() context.Context
+	Cleanup(func())
+	Failed() bool
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
 }
 
 // Start starts the hub and the members in parallel and returns when every API server is ready,
@@ -117,7 +133,7 @@ func startError(ctx context.Context, errs []error) error {
 
 // StartForTest starts a fleet for a test and stops it when the test ends. When the test failed,
 // it first logs the end of every process log, since Stop removes them.
-func StartForTest(t testing.TB, opts Options) *Fleet {
+func StartForTest(t TB, opts Options) *Fleet {
 	t.Helper()
 	begin := time.Now()
 	f, err := Start(t.Context(), opts)
@@ -151,6 +167,9 @@ func (f *Fleet) Member(name string) *ControlPlane {
 // calls wait for the first and return its result.
 func (f *Fleet) Stop() error {
 	f.stopOnce.Do(func() {
+		// The caller's processes first: they talk to the clusters and would otherwise log a
+		// storm of connection errors while the clusters go away.
+		f.stopProcesses()
 		var wg sync.WaitGroup
 		for _, c := range f.clusters() {
 			wg.Go(func() { _ = c.Stop() })
@@ -172,7 +191,7 @@ func (f *Fleet) clusters() []*ControlPlane {
 	return append(all, f.Members...)
 }
 
-func (f *Fleet) logTails(t testing.TB, lines int) {
+func (f *Fleet) logTails(t TB, lines int) {
 	t.Helper()
 	for _, c := range f.clusters() {
 		for _, file := range c.logFiles() {

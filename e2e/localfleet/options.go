@@ -43,6 +43,10 @@ type Options struct {
 	// NoControllerManager starts no kube-controller-manager: faster, but namespaces never
 	// finish deleting, no garbage collection, no default ServiceAccount.
 	NoControllerManager bool
+	// AuditLog makes every kube-apiserver keep an audit log of every request (Metadata level,
+	// no bodies), so that tests can count writes at the server: ControlPlane.AuditMark and
+	// ControlPlane.Writes. Off by default: it costs a file write per request.
+	AuditLog bool
 	// Log receives every process's output, each line prefixed with cluster and process.
 	// The default discards it; each process's log is kept in a file in its cluster's
 	// directory either way.
@@ -56,13 +60,14 @@ type resolved struct {
 	assetsDir   string
 	workDir     string
 	withKCM     bool
+	auditLog    bool
 	log         io.Writer // nil: files only
 }
 
 var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager"}
 
 func (o Options) resolve() (resolved, error) {
-	r := resolved{workDir: o.WorkDir, withKCM: !o.NoControllerManager, log: o.Log}
+	r := resolved{workDir: o.WorkDir, withKCM: !o.NoControllerManager, auditLog: o.AuditLog, log: o.Log}
 	if r.workDir == "" {
 		r.workDir = os.TempDir()
 	}

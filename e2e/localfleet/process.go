@@ -30,9 +30,9 @@ type process struct {
 }
 
 // startProcess starts bin with args in a new process group, appending its output to logPath
-// (and to also, if not nil). The caller registers the group with the watchdog; PDEATHSIG covers
-// the moment in between.
-func startProcess(name, bin string, args []string, logPath string, also io.Writer) (*process, error) {
+// (and to also, if not nil). env, if not nil, is added to this program's environment. The
+// caller registers the group with the watchdog; PDEATHSIG covers the moment in between.
+func startProcess(name, bin string, args, env []string, logPath string, also io.Writer) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -41,6 +41,9 @@ func startProcess(name, bin string, args []string, logPath string, also io.Write
 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin = nil // /dev/null
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if also != nil {
 		w := io.MultiWriter(logFile, also)
 		cmd.Stdout, cmd.Stderr = w, w
@@ -66,6 +69,17 @@ func startProcess(name, bin string, args []string, logPath string, also io.Write
 }
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// signal sends sig to the process group, unless the process has exited (its id may be reused).
+func (p *process) signal(sig syscall.Signal) error {
+	if p.exited() {
+		return fmt.Errorf("%s has exited", p.name)
+	}
+	if err := syscall.Kill(-p.pid(), sig); err != nil {
+		return fmt.Errorf("signal %s: %w", p.name, err)
+	}
+	return nil
+}
 
 func (p *process) exited() bool {
 	select {
@@ -93,7 +107,9 @@ func (p *process) exitError() error {
 }
 
 // stop sends SIGTERM to the process group, SIGKILL after stopGrace, and waits until the process
-// has been reaped. Safe to call more than once and concurrently.
+// has been reaped. Safe to call more than once and concurrently. A frozen process (Freeze) is
+// continued right after the SIGTERM, so that it shuts down cleanly instead of sitting out
+// stopGrace with the signal pending.
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		pgid := p.pid() // Setpgid with Pgid 0: the group id is the pid
@@ -101,6 +117,7 @@ func (p *process) stop() {
 			return // the binaries fork no children, so an exited leader leaves an empty group
 		}
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		_ = syscall.Kill(-pgid, syscall.SIGCONT)
 		select {
 		case <-p.done:
 		case <-time.After(stopGrace):

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
@@ -29,21 +27,21 @@ const (
 	demoEndpointManager = "demo.flotilla.dev"
 )
 
-// demoServices exports a Service of the first member and shows its mirror in the second
+// exportService exports a Service of the first member and shows its mirror in the second
 // member, first with the source's endpoints, then following a change to them.
-func demoServices(ctx context.Context, out io.Writer, fleet *localfleet.Fleet) error {
+func (d *demo) exportService(ctx context.Context) error {
+	out := d.out
 	say := func(format string, args ...any) { fmt.Fprintf(out, "\n==> "+format+"\n", args...) }
-	if len(fleet.Members) < 2 {
+	if len(d.fleet.Members) < 2 {
 		say("one member only: no other cluster to mirror a Service into, skipping service export")
 		return nil
 	}
-	from, to := fleet.Members[0], fleet.Members[1]
-	// Reading v1 Endpoints draws a deprecation warning per client; the demo reads them on purpose.
-	src, err := newClient(from.Config, io.Discard)
+	from, to := d.fleet.Members[0], d.fleet.Members[1]
+	src, err := newClient(from)
 	if err != nil {
 		return err
 	}
-	dst, err := newClient(to.Config, io.Discard)
+	dst, err := newClient(to)
 	if err != nil {
 		return err
 	}
@@ -234,4 +232,11 @@ func readMirror(ctx context.Context, target client.Client, owned client.Matching
 		return name, fromEndpoints, fmt.Errorf("mirror %s: Endpoints publish %s, EndpointSlices %s", name, fromEndpoints, fromSlices)
 	}
 	return name, fromEndpoints, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
