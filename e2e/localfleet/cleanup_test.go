@@ -18,7 +18,8 @@ import (
 const helperEnv = "FLOTILLA_LOCALFLEET_HELPER"
 
 // TestHelperProcess is not a test: TestKill9LeavesNothing runs the test binary with helperEnv
-// set, and this starts a fleet, reports it on stdout and waits to be killed.
+// set, and this starts a fleet, freezes the member's API server (SIGKILL must still reach a
+// stopped process), reports it on stdout and waits to be killed.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		return
@@ -28,16 +29,28 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Printf("ERROR %v\n", strings.ReplaceAll(err.Error(), "\n", " | "))
 		os.Exit(2)
 	}
+	if err := f.Members[0].FreezeAPIServer(); err != nil {
+		fmt.Printf("ERROR %v\n", err)
+		os.Exit(2)
+	}
+	// A program of the caller's, as the demo runs fleet-controller: it must die with us too.
+	extra, err := f.StartProcess("sleeper", "/bin/sleep", []string{"600"}, localfleet.ProcessOptions{})
+	if err != nil {
+		fmt.Printf("ERROR %v\n", err)
+		os.Exit(2)
+	}
 	for _, pid := range fleetPIDs(f) {
 		fmt.Printf("PID %d\n", pid)
 	}
+	fmt.Printf("EXTRA %d\n", extra.Pid())
 	fmt.Printf("DIR %s\nREADY\n", f.Dir)
 	time.Sleep(2 * time.Minute) // killed long before; never Stop: that is the point
 	os.Exit(3)
 }
 
 // TestKill9LeavesNothing kills a program holding a fleet with SIGKILL, which runs no cleanup
-// code at all, and checks that the control planes and the directory still go away.
+// code at all, and checks that the control planes — a frozen one among them — and the
+// directory still go away.
 func TestKill9LeavesNothing(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
@@ -54,6 +67,7 @@ func TestKill9LeavesNothing(t *testing.T) {
 
 	var pids []int
 	var dir string
+	extra := 0
 	lines := bufio.NewScanner(stdout)
 	for ready := false; !ready; {
 		if !lines.Scan() {
@@ -63,6 +77,8 @@ func TestKill9LeavesNothing(t *testing.T) {
 		case len(f) == 2 && f[0] == "PID":
 			pid, _ := strconv.Atoi(f[1])
 			pids = append(pids, pid)
+		case len(f) == 2 && f[0] == "EXTRA":
+			extra, _ = strconv.Atoi(f[1])
 		case len(f) == 2 && f[0] == "DIR":
 			dir = f[1]
 		case len(f) == 1 && f[0] == "READY":
@@ -71,12 +87,13 @@ func TestKill9LeavesNothing(t *testing.T) {
 			t.Fatalf("helper could not start a fleet: %s", lines.Text())
 		}
 	}
-	if len(pids) != 4 || dir == "" {
-		t.Fatalf("helper reported pids %v and dir %q, want 4 pids (2 clusters x etcd, kube-apiserver) and a dir", pids, dir)
+	if len(pids) != 4 || dir == "" || extra == 0 {
+		t.Fatalf("helper reported pids %v, extra %d and dir %q, want 4 pids (2 clusters x etcd, kube-apiserver), the StartProcess program and a dir", pids, extra, dir)
 	}
 	if got := processesMentioning(dir); len(got) < len(pids)+1 {
 		t.Fatalf("before the kill, processes mentioning %s = %v, want the %d control-plane processes and the watchdog", dir, got, len(pids))
 	}
+	pids = append(pids, extra)
 
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
