@@ -114,19 +114,21 @@ func (c *ControlPlane) Writes(since AuditMark, users ...string) ([]AuditedReques
 	}
 	var writes []AuditedRequest
 	for _, r := range all {
-		if !slices.Contains(mutatingVerbs, r.Verb) {
-			continue
+		if slices.Contains(mutatingVerbs, r.Verb) && counted(r.User, users) {
+			writes = append(writes, r)
 		}
-		if len(users) == 0 && isSystemComponent(r.User) || len(users) > 0 && !slices.Contains(users, r.User) {
-			continue
-		}
-		writes = append(writes, r)
 	}
 	return writes, nil
 }
 
-func isSystemComponent(user string) bool {
-	return strings.HasPrefix(user, "system:") && !strings.HasPrefix(user, "system:serviceaccount:")
+// counted says whether Writes counts a request of user: one of users, or with no users, anyone
+// but the cluster's own components.
+func counted(user string, users []string) bool {
+	if len(users) > 0 {
+		return slices.Contains(users, user)
+	}
+	systemComponent := strings.HasPrefix(user, "system:") && !strings.HasPrefix(user, "system:serviceaccount:")
+	return !systemComponent
 }
 
 // auditEvent is the part of an audit.k8s.io/v1 Event that Writes reads.
