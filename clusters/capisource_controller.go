@@ -6,11 +6,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/util/retry"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,20 +23,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
 
 // ClusterAPISourceReconciler registers a member for every Cluster API Cluster whose
-// control plane is initialized, using the Cluster's kubeconfig Secret <name>-kubeconfig
-// (key "value") and the Cluster's labels; the MemberCluster goes when the Cluster does.
+// control plane is initialized, in a namespace the registration policy lets register,
+// using the Cluster's kubeconfig Secret <name>-kubeconfig (key "value") and the Cluster
+// labels the policy copies; the MemberCluster goes when the Cluster does. A Cluster whose
+// name is already taken is reported on both sides, never skipped silently.
 type ClusterAPISourceReconciler struct {
 	Client   client.Client
 	Recorder recorder.EventRecorder
+	Policy   RegistrationPolicy
 }
 
 // capiKubeconfigSuffix is Cluster API's naming convention for a cluster's admin kubeconfig.
 const capiKubeconfigSuffix = "-kubeconfig"
+
+// nameConflictRecheck re-asserts a name conflict on the MemberCluster now and then, since
+// that condition shares the status with the MemberCluster controller.
+const nameConflictRecheck = time.Minute
 
 // Reconcile makes the MemberCluster of one Cluster API Cluster match it.
 func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -42,7 +53,8 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	wanted := err == nil && cl.DeletionTimestamp.IsZero() && controlPlaneInitialized(cl)
+	allowed := r.Policy.ClusterAPINamespaceAllowed(req.Namespace)
+	wanted := err == nil && allowed && cl.DeletionTimestamp.IsZero() && controlPlaneInitialized(cl)
 	secret := types.NamespacedName{Namespace: req.Namespace, Name: req.Name + capiKubeconfigSuffix}
 	keep := ""
 	if wanted {
@@ -52,7 +64,10 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, err
 	}
 	if !wanted {
-		return ctrl.Result{}, nil
+		if err == nil && !allowed && cl.DeletionTimestamp.IsZero() {
+			log.FromContext(ctx).V(1).Info("Cluster not registered: its namespace is not in the hub's Cluster API namespaces", "cluster", req)
+		}
+		return ctrl.Result{}, r.clearNameConflict(ctx, req.NamespacedName)
 	}
 	if msg := validateClusterName(cl.Name); msg != "" {
 		r.Recorder.Eventf(cl, nil, corev1.EventTypeWarning, "InvalidClusterName", "Register", "cannot register as a member: %s", msg)
@@ -63,20 +78,14 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	err = r.Client.Get(ctx, types.NamespacedName{Name: cl.Name}, existing)
 	switch {
 	case err == nil && !registeredFrom(existing, fleetv1alpha1.RegistrationClusterAPI, secret):
-		r.Recorder.Eventf(cl, nil, corev1.EventTypeWarning, "ClusterNameTaken", "Register",
-			"MemberCluster %q already exists (registered by %q from Secret %s/%s); this Cluster is not registered",
-			cl.Name, existing.Labels[fleetv1alpha1.LabelRegistration],
-			existing.Spec.KubeconfigSecretRef.Namespace, existing.Spec.KubeconfigSecretRef.Name)
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: nameConflictRecheck}, r.reportNameConflict(ctx, cl, existing)
 	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, err
 	}
 
 	labels := map[string]string{}
 	for k, v := range cl.Labels {
-		// A Cluster's labels are already valid label pairs; the check only guards the key
-		// we set ourselves from being overridden.
-		if k != fleetv1alpha1.LabelRegistration && len(validation.IsQualifiedName(k)) == 0 {
+		if r.Policy.copiesLabel(k) && len(validation.IsQualifiedName(k)) == 0 {
 			labels[k] = v
 		}
 	}
@@ -92,6 +101,55 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, fmt.Errorf("register Cluster API cluster %s: %w", req, err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// conflictMessage is the RegistrationConflict message naming a refused Cluster; clearing
+// the condition matches on it.
+func conflictMessage(cluster types.NamespacedName) string {
+	return fmt.Sprintf("Cluster API Cluster %s also asks for this name and was not registered", cluster)
+}
+
+// reportNameConflict tells both sides that cl wants a MemberCluster name already in use:
+// a Warning event on the Cluster and a RegistrationConflict condition on the MemberCluster.
+func (r *ClusterAPISourceReconciler) reportNameConflict(ctx context.Context, cl *clusterv1.Cluster, existing *fleetv1alpha1.MemberCluster) error {
+	r.Recorder.Eventf(cl, nil, corev1.EventTypeWarning, fleetv1alpha1.ReasonClusterNameTaken, "Register",
+		"MemberCluster %q already exists (registered by %q from Secret %s/%s); this Cluster is not registered",
+		cl.Name, existing.Labels[fleetv1alpha1.LabelRegistration],
+		existing.Spec.KubeconfigSecretRef.Namespace, existing.Spec.KubeconfigSecretRef.Name)
+	msg := conflictMessage(client.ObjectKeyFromObject(cl))
+	return r.patchMemberConflict(ctx, cl.Name, func(mc *fleetv1alpha1.MemberCluster) {
+		status.Set(mc, fleetv1alpha1.ConditionRegistrationConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonClusterNameTaken, msg)
+	})
+}
+
+// clearNameConflict removes the RegistrationConflict condition that named this Cluster, if
+// the MemberCluster of the same name still carries it.
+func (r *ClusterAPISourceReconciler) clearNameConflict(ctx context.Context, cluster types.NamespacedName) error {
+	return r.patchMemberConflict(ctx, cluster.Name, func(mc *fleetv1alpha1.MemberCluster) {
+		if c := meta.FindStatusCondition(mc.Status.Conditions, fleetv1alpha1.ConditionRegistrationConflict); c != nil && c.Message == conflictMessage(cluster) {
+			status.Remove(mc, fleetv1alpha1.ConditionRegistrationConflict)
+		}
+	})
+}
+
+// patchMemberConflict changes the status of MemberCluster name with an optimistic lock (the
+// MemberCluster controller writes the same status) and writes nothing if nothing changed.
+func (r *ClusterAPISourceReconciler) patchMemberConflict(ctx context.Context, name string, change func(*fleetv1alpha1.MemberCluster)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mc := &fleetv1alpha1.MemberCluster{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, mc); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		base := mc.DeepCopy()
+		change(mc)
+		if equality.Semantic.DeepEqual(base.Status, mc.Status) {
+			return nil
+		}
+		if err := r.Client.Status().Patch(ctx, mc, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("report registration conflict on cluster %q: %w", name, err)
+		}
+		return nil
+	})
 }
 
 // controlPlaneInitialized follows Cluster API's contract: the initialization status field,

@@ -22,6 +22,10 @@ type CredentialPolicy struct {
 	AllowAuthProvider   bool
 	AllowFileReferences bool
 	AllowInsecure       bool
+	// AllowLoopback lets member servers live on the hub's own loopback (127.0.0.0/8, ::1):
+	// for local fleets, tests and the demo only. Link-local and cloud metadata addresses,
+	// plain http and proxy-url are never allowed (see endpoint.go).
+	AllowLoopback bool
 }
 
 // CredentialError is a kubeconfig the policy rejects. Reason is a MemberCluster condition
@@ -100,9 +104,12 @@ func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, 
 	if err := checkPolicy(kctx.Cluster, cluster, kctx.AuthInfo, user, policy); err != nil {
 		return nil, err
 	}
+	serverField := fmt.Sprintf("clusters[%s].cluster.server", kctx.Cluster)
 	if cluster.Server == "" {
-		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig,
-			Field: fmt.Sprintf("clusters[%s].cluster.server", kctx.Cluster), Detail: "is empty"}
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Field: serverField, Detail: "is empty"}
+	}
+	if ce := checkServerURL(serverField, cluster.Server, policy); ce != nil {
+		return nil, ce
 	}
 
 	if user.Exec != nil && user.Exec.InteractiveMode == "" {
@@ -121,6 +128,8 @@ func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, 
 	if err != nil {
 		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Detail: fmt.Sprintf("kubeconfig is unusable: %v", err)}
 	}
+	// Every connection made with these credentials goes through the endpoint policy's dialer.
+	rc.Dial = guardedDialer(policy).DialContext
 	return &Credentials{Config: rc, Hash: CredentialHash(kubeconfig), Host: cluster.Server}, nil
 }
 
@@ -148,6 +157,12 @@ func checkPolicy(clusterName string, cluster *clientcmdapi.Cluster, userName str
 					Detail: "references a file on the hub; embed the data instead (…-data fields) or allow it with --allow-file-references"}
 			}
 		}
+	}
+	if cluster.ProxyURL != "" {
+		// Not a flag: a proxy chosen by whoever wrote the kubeconfig would receive the
+		// member's token and pick the real destination, bypassing the endpoint policy.
+		return &CredentialError{Reason: fleetv1alpha1.ReasonProxyNotAllowed, Field: clusterField("proxy-url"),
+			Detail: "the hub never connects through a proxy named in a kubeconfig; remove proxy-url (a hub-wide proxy is set with HTTPS_PROXY on the controller)"}
 	}
 	if cluster.InsecureSkipTLSVerify && !p.AllowInsecure {
 		return &CredentialError{Reason: fleetv1alpha1.ReasonInsecureNotAllowed, Field: clusterField("insecure-skip-tls-verify"),

@@ -2,13 +2,11 @@ package clusters
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -153,6 +151,10 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 	}
 	m.h = next
 	m.mu.Unlock()
+	if err != nil && prev.Reason != next.Reason {
+		// The raw error may quote the member's answer: the hub's log only, never status.
+		logger.Info("member probe failed", "reason", next.Reason, "error", err.Error())
+	}
 
 	switch {
 	case next.Connected && !prev.Connected:
@@ -163,7 +165,7 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 		m.owner.metrics.setState(m.name, "connected")
 		m.owner.notify(m.name, EventConnected)
 	case !next.Connected && prev.Connected:
-		logger.Info("member disconnected", "failures", next.Failures, "reason", next.Reason, "message", next.Message)
+		logger.Info("member disconnected", "failures", next.Failures, "reason", next.Reason)
 		m.stopCache()
 		m.owner.metrics.setState(m.name, "disconnected")
 		m.owner.metrics.reconnects.WithLabelValues(m.name).Inc()
@@ -189,7 +191,7 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 func (m *member) probe(ctx context.Context) (string, int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.owner.opts.ProbeTimeout)
 	defer cancel()
-	v, err := m.disco.ServerVersion()
+	v, err := serverVersion(ctx, m.disco)
 	if err != nil {
 		return "", 0, err
 	}
@@ -206,25 +208,7 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 			break
 		}
 	}
-	return v.GitVersion, nodes, nil
-}
-
-func classifyProbeError(err error, timeout time.Duration) (reason, message string) {
-	switch {
-	case apierrors.IsUnauthorized(err):
-		return fleetv1alpha1.ReasonUnauthorized, "the member rejected the credentials (401): the token may be expired or rotated"
-	case apierrors.IsForbidden(err):
-		return fleetv1alpha1.ReasonConnectionFailed, fmt.Sprintf("the hub's identity may not read nodes in the member: %v", err)
-	case errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || isTimeout(err):
-		return fleetv1alpha1.ReasonProbeTimeout, fmt.Sprintf("no answer within %s: %v", timeout, err)
-	default:
-		return fleetv1alpha1.ReasonConnectionFailed, err.Error()
-	}
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
+	return v, nodes, nil
 }
 
 // startCache builds the member's scoped cache, starts an informer for each registered

@@ -2,7 +2,9 @@ package clusters
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,11 +18,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=memberclusters,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=memberclusters/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Kubeconfig Secrets are read in the hub namespace only (Cluster API namespaces other than
+// the hub's are granted by the hub administrator, see README "Registration scope").
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=flotilla-system
 
 // MemberClusterReconciler turns a MemberCluster and its kubeconfig Secret into a member
 // connection and reports the connection's health in status.
@@ -31,6 +36,10 @@ type MemberClusterReconciler struct {
 	SecretReader client.Reader
 	Connections  *Connections
 	Policy       CredentialPolicy
+	// Registration bounds which Secrets a MemberCluster may reference.
+	Registration RegistrationPolicy
+	// Resolver looks up member host names for the endpoint policy (default net.DefaultResolver).
+	Resolver Resolver
 	// Heartbeat is how often status.lastProbeTime is refreshed when nothing else changes;
 	// it bounds the controller's steady-state writes to one per member per Heartbeat.
 	Heartbeat time.Duration
@@ -54,7 +63,10 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	before := mc.Status.DeepCopy()
-	creds, credErr := r.loadCredentials(ctx, mc)
+	creds, credErr, readErr := r.loadCredentials(ctx, mc)
+	if readErr != nil {
+		return ctrl.Result{}, r.secretReadFailed(ctx, mc, before, readErr)
+	}
 	if credErr != nil {
 		r.Connections.Remove(mc.Name)
 		setCredentialsInvalid(mc, credErr)
@@ -77,27 +89,31 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return ctrl.Result{RequeueAfter: r.Heartbeat}, nil
 }
 
-// loadCredentials returns a CredentialError (never a transient error) so that status can
-// say exactly what is wrong with the Secret.
-func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleetv1alpha1.MemberCluster) (*Credentials, *CredentialError) {
+// loadCredentials returns a CredentialError for what a user must fix (a refused reference,
+// a missing or rejected kubeconfig, a refused endpoint) and a plain error for a hub hiccup
+// (a read that failed for another reason than NotFound), which says nothing about the
+// credentials.
+func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleetv1alpha1.MemberCluster) (*Credentials, *CredentialError, error) {
 	ref := mc.Spec.KubeconfigSecretRef
+	if ce, err := r.Registration.secretRefAllowed(ctx, r.Client, mc); ce != nil || err != nil {
+		return nil, ce, err
+	}
 	key := ref.Key
 	if key == "" {
 		key = fleetv1alpha1.DefaultKubeconfigKey
 	}
 	secret := &corev1.Secret{}
 	if err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
-		reason := fleetv1alpha1.ReasonSecretNotFound
-		msg := fmt.Sprintf("kubeconfig Secret %s/%s not found", ref.Namespace, ref.Name)
-		if !apierrors.IsNotFound(err) {
-			reason, msg = fleetv1alpha1.ReasonInvalidKubeconfig, fmt.Sprintf("read kubeconfig Secret %s/%s: %v", ref.Namespace, ref.Name, err)
+		if apierrors.IsNotFound(err) {
+			return nil, &CredentialError{Reason: fleetv1alpha1.ReasonSecretNotFound,
+				Detail: fmt.Sprintf("kubeconfig Secret %s/%s not found", ref.Namespace, ref.Name)}, nil
 		}
-		return nil, &CredentialError{Reason: reason, Detail: msg}
+		return nil, nil, fmt.Errorf("read kubeconfig Secret %s/%s of cluster %q: %w", ref.Namespace, ref.Name, mc.Name, err)
 	}
 	data, ok := secret.Data[key]
 	if !ok {
 		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonKeyNotFound,
-			Detail: fmt.Sprintf("kubeconfig Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}
+			Detail: fmt.Sprintf("kubeconfig Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}, nil
 	}
 	creds, err := LoadCredentials(data, r.Policy)
 	if err != nil {
@@ -107,9 +123,33 @@ func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleet
 		}
 		log.FromContext(ctx).Info("kubeconfig rejected", "secret", ref.Namespace+"/"+ref.Name, "reason", ce.Reason, "field", ce.Field)
 		return nil, &CredentialError{Reason: ce.Reason, Field: ce.Field,
-			Detail: fmt.Sprintf("kubeconfig in Secret %s/%s key %q: %s", ref.Namespace, ref.Name, key, ce.Error())}
+			Detail: fmt.Sprintf("kubeconfig in Secret %s/%s key %q: %s", ref.Namespace, ref.Name, key, ce.Error())}, nil
 	}
-	return creds, nil
+	resolver := r.Resolver
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	if ce := CheckEndpoint(ctx, resolver, creds.Host, r.Policy); ce != nil {
+		return nil, &CredentialError{Reason: ce.Reason,
+			Detail: fmt.Sprintf("kubeconfig in Secret %s/%s key %q: %s", ref.Namespace, ref.Name, key, ce.Error())}, nil
+	}
+	return creds, nil, nil
+}
+
+// secretReadFailed handles a kubeconfig Secret that could not be read for a passing reason
+// (timeout, throttling, 5xx, a permission briefly missing): a healthy connection is kept
+// and its status left alone; a member without a connection says it is waiting. The error
+// goes back to the workqueue, which retries with backoff.
+func (r *MemberClusterReconciler) secretReadFailed(ctx context.Context, mc *fleetv1alpha1.MemberCluster, before *fleetv1alpha1.MemberClusterStatus, readErr error) error {
+	if _, connected := r.Connections.Health(mc.Name); !connected {
+		ref := mc.Spec.KubeconfigSecretRef
+		status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionUnknown, fleetv1alpha1.ReasonSecretReadFailed,
+			fmt.Sprintf("cannot read kubeconfig Secret %s/%s (%s); retrying", ref.Namespace, ref.Name, apierrors.ReasonForError(readErr)))
+		if err := r.patchStatus(ctx, mc, before); err != nil {
+			return errors.Join(readErr, err)
+		}
+	}
+	return readErr
 }
 
 func setCredentialsInvalid(mc *fleetv1alpha1.MemberCluster, ce *CredentialError) {

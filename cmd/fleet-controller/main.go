@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,6 +64,8 @@ type options struct {
 	resync           time.Duration
 	staleWindow      time.Duration
 	allowSystemNS    bool
+	capiNamespaces   string
+	capiLabelKeys    string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -89,6 +93,15 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"Accept member kubeconfigs that reference files on the hub (tokenFile, certificate paths).")
 	fs.BoolVar(&o.policy.AllowInsecure, "allow-insecure-tls", false,
 		"Accept member kubeconfigs with insecure-skip-tls-verify.")
+	fs.BoolVar(&o.policy.AllowLoopback, "allow-loopback-members", false,
+		"Accept member API servers on the hub's own loopback (127.0.0.0/8, ::1): local fleets, tests and the demo only. "+
+			"Plain http, proxy-url, link-local and cloud metadata addresses are always refused.")
+	fs.StringVar(&o.capiNamespaces, "cluster-api-namespaces", "",
+		"Comma-separated namespaces whose Cluster API Clusters register as members (their <name>-kubeconfig Secret is read there), "+
+			"or * for every namespace; empty means the hub namespace only. The hub needs read access to Secrets in each.")
+	fs.StringVar(&o.capiLabelKeys, "cluster-api-label-keys", strings.Join(clusters.DefaultClusterAPILabelKeys, ","),
+		"Comma-separated Cluster label keys copied to its MemberCluster: exact keys, prefixes ending in / or * for all; "+
+			"empty copies none. fleet.flotilla.dev/ keys are never copied.")
 	fs.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "Interval between health probes of a connected member.")
 	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Time limit of one member health probe.")
 	fs.IntVar(&o.failureThreshold, "probe-failure-threshold", 3, "Consecutive failed probes after which a member is disconnected.")
@@ -112,11 +125,27 @@ func (o *options) validate() error {
 	if o.hubNamespace == "" {
 		return errors.New("--hub-namespace must not be empty")
 	}
+	for _, ns := range splitList(o.capiNamespaces) {
+		if ns != clusters.AllNamespaces && len(validation.IsDNS1123Label(ns)) > 0 {
+			return fmt.Errorf("--cluster-api-namespaces: %q is not a namespace name", ns)
+		}
+	}
 	if o.leaderElect && o.renewDeadline >= o.leaseDuration {
 		return fmt.Errorf("--leader-elect-renew-deadline (%s) must be shorter than --leader-elect-lease-duration (%s)",
 			o.renewDeadline, o.leaseDuration)
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries: "" is an empty list.
+func splitList(s string) []string {
+	out := []string{}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func newScheme() (*runtime.Scheme, error) {
@@ -162,6 +191,21 @@ func run(args []string) error {
 	}
 	restConfig.UserAgent = "fleet-controller/" + version.Version
 
+	clusterOpts := clusters.SetupOptions{
+		HubNamespace:         opts.hubNamespace,
+		Policy:               opts.policy,
+		ClusterAPINamespaces: splitList(opts.capiNamespaces),
+		ClusterAPILabelKeys:  splitList(opts.capiLabelKeys),
+		Connections: clusters.Options{
+			ProbeInterval:    opts.probeInterval,
+			ProbeTimeout:     opts.probeTimeout,
+			FailureThreshold: opts.failureThreshold,
+			MaxBackoff:       opts.maxBackoff,
+			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
+			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
+		},
+		Heartbeat: opts.heartbeat,
+	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
@@ -177,24 +221,15 @@ func run(args []string) error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Baseline sources are read from the hub namespace only.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.hubNamespace: {}}},
+			// Secrets (metadata watches only; data is read directly) in the namespaces the
+			// registration policy reads kubeconfigs from, never cluster-wide.
+			&corev1.Secret{}: clusters.SecretCacheOptions(clusterOpts),
 		}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	conns, err := clusters.Setup(mgr, clusters.SetupOptions{
-		HubNamespace: opts.hubNamespace,
-		Policy:       opts.policy,
-		Connections: clusters.Options{
-			ProbeInterval:    opts.probeInterval,
-			ProbeTimeout:     opts.probeTimeout,
-			FailureThreshold: opts.failureThreshold,
-			MaxBackoff:       opts.maxBackoff,
-			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
-			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
-		},
-		Heartbeat: opts.heartbeat,
-	})
+	conns, err := clusters.Setup(mgr, clusterOpts)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,9 @@ const (
 	ConditionConflict = "Conflict"
 	// ConditionSynced: an ExportedService's mirrors match its source.
 	ConditionSynced = "Synced"
+	// ConditionRegistrationConflict: True while another registration source (a Cluster API
+	// Cluster) claims this MemberCluster's name and was refused.
+	ConditionRegistrationConflict = "RegistrationConflict"
 )
 
 // Condition reasons.
@@ -127,6 +130,30 @@ const (
 	ReasonInvalidExport           = "InvalidExport"
 	ReasonMirrored                = "Mirrored"
 	ReasonNameClash               = "NameClash"
+	// ReasonSecretNamespaceNotAllowed: kubeconfigSecretRef names a namespace the hub does not read kubeconfigs from.
+	ReasonSecretNamespaceNotAllowed = "SecretNamespaceNotAllowed"
+	// ReasonSecretReadFailed: the hub could not read the kubeconfig Secret (not NotFound); retried with backoff.
+	ReasonSecretReadFailed = "SecretReadFailed"
+	// ReasonHTTPNotAllowed: the member's server URL is not https (the token would travel in clear).
+	ReasonHTTPNotAllowed = "HTTPNotAllowed"
+	// ReasonProxyNotAllowed: the kubeconfig sets proxy-url; the hub never connects through one a kubeconfig names.
+	ReasonProxyNotAllowed = "ProxyNotAllowed"
+	// ReasonEndpointNotAllowed: the member's address is link-local, cloud metadata or (unless allowed) loopback.
+	ReasonEndpointNotAllowed = "EndpointNotAllowed"
+	// ReasonForbidden: the member authenticated the hub but refused the probe (403).
+	ReasonForbidden = "Forbidden"
+	// ReasonTLSError: the TLS handshake with the member failed (unknown authority, wrong host name, not TLS).
+	ReasonTLSError = "TLSError"
+	// ReasonServerError: the member answered the probe with an HTTP 5xx status.
+	ReasonServerError = "ServerError"
+	// ReasonNotKubernetes: the member answered, but not as a Kubernetes API server does.
+	ReasonNotKubernetes = "NotKubernetes"
+	// ReasonConnectionRefused: nothing listens at the member's address.
+	ReasonConnectionRefused = "ConnectionRefused"
+	// ReasonHostNotFound: the member's host name does not resolve.
+	ReasonHostNotFound = "HostNotFound"
+	// ReasonClusterNameTaken: a registration source wants a MemberCluster name that is already in use.
+	ReasonClusterNameTaken = "ClusterNameTaken"
 	// ReasonRetrying: the last reconcile failed for a reason that may pass; it is retried with backoff.
 	ReasonRetrying = "Retrying"
 )
