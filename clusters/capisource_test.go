@@ -24,6 +24,15 @@ import (
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
+// capiNS is the Cluster API namespace the test registry lets register (besides the hub's);
+// tenantNS is one it does not.
+const (
+	capiNS   = "capi-clusters"
+	tenantNS = "capi-tenant"
+)
+
+var registryCAPINamespaces = []string{hubNS, capiNS}
+
 // installClusterAPICRD installs Cluster API's own Cluster CRD, as shipped in the
 // sigs.k8s.io/cluster-api module, into the hub of a running registry.
 func installClusterAPICRD(t *testing.T, r *registry) {
@@ -59,7 +68,7 @@ func TestClusterAPIClustersBecomeMembers(t *testing.T) {
 	ctx := context.Background()
 	installClusterAPICRD(t, r)
 
-	ns := "capi-clusters"
+	ns := capiNS
 	must(t, r.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	must(t, r.hub.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge-kubeconfig", Labels: map[string]string{clusterv1.ClusterNameLabel: "edge"}},

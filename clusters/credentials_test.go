@@ -1,10 +1,17 @@
 package clusters
 
 import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -14,7 +21,7 @@ kind: Config
 clusters:
 - name: c
   cluster:
-    server: https://127.0.0.1:6443
+    server: https://member.example.com:6443
     certificate-authority-data: ` + "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJhekNDQVJHZ0F3SUJBZ0lVYkxDb1dLZ1MKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=" + `
 users:
 - name: u
@@ -69,6 +76,33 @@ func TestLoadCredentials(t *testing.T) {
 		{name: "context naming a missing cluster",
 			kubeconfig: strings.Replace(goodKubeconfig, "{cluster: c,", "{cluster: other,", 1),
 			wantReason: fleetv1alpha1.ReasonInvalidKubeconfig, wantField: "contexts[ctx].context.cluster"},
+		// The member endpoint policy, as someone who can write a kubeconfig would try it.
+		{name: "plain http is refused", kubeconfig: withServer("http://member.example.com:6443"),
+			wantReason: fleetv1alpha1.ReasonHTTPNotAllowed, wantField: serverField},
+		{name: "proxy-url is refused", kubeconfig: strings.Replace(goodKubeconfig, "    server:", "    proxy-url: http://proxy.example.com:3128\n    server:", 1),
+			wantReason: fleetv1alpha1.ReasonProxyNotAllowed, wantField: "clusters[c].cluster.proxy-url"},
+		{name: "cloud metadata address is refused", kubeconfig: withServer("https://169.254.169.254"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "any link-local address is refused", kubeconfig: withServer("https://169.254.10.1:6443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "IPv4-mapped metadata address is refused", kubeconfig: withServer("https://[::ffff:169.254.169.254]:443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "AWS IPv6 metadata address is refused", kubeconfig: withServer("https://[fd00:ec2::254]"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "IPv6 link-local is refused", kubeconfig: withServer("https://[fe80::1]:6443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "loopback is refused by default", kubeconfig: withServer("https://127.0.0.1:6443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "IPv6 loopback is refused by default", kubeconfig: withServer("https://[::1]:6443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "unspecified address (reaches the hub itself) is refused", kubeconfig: withServer("https://0.0.0.0:6443"),
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "loopback is accepted when the hub allows it", kubeconfig: withServer("https://127.0.0.1:6443"),
+			policy: CredentialPolicy{AllowLoopback: true}},
+		{name: "allowing loopback does not allow metadata", kubeconfig: withServer("https://169.254.169.254"),
+			policy:     CredentialPolicy{AllowLoopback: true, AllowInsecure: true, AllowExec: true, AllowAuthProvider: true, AllowFileReferences: true},
+			wantReason: fleetv1alpha1.ReasonEndpointNotAllowed, wantField: serverField},
+		{name: "private network address is accepted", kubeconfig: withServer("https://10.0.0.7:6443")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,7 +111,7 @@ func TestLoadCredentials(t *testing.T) {
 				if err != nil {
 					t.Fatalf("want accepted, got %v", err)
 				}
-				if creds.Config.Host != "https://127.0.0.1:6443" || creds.Hash == "" {
+				if creds.Config.Host != wantHost(tt.kubeconfig) || creds.Hash == "" {
 					t.Errorf("got host %q hash %q", creds.Config.Host, creds.Hash)
 				}
 				return
@@ -99,6 +133,19 @@ func TestLoadCredentials(t *testing.T) {
 	}
 }
 
+const serverField = "clusters[c].cluster.server"
+
+// withServer replaces the server URL of goodKubeconfig.
+func withServer(server string) string {
+	return strings.Replace(goodKubeconfig, "https://member.example.com:6443", server, 1)
+}
+
+// wantHost is the server URL in a kubeconfig built from goodKubeconfig.
+func wantHost(kubeconfig string) string {
+	i := strings.Index(kubeconfig, "server: ") + len("server: ")
+	return kubeconfig[i : i+strings.Index(kubeconfig[i:], "\n")]
+}
+
 func TestCredentialHashChangesWithContent(t *testing.T) {
 	a, b := CredentialHash([]byte(goodKubeconfig)), CredentialHash([]byte(withUser("    token: other\n")))
 	if a == b {
@@ -107,4 +154,101 @@ func TestCredentialHashChangesWithContent(t *testing.T) {
 	if a != CredentialHash([]byte(goodKubeconfig)) {
 		t.Error("hash is not deterministic")
 	}
+}
+
+// fakeResolver answers host name lookups from a table, as a DNS server an attacker
+// controls would.
+type fakeResolver map[string][]string
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	addrs, ok := f[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		out = append(out, netip.MustParseAddr(a))
+	}
+	return out, nil
+}
+
+func TestCheckEndpointResolvesEveryAddress(t *testing.T) {
+	dns := fakeResolver{
+		"member.example.com":   {"10.0.0.7", "2001:db8::7"},
+		"metadata.example.com": {"169.254.169.254"},
+		"mixed.example.com":    {"10.0.0.7", "169.254.169.254"}, // one bad address is enough
+		"imds6.example.com":    {"fd00:ec2::254"},
+		"localhost":            {"127.0.0.1", "::1"},
+	}
+	tests := []struct {
+		name       string
+		server     string
+		policy     CredentialPolicy
+		wantReason string
+	}{
+		{name: "public name", server: "https://member.example.com:6443"},
+		{name: "name of the metadata service", server: "https://metadata.example.com", wantReason: fleetv1alpha1.ReasonEndpointNotAllowed},
+		{name: "name with one link-local address among others", server: "https://mixed.example.com", wantReason: fleetv1alpha1.ReasonEndpointNotAllowed},
+		{name: "name of the IPv6 metadata address", server: "https://imds6.example.com", wantReason: fleetv1alpha1.ReasonEndpointNotAllowed},
+		{name: "localhost by default", server: "https://localhost:6443", wantReason: fleetv1alpha1.ReasonEndpointNotAllowed},
+		{name: "localhost when allowed", server: "https://localhost:6443", policy: CredentialPolicy{AllowLoopback: true}},
+		{name: "unresolvable name is left to the probe", server: "https://nowhere.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ce := CheckEndpoint(context.Background(), dns, tt.server, tt.policy)
+			got := ""
+			if ce != nil {
+				got = ce.Reason
+			}
+			if diff := cmp.Diff(tt.wantReason, got); diff != "" {
+				t.Errorf("reason (-want +got):\n%s (%v)", diff, ce)
+			}
+		})
+	}
+}
+
+// TestGuardedDialerRefusesBeforeConnecting: a refused address is never contacted, whatever
+// a host name resolves to when the connection is made.
+func TestGuardedDialerRefusesBeforeConnecting(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+
+	ctx := context.Background()
+	if _, err := guardedDialer(CredentialPolicy{}).DialContext(ctx, "tcp", l.Addr().String()); !isRefused(err) {
+		t.Fatalf("dial loopback without --allow-loopback-members: got %v, want the endpoint policy's refusal", err)
+	}
+	start := time.Now()
+	if _, err := guardedDialer(CredentialPolicy{AllowLoopback: true}).DialContext(ctx, "tcp", "169.254.169.254:80"); !isRefused(err) {
+		t.Fatalf("dial 169.254.169.254: got %v, want the endpoint policy's refusal", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing 169.254.169.254 took %s: a connection was attempted", d)
+	}
+	c, err := guardedDialer(CredentialPolicy{AllowLoopback: true}).DialContext(ctx, "tcp", l.Addr().String())
+	must(t, err)
+	c.Close()
+	<-accepted // the allowed dial is the only connection the listener ever saw
+	select {
+	case <-accepted:
+		t.Error("the listener accepted a connection the endpoint policy refused")
+	default:
+	}
+}
+
+func isRefused(err error) bool {
+	var r *endpointRefusedError
+	return errors.As(err, &r)
 }

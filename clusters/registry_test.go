@@ -56,7 +56,10 @@ func runRegistry(tb testing.TB, fleet *localfleet.Fleet, opts Options) (r *regis
 	var conns *Connections
 	hub, stop := fleettest.RunManager(tb, fleet.Hub.Config, scheme, func(mgr ctrl.Manager) (err error) {
 		conns, err = Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
-			ClusterAPIPollInterval: 500 * time.Millisecond})
+			ClusterAPIPollInterval: 500 * time.Millisecond,
+			// Local fleet members listen on loopback.
+			Policy:               CredentialPolicy{AllowLoopback: true},
+			ClusterAPINamespaces: registryCAPINamespaces})
 		return err
 	})
 	must(tb, client.IgnoreAlreadyExists(hub.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))

@@ -52,12 +52,15 @@ func TestDefaultAppliesToARealHub(t *testing.T) {
 	}{
 		{[]string{"patch", "memberclusters.fleet.flotilla.dev", "--subresource=status"}, true},
 		{[]string{"watch", "memberclusters.fleet.flotilla.dev"}, true},
-		{[]string{"list", "secrets", "-A"}, true},
+		{[]string{"list", "secrets", "-n", hubNamespace}, true},
 		{[]string{"update", "leases.coordination.k8s.io", "-n", hubNamespace}, true},
 		{[]string{"create", "events.events.k8s.io", "-n", hubNamespace}, true},
 		// Least privilege: leases elsewhere, writing Secrets, anything on pods.
 		{[]string{"update", "leases.coordination.k8s.io", "-n", "default"}, false},
 		{[]string{"create", "secrets", "-n", hubNamespace}, false},
+		// Registration scope: kubeconfig Secrets are read in the hub namespace only.
+		{[]string{"list", "secrets", "-A"}, false},
+		{[]string{"get", "secrets", "-n", "default"}, false},
 		{[]string{"list", "pods", "-A"}, false},
 	} {
 		if got := canI(t, fleet.Hub.KubeconfigPath, as, c.args...); got != c.want {

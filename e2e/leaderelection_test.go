@@ -66,7 +66,7 @@ func TestLeaderElectionFailover(t *testing.T) {
 	start := func(name string) *e2e.Controller {
 		c, err := e2e.StartController(ctx, e2e.ControllerOptions{
 			Bin: suite.bins.Controller, Kubeconfig: saKubeconfig, LogPath: filepath.Join(logDir, "fleet-controller-"+name+".log"),
-			Args: []string{"--leader-elect", "--leader-elect-lease-duration=" + leaseDuration.String(),
+			Args: []string{"--leader-elect", "--allow-loopback-members", "--leader-elect-lease-duration=" + leaseDuration.String(),
 				"--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms"},
 		})
 		if err != nil {

@@ -92,7 +92,8 @@ func (l *Local) StartController(ctx context.Context) error {
 		Bin:        l.opts.Binaries.Controller,
 		Kubeconfig: l.saKubeconfig,
 		LogPath:    filepath.Join(l.opts.ArtifactsDir, "fleet-controller.log"),
-		Args:       append([]string{"--leader-elect"}, l.opts.ControllerArgs...),
+		// Local members listen on loopback, which the hub refuses unless told.
+		Args: append([]string{"--leader-elect", "--allow-loopback-members"}, l.opts.ControllerArgs...),
 	})
 	if err != nil {
 		return err

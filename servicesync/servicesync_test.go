@@ -85,6 +85,8 @@ func (e *env) startController(t testing.TB) {
 	e.hub, e.stop = fleettest.RunManager(t, e.fleet.Hub.Config, scheme, func(mgr ctrl.Manager) error {
 		conns, err := clusters.Setup(mgr, clusters.SetupOptions{
 			HubNamespace: hubNS,
+			// Local fleet members listen on loopback.
+			Policy: clusters.CredentialPolicy{AllowLoopback: true},
 			Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
 				DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
 			Heartbeat: time.Minute,

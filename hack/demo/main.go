@@ -143,6 +143,8 @@ func (d *demo) startController(ctx context.Context) (*localfleet.Process, error)
 	}
 	p, err := d.fleet.StartProcess("fleet-controller", d.o.controller, []string{
 		"--kubeconfig", d.fleet.Hub.KubeconfigPath,
+		// The demo's members listen on loopback, which the hub refuses unless told.
+		"--allow-loopback-members",
 		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", healthAddr,
 	}, localfleet.ProcessOptions{LogPath: filepath.Join(d.fleet.Dir, "fleet-controller.log")})
 	if err != nil {
