@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,5 +110,126 @@ func TestClusterAPIClustersBecomeMembers(t *testing.T) {
 			return nil
 		}
 		return fmt.Errorf("still there (%w)", err)
+	})
+}
+
+// clusterAPIKubeconfig creates the <name>-kubeconfig Secret Cluster API writes for a Cluster.
+func clusterAPIKubeconfig(t *testing.T, r *registry, ns, name string, kubeconfig []byte) {
+	t.Helper()
+	must(t, r.hub.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-kubeconfig", Labels: map[string]string{clusterv1.ClusterNameLabel: name}},
+		Type:       clusterv1.ClusterSecretType,
+		Data:       map[string][]byte{"value": kubeconfig},
+	}))
+}
+
+// initializedCluster creates a Cluster whose control plane Cluster API reports initialized.
+func initializedCluster(t *testing.T, r *registry, ns, name string, labels map[string]string) *clusterv1.Cluster {
+	t.Helper()
+	ctx := context.Background()
+	cl := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: clusterv1.ClusterSpec{Paused: ptr.To(false)}}
+	must(t, r.hub.Create(ctx, cl))
+	cl.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	must(t, r.hub.Status().Update(ctx, cl))
+	return cl
+}
+
+// TestClusterAPIRegistrationPolicy: a tenant who can create Clusters (and MemberClusters)
+// cannot register a member outside the allowed namespaces, label it into Baselines it
+// should not receive, take over a registered name, or make the hub read another
+// namespace's kubeconfig.
+func TestClusterAPIRegistrationPolicy(t *testing.T) {
+	r := startRegistry(t, 1, fastProbes)
+	ctx := context.Background()
+	installClusterAPICRD(t, r)
+	member := r.fleet.Members[0].Kubeconfig()
+	for _, ns := range []string{capiNS, tenantNS} {
+		must(t, r.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	}
+
+	// A Cluster in a namespace the hub does not register from, created first.
+	clusterAPIKubeconfig(t, r, tenantNS, "intruder", member)
+	initializedCluster(t, r, tenantNS, "intruder", map[string]string{"env": "prod"})
+	// MemberClusters pointing at a Cluster API namespace's Secrets: one plain, one imitating
+	// the Cluster API source for a Cluster that does not exist.
+	lure := newCountingServer(t, true, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(secretMarker)) })
+	for _, name := range []string{"forged", "ghost"} {
+		clusterAPIKubeconfig(t, r, capiNS, name, kubeconfigFor(t, lure.URL, lure.Server, nil))
+		mc := memberCluster(name, name+"-kubeconfig")
+		mc.Spec.KubeconfigSecretRef.Namespace = capiNS
+		if name == "ghost" {
+			mc.Labels = map[string]string{fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationClusterAPI}
+		}
+		must(t, r.hub.Create(ctx, mc))
+	}
+	// A name already registered by hand.
+	must(t, r.hub.Create(ctx, kubeconfigSecret("taken-kubeconfig", member, nil, nil)))
+	must(t, r.hub.Create(ctx, memberCluster("taken", "taken-kubeconfig")))
+	clusterAPIKubeconfig(t, r, capiNS, "taken", member)
+	taken := initializedCluster(t, r, capiNS, "taken", nil)
+	// The Cluster that registers, with labels outside the allow-list.
+	clusterAPIKubeconfig(t, r, capiNS, "edge", member)
+	initializedCluster(t, r, capiNS, "edge", map[string]string{
+		"env": "edge", "team": "payments", fleetv1alpha1.LabelRegistration: "fleetctl", fleetv1alpha1.LabelBaseline: "prod-policies"})
+
+	t.Run("only allow-listed labels are copied", func(t *testing.T) {
+		mc := r.waitCondition(t, "edge", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
+		want := map[string]string{"env": "edge", fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationClusterAPI}
+		if diff := cmp.Diff(want, mc.Labels); diff != "" {
+			t.Errorf("MemberCluster labels (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("Clusters outside the allowed namespaces do not register", func(t *testing.T) {
+		err := r.hub.Get(ctx, types.NamespacedName{Name: "intruder"}, &fleetv1alpha1.MemberCluster{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("Cluster %s/intruder was registered (get: %v)", tenantNS, err)
+		}
+	})
+	t.Run("MemberClusters pointing at a Cluster API namespace are refused and the Secret never used", func(t *testing.T) {
+		r.waitCondition(t, "forged", fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionFalse, fleetv1alpha1.ReasonSecretNamespaceNotAllowed, 20*time.Second)
+		// The imitation is refused, or removed by the Cluster API source (its Cluster does not exist).
+		eventually(t, 20*time.Second, "MemberCluster ghost refused or removed", func() error {
+			_, c, err := r.condition("ghost", fleetv1alpha1.ConditionCredentialsValid)
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case err != nil:
+				return err
+			case c.Status == metav1.ConditionFalse && c.Reason == fleetv1alpha1.ReasonSecretNamespaceNotAllowed:
+				return nil
+			}
+			return fmt.Errorf("CredentialsValid=%s %s", c.Status, c.Reason)
+		})
+		if n := lure.requests.Load(); n != 0 {
+			t.Errorf("the server named in the forged kubeconfigs received %d requests", n)
+		}
+	})
+	t.Run("a taken name is reported on the Cluster and the MemberCluster", func(t *testing.T) {
+		eventually(t, 30*time.Second, "a ClusterNameTaken Warning event on Cluster taken", func() error {
+			events := &eventsv1.EventList{}
+			if err := r.hub.List(ctx, events, client.InNamespace(capiNS)); err != nil {
+				return err
+			}
+			for _, e := range events.Items {
+				if e.Regarding.Name == "taken" && e.Regarding.Kind == "Cluster" && e.Reason == fleetv1alpha1.ReasonClusterNameTaken && e.Type == corev1.EventTypeWarning {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d events, none about Cluster taken", len(events.Items))
+		})
+		mc := r.waitCondition(t, "taken", fleetv1alpha1.ConditionRegistrationConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonClusterNameTaken, 30*time.Second)
+		if ref := mc.Spec.KubeconfigSecretRef; ref.Namespace != hubNS || mc.Labels[fleetv1alpha1.LabelRegistration] != "" {
+			t.Errorf("the Cluster took over MemberCluster taken: ref %+v labels %v", ref, mc.Labels)
+		}
+		r.waitCondition(t, "taken", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
+
+		must(t, r.hub.Delete(ctx, taken))
+		eventually(t, 30*time.Second, "RegistrationConflict removed once the Cluster is gone", func() error {
+			_, c, err := r.condition("taken", fleetv1alpha1.ConditionRegistrationConflict)
+			if err != nil {
+				return nil // no such condition
+			}
+			return fmt.Errorf("still %s: %s", c.Status, c.Message)
+		})
 	})
 }

@@ -41,25 +41,35 @@ var fastProbes = Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: ti
 
 func startRegistry(t *testing.T, members int, opts Options) *registry {
 	t.Helper()
-	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
-	r, _ := runRegistry(t, fleet, opts) // stopped at the end of the test
+	r, _ := runRegistry(t, startFleet(t, members), opts) // stopped at the end of the test
 	return r
 }
 
-// runRegistry runs the registry's controllers in process against fleet's hub until stop.
+func startFleet(t *testing.T, members int) *localfleet.Fleet {
+	t.Helper()
+	return localfleet.StartForTest(t, localfleet.Options{Members: members})
+}
+
+// runRegistry runs the registry's controllers in process against fleet's hub until stop,
+// with the settings a local fleet needs: loopback members allowed, and Clusters of the hub
+// namespace and capiNS registering.
 func runRegistry(tb testing.TB, fleet *localfleet.Fleet, opts Options) (r *registry, stop func()) {
 	tb.Helper()
+	return runRegistryWith(tb, fleet, SetupOptions{Connections: opts,
+		Policy: CredentialPolicy{AllowLoopback: true}, ClusterAPINamespaces: registryCAPINamespaces})
+}
+
+// runRegistryWith is runRegistry with the hub settings given in setup.
+func runRegistryWith(tb testing.TB, fleet *localfleet.Fleet, setup SetupOptions) (r *registry, stop func()) {
+	tb.Helper()
+	setup.HubNamespace, setup.Heartbeat, setup.ClusterAPIPollInterval = hubNS, time.Second, 500*time.Millisecond
 	scheme := runtime.NewScheme()
 	must(tb, clientgoscheme.AddToScheme(scheme))
 	must(tb, fleetv1alpha1.AddToScheme(scheme))
 	must(tb, clusterv1.AddToScheme(scheme))
 	var conns *Connections
 	hub, stop := fleettest.RunManager(tb, fleet.Hub.Config, scheme, func(mgr ctrl.Manager) (err error) {
-		conns, err = Setup(mgr, SetupOptions{HubNamespace: hubNS, Connections: opts, Heartbeat: time.Second,
-			ClusterAPIPollInterval: 500 * time.Millisecond,
-			// Local fleet members listen on loopback.
-			Policy:               CredentialPolicy{AllowLoopback: true},
-			ClusterAPINamespaces: registryCAPINamespaces})
+		conns, err = Setup(mgr, setup)
 		return err
 	})
 	must(tb, client.IgnoreAlreadyExists(hub.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
