@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,13 +63,19 @@ func runRegistry(tb testing.TB, fleet *localfleet.Fleet, opts Options) (r *regis
 // runRegistryWith is runRegistry with the hub settings given in setup.
 func runRegistryWith(tb testing.TB, fleet *localfleet.Fleet, setup SetupOptions) (r *registry, stop func()) {
 	tb.Helper()
+	return runRegistryAs(tb, fleet, fleet.Hub.Config, setup)
+}
+
+// runRegistryAs is runRegistryWith under the hub identity of cfg.
+func runRegistryAs(tb testing.TB, fleet *localfleet.Fleet, cfg *rest.Config, setup SetupOptions) (r *registry, stop func()) {
+	tb.Helper()
 	setup.HubNamespace, setup.Heartbeat, setup.ClusterAPIPollInterval = hubNS, time.Second, 500*time.Millisecond
 	scheme := runtime.NewScheme()
 	must(tb, clientgoscheme.AddToScheme(scheme))
 	must(tb, fleetv1alpha1.AddToScheme(scheme))
 	must(tb, clusterv1.AddToScheme(scheme))
 	var conns *Connections
-	hub, stop := fleettest.RunManager(tb, fleet.Hub.Config, scheme, func(mgr ctrl.Manager) (err error) {
+	hub, stop := fleettest.RunManager(tb, cfg, scheme, func(mgr ctrl.Manager) (err error) {
 		conns, err = Setup(mgr, setup)
 		return err
 	})
