@@ -183,6 +183,15 @@ func TestDefaultBindsTheGeneratedRolesToTheControllersServiceAccount(t *testing.
 	if !grants(clusterRole.Rules, "fleet.flotilla.dev", "memberclusters/status", "patch") {
 		t.Errorf("ClusterRole %s does not allow patching memberclusters/status", managerRole)
 	}
+	// Registration scope: kubeconfig Secrets are read in the hub namespace only.
+	for _, verb := range []string{"get", "list", "watch"} {
+		if grants(clusterRole.Rules, "", "secrets", verb) || grants(clusterRole.Rules, "", "*", verb) {
+			t.Errorf("ClusterRole %s allows %s on Secrets in every namespace", managerRole, verb)
+		}
+		if !grants(role.Rules, "", "secrets", verb) {
+			t.Errorf("Role %s does not allow %s on Secrets in the hub namespace: kubeconfigs cannot be read", managerRole, verb)
+		}
+	}
 
 	want := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: serviceAccount, Namespace: hubNamespace}
 	var crb rbacv1.ClusterRoleBinding
