@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,4 +252,32 @@ func TestGuardedDialerRefusesBeforeConnecting(t *testing.T) {
 func isRefused(err error) bool {
 	var r *endpointRefusedError
 	return errors.As(err, &r)
+}
+
+// FuzzLoadCredentials: whatever the kubeconfig, LoadCredentials does not panic, and what it
+// accepts under the default policy is an https server at an address the policy allows,
+// without proxy, exec, auth-provider or file references.
+func FuzzLoadCredentials(f *testing.F) {
+	f.Add(goodKubeconfig)
+	f.Add(withServer("http://member.example.com"))
+	f.Add(withServer("https://[::ffff:169.254.169.254]"))
+	f.Add(withServer("HTTPS://127.0.0.1"))
+	f.Add(strings.Replace(goodKubeconfig, "    server:", "    proxy-url: socks5://x\n    server:", 1))
+	f.Fuzz(func(t *testing.T, kubeconfig string) {
+		creds, err := LoadCredentials([]byte(kubeconfig), CredentialPolicy{})
+		if err != nil {
+			return
+		}
+		u, perr := url.Parse(creds.Host)
+		if perr != nil || u.Scheme != "https" {
+			t.Fatalf("accepted server %q", creds.Host)
+		}
+		if addr, aerr := netip.ParseAddr(u.Hostname()); aerr == nil && addressNotAllowed(addr, CredentialPolicy{}) != "" {
+			t.Fatalf("accepted refused address %q", creds.Host)
+		}
+		if creds.Config.Proxy != nil || creds.Config.ExecProvider != nil || creds.Config.AuthProvider != nil ||
+			creds.Config.BearerTokenFile != "" || creds.Config.CertFile != "" || creds.Config.KeyFile != "" || creds.Config.CAFile != "" {
+			t.Fatalf("accepted a kubeconfig the policy forbids: %q", kubeconfig)
+		}
+	})
 }
