@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,8 +45,10 @@ type MemberClusterReconciler struct {
 }
 
 // Reconcile reads the MemberCluster, loads and checks its credentials, makes sure the
-// connection matches them, and writes what it found into status.
-func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// connection matches them, and reports what it found in status, written once by the
+// deferred patch. Credentials a person must fix are a user error (Stalled); the Secret's
+// watch brings the cluster back when they change.
+func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	mc := &fleetv1alpha1.MemberCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -61,32 +62,36 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// connection until the object is gone.
 		return ctrl.Result{}, nil
 	}
+	p := status.NewPatcher(r.Client, mc)
+	defer func() { err = p.Patch(ctx, mc, err) }()
+	lastProbe := mc.Status.LastProbeTime
 
-	before := mc.Status.DeepCopy()
 	creds, credErr, readErr := r.loadCredentials(ctx, mc)
 	if readErr != nil {
-		return ctrl.Result{}, r.secretReadFailed(ctx, mc, before, readErr)
+		return ctrl.Result{}, r.secretReadFailed(mc, readErr)
 	}
 	if credErr != nil {
 		r.Connections.Remove(mc.Name)
 		setCredentialsInvalid(mc, credErr)
-	} else {
-		if err := r.Connections.Ensure(mc.Name, creds); err != nil {
-			return ctrl.Result{}, fmt.Errorf("connect to cluster %q: %w", mc.Name, err)
-		}
-		h, _ := r.Connections.Health(mc.Name)
-		setConnected(mc, creds.Hash, h)
+		return ctrl.Result{}, status.Stalled(credErr.Reason, errors.New(credErr.Detail))
 	}
-	mc.Status.ObservedGeneration = mc.Generation
-
-	if err := r.patchStatus(ctx, mc, before); err != nil {
-		return ctrl.Result{}, err
+	if err := r.Connections.Ensure(mc.Name, creds); err != nil {
+		return ctrl.Result{}, fmt.Errorf("connect to cluster %q: %w", mc.Name, err)
 	}
-	if credErr != nil {
-		// A user must fix the Secret; its watch brings us back.
-		return ctrl.Result{}, nil
-	}
+	h, _ := r.Connections.Health(mc.Name)
+	setConnected(mc, creds.Hash, h)
+	r.throttleHeartbeat(mc, lastProbe)
 	return ctrl.Result{RequeueAfter: r.Heartbeat}, nil
+}
+
+// throttleHeartbeat keeps the last written probe time while it is younger than the heartbeat:
+// every probe refreshes it, and without this each probe would be a status write. Steady
+// state costs one write per member per heartbeat; any other change is written at once.
+func (r *MemberClusterReconciler) throttleHeartbeat(mc *fleetv1alpha1.MemberCluster, written *metav1.Time) {
+	now := mc.Status.LastProbeTime
+	if written != nil && now != nil && now.Sub(written.Time) < r.Heartbeat {
+		mc.Status.LastProbeTime = written
+	}
 }
 
 // loadCredentials returns a CredentialError for what a user must fix (a refused reference,
@@ -138,30 +143,29 @@ func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleet
 
 // secretReadFailed handles a kubeconfig Secret that could not be read for a passing reason
 // (timeout, throttling, 5xx, a permission briefly missing): a healthy connection is kept
-// and its status left alone; a member without a connection says it is waiting. The error
-// goes back to the workqueue, which retries with backoff.
-func (r *MemberClusterReconciler) secretReadFailed(ctx context.Context, mc *fleetv1alpha1.MemberCluster, before *fleetv1alpha1.MemberClusterStatus, readErr error) error {
+// and its conditions left alone; a member without a connection says it is waiting. The
+// error goes back to the workqueue, which retries with backoff (the patcher adds
+// Reconciling=True for it).
+func (r *MemberClusterReconciler) secretReadFailed(mc *fleetv1alpha1.MemberCluster, readErr error) error {
 	if _, connected := r.Connections.Health(mc.Name); !connected {
 		ref := mc.Spec.KubeconfigSecretRef
 		status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionUnknown, fleetv1alpha1.ReasonSecretReadFailed,
 			fmt.Sprintf("cannot read kubeconfig Secret %s/%s (%s); retrying", ref.Namespace, ref.Name, apierrors.ReasonForError(readErr)))
-		if err := r.patchStatus(ctx, mc, before); err != nil {
-			return errors.Join(readErr, err)
-		}
 	}
 	return readErr
 }
 
+// setCredentialsInvalid reports credentials the policy rejects; Ready (False) and Stalled
+// carry the same reason, set by the patcher for the Stalled error.
 func setCredentialsInvalid(mc *fleetv1alpha1.MemberCluster, ce *CredentialError) {
 	msg := ce.Detail
-	setCondition(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionFalse, ce.Reason, msg)
-	setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionFalse, ce.Reason, "not connecting: "+msg)
-	setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, ce.Reason, msg)
+	status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionFalse, ce.Reason, msg)
+	status.Set(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionFalse, ce.Reason, "not connecting: "+msg)
 	mc.Status.ObservedCredentialHash = ""
 }
 
 func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
-	setCondition(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionTrue, fleetv1alpha1.ReasonValid, "kubeconfig passes the hub's credential policy")
+	status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionTrue, fleetv1alpha1.ReasonValid, "kubeconfig passes the hub's credential policy")
 	mc.Status.ObservedCredentialHash = hash
 	if !h.LastProbe.IsZero() {
 		t := metav1.NewTime(h.LastProbe)
@@ -177,14 +181,14 @@ func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
 		// yet: keep reporting the last known state instead of flapping to not-ready; the
 		// first probe's result brings this reconcile back.
 		if meta.FindStatusCondition(mc.Status.Conditions, fleetv1alpha1.ConditionConnected) == nil {
-			setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
-			setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
+			status.Set(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
+			status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionUnknown, fleetv1alpha1.ReasonConnecting, h.Message)
 		}
 		return
 	}
 	if h.Connected {
-		setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionTrue, fleetv1alpha1.ReasonConnected, h.Message)
-		setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy,
+		status.Set(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionTrue, fleetv1alpha1.ReasonConnected, h.Message)
+		status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy,
 			fmt.Sprintf("connected; Kubernetes %s, %d nodes", h.Version, h.Nodes))
 		return
 	}
@@ -192,32 +196,6 @@ func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
 	if h.Failures > 0 {
 		msg = fmt.Sprintf("%s (%d failed probes in a row)", msg, h.Failures)
 	}
-	setCondition(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionFalse, h.Reason, msg)
-	setCondition(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonNotConnected, msg)
-}
-
-func setCondition(mc *fleetv1alpha1.MemberCluster, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: mc.Generation,
-	})
-}
-
-// patchStatus writes status only when something a user would see changed, or when the
-// last probe time is older than the heartbeat: steady state costs one write per heartbeat.
-func (r *MemberClusterReconciler) patchStatus(ctx context.Context, mc *fleetv1alpha1.MemberCluster, before *fleetv1alpha1.MemberClusterStatus) error {
-	after := mc.Status.DeepCopy()
-	if before.LastProbeTime != nil && after.LastProbeTime != nil &&
-		after.LastProbeTime.Sub(before.LastProbeTime.Time) < r.Heartbeat {
-		after.LastProbeTime = before.LastProbeTime
-	}
-	if equality.Semantic.DeepEqual(before, after) {
-		return nil
-	}
-	mc.Status = *after
-	patchBase := mc.DeepCopy()
-	patchBase.Status = *before
-	if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(patchBase)); err != nil {
-		return fmt.Errorf("update status of cluster %q: %w", mc.Name, err)
-	}
-	return nil
+	status.Set(mc, fleetv1alpha1.ConditionConnected, metav1.ConditionFalse, h.Reason, msg)
+	status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonNotConnected, msg)
 }

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 
+	"github.com/hashicorp/go-multierror"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // What the registration sources (kubeconfig Secrets, Cluster API) share: each applies the
@@ -45,17 +47,19 @@ func removeStaleRegistrations(ctx context.Context, c client.Client, registration
 		client.MatchingLabels{fleetv1alpha1.LabelRegistration: registration}); err != nil {
 		return err
 	}
+	var errs *multierror.Error // one cluster that cannot be unregistered does not keep the others
 	for i := range list.Items {
 		mc := &list.Items[i]
 		if mc.Name == keep {
 			continue
 		}
 		if err := c.Delete(ctx, mc); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("unregister cluster %q (%s source no longer registers it): %w", mc.Name, registration, err)
+			errs = multierror.Append(errs, fmt.Errorf("unregister cluster %q (%s source no longer registers it): %w", mc.Name, registration, err))
+			continue
 		}
 		log.FromContext(ctx).Info("unregistered cluster", "cluster", mc.Name, "registration", registration)
 	}
-	return nil
+	return status.Aggregate(errs)
 }
 
 // registeredFrom tells whether a MemberCluster was made by this source from this Secret,

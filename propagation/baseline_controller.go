@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
+	"github.com/hashicorp/go-multierror"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // +kubebuilder:rbac:groups=fleet.flotilla.dev,resources=baselines,verbs=get;list;watch;update;patch
@@ -35,13 +37,16 @@ type BaselineReconciler struct {
 	Recorder recorder.EventRecorder
 }
 
-// Reconcile runs the phases in order: delete, validate, bind, roll out, report.
-func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile reads as the story of a Baseline: get it, let a deleted one go, hold the
+// finalizer, then validate, bind, roll out and sum up. Status is computed once, from what
+// the phases found, and written by the deferred patch, whatever the outcome.
+func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	b := &fleetv1alpha1.Baseline{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !b.DeletionTimestamp.IsZero() {
+		// Before the patcher: a Baseline that is going away gets no more status writes.
 		return r.reconcileDelete(ctx, b)
 	}
 	if controllerutil.AddFinalizer(b, fleetv1alpha1.FinalizerBaselineCleanup) {
@@ -49,35 +54,52 @@ func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 			return ctrl.Result{}, err
 		}
 	}
-	before := b.Status.DeepCopy()
+	p := status.NewPatcher(r.Client, b)
+	defer func() { err = p.Patch(ctx, b, err) }()
 
 	out, err := r.Sources.render(ctx, b)
-	var srcErr *sourceError
-	if errors.As(err, &srcErr) {
-		// Nothing from a revision that does not validate reaches any member: bindings keep
-		// the revision they have.
-		r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, srcErr.reason, "Render", "%s", srcErr.msg)
-		setStalled(b, srcErr.reason, srcErr.msg)
-		return ctrl.Result{}, r.patchStatus(ctx, b, before)
-	}
 	if err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, r.sourceFailed(b, err)
 	}
-
-	members, bindings, err := r.bind(ctx, b)
-	if err != nil {
-		return ctrl.Result{}, err
+	members, bindings, bindErr := r.bind(ctx, b)
+	if members == nil {
+		return ctrl.Result{}, bindErr // nothing is known about the fleet: keep the last summary
 	}
-	plan, err := r.rollOut(ctx, b, out.revision, members, bindings)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	plan, releaseErr := r.rollOut(ctx, b, out.revision, members, bindings)
+	// Members whose binding could not be made or released are reported like the others
+	// (waiting); the error brings a retry.
 	summarizeStatus(b, out.revision, members, bindings, plan)
-	return ctrl.Result{}, r.patchStatus(ctx, b, before)
+	return ctrl.Result{}, status.Aggregate(multierror.Append(bindErr, releaseErr))
+}
+
+// sourceFailed turns a Baseline whose sources do not render into a Stalled one with the
+// reason and an actionable message; nothing of that revision reaches any member (bindings
+// keep the revision they have). Any other error is transient.
+func (r *BaselineReconciler) sourceFailed(b *fleetv1alpha1.Baseline, err error) error {
+	var srcErr *sourceError
+	if !errors.As(err, &srcErr) {
+		return fmt.Errorf("read the sources of Baseline %q: %w", b.Name, err)
+	}
+	msg := srcErr.msg + "; " + sourceHint(srcErr.reason)
+	r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, srcErr.reason, "Render", "%s", msg)
+	status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, srcErr.reason,
+		"stalled: no member gets a revision that does not render; members keep the one they have")
+	return status.Stalled(srcErr.reason, errors.New(msg))
+}
+
+// sourceHint says what a person can do about a source error.
+func sourceHint(reason string) string {
+	if reason == fleetv1alpha1.ReasonSourceNotFound {
+		return "create it in the hub namespace or correct the reference; the Baseline is reconciled again when it appears"
+	}
+	return "fix the source; the Baseline is reconciled again when the source or the Baseline changes"
 }
 
 // bind creates a binding for every selected member and deletes the bindings of members
-// that are no longer selected (their finalizer removes or orphans what they applied).
+// that are no longer selected (their finalizer removes or orphans what they applied). Each
+// member is bound concurrently and one member's failure does not stop the others: the
+// maps hold every member and binding that exist, and the error reports each failure. nil
+// maps mean the fleet could not be read at all.
 func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline) (map[string]*fleetv1alpha1.MemberCluster, map[string]*fleetv1alpha1.BaselineBinding, error) {
 	selector, err := metav1.LabelSelectorAsSelector(&b.Spec.ClusterSelector)
 	if err != nil {
@@ -85,7 +107,7 @@ func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline
 	}
 	clusterList := &fleetv1alpha1.MemberClusterList{}
 	if err := r.Client.List(ctx, clusterList, client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("list the members of Baseline %q: %w", b.Name, err)
 	}
 	members := map[string]*fleetv1alpha1.MemberCluster{}
 	for i := range clusterList.Items {
@@ -96,42 +118,65 @@ func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline
 	}
 	bindingList := &fleetv1alpha1.BaselineBindingList{}
 	if err := r.Client.List(ctx, bindingList, client.MatchingLabels{fleetv1alpha1.LabelBaseline: b.Name}); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("list the bindings of Baseline %q: %w", b.Name, err)
 	}
 	bindings := map[string]*fleetv1alpha1.BaselineBinding{}
+	var (
+		g  multierror.Group
+		mu sync.Mutex
+	)
 	for i := range bindingList.Items {
 		bb := &bindingList.Items[i]
-		if _, selected := members[bb.Spec.ClusterName]; !selected {
-			if err := r.Client.Delete(ctx, bb); client.IgnoreNotFound(err) != nil {
-				return nil, nil, fmt.Errorf("unbind cluster %q: %w", bb.Spec.ClusterName, err)
-			}
+		if _, selected := members[bb.Spec.ClusterName]; selected {
+			bindings[bb.Spec.ClusterName] = bb
 			continue
 		}
-		bindings[bb.Spec.ClusterName] = bb
+		g.Go(func() error {
+			if err := r.Client.Delete(ctx, bb); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("unbind Baseline %q from cluster %q: %w", b.Name, bb.Spec.ClusterName, err)
+			}
+			return nil
+		})
 	}
 	for name := range members {
 		if _, ok := bindings[name]; ok {
 			continue
 		}
-		bb := &fleetv1alpha1.BaselineBinding{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:   fleetv1alpha1.BindingName(b.Name, name),
-				Labels: map[string]string{fleetv1alpha1.LabelBaseline: b.Name, fleetv1alpha1.LabelCluster: name},
-			},
-			Spec: fleetv1alpha1.BaselineBindingSpec{BaselineName: b.Name, ClusterName: name},
-		}
-		if err := controllerutil.SetControllerReference(b, bb, r.Client.Scheme()); err != nil {
-			return nil, nil, err
-		}
-		if err := r.Client.Create(ctx, bb); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("bind cluster %q: %w", name, err)
-		}
-		bindings[name] = bb
+		g.Go(func() error {
+			bb, err := r.createBinding(ctx, b, name)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			bindings[name] = bb
+			mu.Unlock()
+			return nil
+		})
 	}
-	return members, bindings, nil
+	return members, bindings, status.Aggregate(g.Wait())
 }
 
-// rollOut releases the new revision to the members the plan allows.
+// createBinding makes the binding of b for one member; one that exists already is fine (the
+// cache had not seen it yet): the Owns watch brings its current state.
+func (r *BaselineReconciler) createBinding(ctx context.Context, b *fleetv1alpha1.Baseline, cluster string) (*fleetv1alpha1.BaselineBinding, error) {
+	bb := &fleetv1alpha1.BaselineBinding{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   fleetv1alpha1.BindingName(b.Name, cluster),
+			Labels: map[string]string{fleetv1alpha1.LabelBaseline: b.Name, fleetv1alpha1.LabelCluster: cluster},
+		},
+		Spec: fleetv1alpha1.BaselineBindingSpec{BaselineName: b.Name, ClusterName: cluster},
+	}
+	if err := controllerutil.SetControllerReference(b, bb, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, bb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("bind Baseline %q to cluster %q: %w", b.Name, cluster, err)
+	}
+	return bb, nil
+}
+
+// rollOut releases the new revision to the members the plan allows, concurrently; a member
+// whose release failed is reported in the error and tried again on the retry.
 func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Baseline, revision string,
 	members map[string]*fleetv1alpha1.MemberCluster, bindings map[string]*fleetv1alpha1.BaselineBinding) (rolloutPlan, error) {
 	var canary labels.Selector
@@ -152,15 +197,19 @@ func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Basel
 		})
 	}
 	plan := planRollout(states, b.Spec.Rollout, b.Spec.Paused)
+	var g multierror.Group
 	for _, name := range plan.Release {
-		bb := bindings[name]
-		patch := client.MergeFrom(bb.DeepCopy())
-		bb.Spec.Revision = revision
-		if err := r.Client.Patch(ctx, bb, patch); err != nil {
-			return plan, fmt.Errorf("release revision %s to cluster %q: %w", revision, name, err)
-		}
+		bb := bindings[name] // each goroutine owns its binding
+		g.Go(func() error {
+			patch := client.MergeFrom(bb.DeepCopy())
+			bb.Spec.Revision = revision
+			if err := r.Client.Patch(ctx, bb, patch); err != nil {
+				return fmt.Errorf("release revision %s of Baseline %q to cluster %q: %w", revision, b.Name, name, err)
+			}
+			return nil
+		})
 	}
-	return plan, nil
+	return plan, status.Aggregate(g.Wait())
 }
 
 // bindingDone: the member holds revision, applied and healthy.
@@ -185,12 +234,17 @@ func bindingFailed(bb *fleetv1alpha1.BaselineBinding, revision string) bool {
 func (r *BaselineReconciler) reconcileDelete(ctx context.Context, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
 	list := &fleetv1alpha1.BaselineBindingList{}
 	if err := r.Client.List(ctx, list, client.MatchingLabels{fleetv1alpha1.LabelBaseline: b.Name}); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("list the bindings of deleted Baseline %q: %w", b.Name, err)
 	}
+	var errs *multierror.Error
 	for i := range list.Items {
-		if err := r.Client.Delete(ctx, &list.Items[i]); client.IgnoreNotFound(err) != nil {
-			return ctrl.Result{}, err
+		bb := &list.Items[i]
+		if err := r.Client.Delete(ctx, bb); client.IgnoreNotFound(err) != nil {
+			errs = multierror.Append(errs, fmt.Errorf("unbind deleted Baseline %q from cluster %q: %w", b.Name, bb.Spec.ClusterName, err))
 		}
+	}
+	if err := status.Aggregate(errs); err != nil {
+		return ctrl.Result{}, err
 	}
 	if len(list.Items) > 0 {
 		return ctrl.Result{}, nil // binding deletions bring us back (Owns)
@@ -199,17 +253,4 @@ func (r *BaselineReconciler) reconcileDelete(ctx context.Context, b *fleetv1alph
 		return ctrl.Result{}, r.Client.Update(ctx, b)
 	}
 	return ctrl.Result{}, nil
-}
-
-func (r *BaselineReconciler) patchStatus(ctx context.Context, b *fleetv1alpha1.Baseline, before *fleetv1alpha1.BaselineStatus) error {
-	b.Status.ObservedGeneration = b.Generation
-	if equality.Semantic.DeepEqual(before, &b.Status) {
-		return nil
-	}
-	base := b.DeepCopy()
-	base.Status = *before
-	if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("update status of Baseline %q: %w", b.Name, err)
-	}
-	return nil
 }

@@ -7,9 +7,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
-// summarizeStatus computes the Baseline's status once, from what the bindings report.
+// summarizeStatus computes the Baseline's status once, from what the bindings report. It
+// runs after the patcher cleared Stalled and Reconciling, and sets them again while they hold.
 func summarizeStatus(b *fleetv1alpha1.Baseline, revision string, members map[string]*fleetv1alpha1.MemberCluster,
 	bindings map[string]*fleetv1alpha1.BaselineBinding, plan rolloutPlan) {
 	s := &b.Status
@@ -43,47 +45,42 @@ func summarizeStatus(b *fleetv1alpha1.Baseline, revision string, members map[str
 		}
 	}
 
-	meta.RemoveStatusCondition(&s.Conditions, fleetv1alpha1.ConditionStalled)
 	switch {
 	case plan.Stalled:
-		setStalled(b, fleetv1alpha1.ReasonTooManyFailures, fmt.Sprintf(
-			"rollout of revision %s stopped: %d members failed (maxFailures %d); fix the failing objects (kubectl get baselinebindings -l %s=%s)",
-			revision, plan.Failures, maxFailuresOf(b), fleetv1alpha1.LabelBaseline, b.Name))
+		// Not a user error of this reconcile (nothing in the Baseline is invalid): the
+		// failing members must be fixed, and their bindings bring the Baseline back.
+		msg := fmt.Sprintf("rollout of revision %s stopped: %d members failed (maxFailures %d); fix the failing objects (kubectl get baselinebindings -l %s=%s)",
+			revision, plan.Failures, maxFailuresOf(b), fleetv1alpha1.LabelBaseline, b.Name)
+		status.Set(b, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, fleetv1alpha1.ReasonTooManyFailures, msg)
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonTooManyFailures, msg)
+		status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, fleetv1alpha1.ReasonTooManyFailures, "stalled: "+msg)
 		return
 	case done == len(members):
-		setCond(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, fleetv1alpha1.ReasonRolloutComplete,
+		status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, fleetv1alpha1.ReasonRolloutComplete,
 			fmt.Sprintf("revision %s is applied and healthy in all %d selected members", revision, len(members)))
 	case b.Spec.Paused:
-		setCond(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, fleetv1alpha1.ReasonPaused,
+		status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, fleetv1alpha1.ReasonPaused,
 			fmt.Sprintf("paused with %d of %d members on revision %s", done, len(members), revision))
 	default:
-		setCond(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionTrue, fleetv1alpha1.ReasonRollingOut,
-			fmt.Sprintf("%d of %d members applied and healthy on revision %s; %d waiting for the rollout", done, len(members), revision, plan.Waiting))
+		msg := fmt.Sprintf("%d of %d members applied and healthy on revision %s; %d waiting for the rollout", done, len(members), revision, plan.Waiting)
+		status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionTrue, fleetv1alpha1.ReasonRollingOut, msg)
+		// kstatus (Flux, Argo CD) reads Reconciling, not Progressing: InProgress.
+		status.Set(b, fleetv1alpha1.ConditionReconciling, metav1.ConditionTrue, fleetv1alpha1.ReasonRollingOut, msg)
 	}
 	switch {
 	case done == len(members) && s.Conflicted == 0 && s.Drifted == 0:
-		setCond(b, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonRolloutComplete,
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonRolloutComplete,
 			fmt.Sprintf("all %d selected members hold revision %s", len(members), revision))
 	case s.Conflicted > 0:
-		setCond(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonOwnedByOther,
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonOwnedByOther,
 			fmt.Sprintf("%d members have objects owned by someone else; see their BaselineBindings' Conflict condition", s.Conflicted))
 	case s.Drifted > 0:
-		setCond(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftDetected,
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftDetected,
 			fmt.Sprintf("%d members differ from the Baseline", s.Drifted))
 	default:
-		setCond(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonProgressing,
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonProgressing,
 			fmt.Sprintf("%d of %d members applied and healthy", done, len(members)))
 	}
-}
-
-func setStalled(b *fleetv1alpha1.Baseline, reason, msg string) {
-	setCond(b, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
-	setCond(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
-	setCond(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, reason, "stalled: "+msg)
-}
-
-func setCond(b *fleetv1alpha1.Baseline, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation})
 }
 
 func maxFailuresOf(b *fleetv1alpha1.Baseline) int32 {

@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
@@ -41,8 +42,9 @@ type BindingReconciler struct {
 	Resync time.Duration
 }
 
-// Reconcile applies the released revision to the member, or cleans up on deletion.
-func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile applies the released revision to the member, or cleans up on deletion. What the
+// apply found is written to status once, by the deferred patch.
+func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	bb := &fleetv1alpha1.BaselineBinding{}
 	if err := r.Client.Get(ctx, req.NamespacedName, bb); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -62,12 +64,9 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			return ctrl.Result{}, err
 		}
 	}
-	before := bb.Status.DeepCopy()
-	result, err := r.reconcileApply(ctx, bb, b)
-	if perr := r.patchStatus(ctx, bb, before); perr != nil && err == nil {
-		err = perr
-	}
-	return result, err
+	p := status.NewPatcher(r.Client, bb)
+	defer func() { err = p.Patch(ctx, bb, err) }()
+	return r.reconcileApply(ctx, bb, b)
 }
 
 func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
@@ -77,7 +76,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 		return ctrl.Result{}, client.IgnoreNotFound(err) // the Baseline controller unbinds it
 	}
 	if bb.Spec.Revision == "" {
-		setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonWaitingForRollout,
+		status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonWaitingForRollout,
 			"waiting for the rollout to release a revision to this member")
 		return ctrl.Result{}, nil
 	}
@@ -90,7 +89,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 			// make for every binding.
 			return ctrl.Result{}, nil
 		}
-		setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable,
+		status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable,
 			fmt.Sprintf("cluster %q is not connected; nothing is applied or pruned until it is", cluster))
 		return ctrl.Result{}, nil
 	}
@@ -98,7 +97,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 		return ctrl.Result{}, err
 	}
 	if b.Spec.Paused || mc.Spec.Paused {
-		setBindingCond(bb, fleetv1alpha1.ConditionApplied, conditionStatus(bb, fleetv1alpha1.ConditionApplied), fleetv1alpha1.ReasonPaused,
+		status.SetReason(bb, fleetv1alpha1.ConditionApplied, fleetv1alpha1.ReasonPaused,
 			"paused: no writes to this member (Baseline or MemberCluster spec.paused)")
 		return ctrl.Result{}, nil
 	}
@@ -111,7 +110,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	case err != nil:
 		return ctrl.Result{}, err
 	case out.revision != bb.Spec.Revision:
-		setBindingCond(bb, fleetv1alpha1.ConditionApplied, conditionStatus(bb, fleetv1alpha1.ConditionApplied), fleetv1alpha1.ReasonWaitingForRollout,
+		status.SetReason(bb, fleetv1alpha1.ConditionApplied, fleetv1alpha1.ReasonWaitingForRollout,
 			fmt.Sprintf("the Baseline is at revision %s; this member holds %s until the rollout reaches it", out.revision, bb.Spec.Revision))
 		return ctrl.Result{}, nil
 	}
@@ -208,7 +207,7 @@ func (r *BindingReconciler) selectedNamespaces(ctx context.Context, cluster stri
 // failed records a failure that needs a person (or the member) to change something; the
 // rollout counts it. It is retried on a slow period, not in a hot loop.
 func (r *BindingReconciler) failed(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, reason string, err error) (ctrl.Result, error) {
-	setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, reason, err.Error())
+	status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, reason, err.Error())
 	r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, reason, "Apply", "%s", err.Error())
 	return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 }
@@ -227,32 +226,32 @@ func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 	if b.Spec.Policy == fleetv1alpha1.PolicyInform {
 		msg += " (Inform: nothing is written)"
 	}
-	setBindingCond(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded, msg)
+	status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded, msg)
 
 	if len(res.Unhealthy) > 0 {
-		setBindingCond(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionFalse, fleetv1alpha1.ReasonUnhealthy, summarize(res.Unhealthy))
+		status.Set(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionFalse, fleetv1alpha1.ReasonUnhealthy, summarize(res.Unhealthy))
 	} else {
-		setBindingCond(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy, "every applied object is healthy")
+		status.Set(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy, "every applied object is healthy")
 	}
 
 	switch {
 	case b.Spec.Policy == fleetv1alpha1.PolicyInform && len(res.Drifted) > 0:
-		setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, summarize(res.Drifted))
+		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, summarize(res.Drifted))
 	case len(res.Drifted) > 0:
 		driftCorrections.WithLabelValues(cluster).Add(float64(len(res.Drifted)))
-		setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+summarize(res.Drifted))
+		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+summarize(res.Drifted))
 	default:
 		if c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionDrifted); c == nil || c.Status != metav1.ConditionFalse {
-			setBindingCond(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonInSync, "the member matches the Baseline")
+			status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonInSync, "the member matches the Baseline")
 		}
 	}
 
 	if len(res.Conflicts) > 0 {
-		setBindingCond(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther,
+		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther,
 			"left untouched: "+summarize(res.Conflicts))
 		r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, fleetv1alpha1.ReasonOwnedByOther, "Apply", "cluster %q: %s", cluster, summarize(res.Conflicts))
 	} else {
-		setBindingCond(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionFalse, fleetv1alpha1.ReasonNoConflict, "no object is owned by someone else")
+		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionFalse, fleetv1alpha1.ReasonNoConflict, "no object is owned by someone else")
 	}
 }
 
@@ -275,6 +274,8 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 		}
 		a := &applier{member: member, baseline: owner}
 		orphan := owner.Spec.DeletionPolicy == fleetv1alpha1.DeletionOrphan
+		// Every object is tried: one that cannot be cleaned up does not keep the others.
+		var errs *multierror.Error
 		for _, e := range bb.Status.Inventory {
 			if orphan {
 				err = a.orphan(ctx, e)
@@ -282,8 +283,11 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 				_, err = a.deleteOwned(ctx, e, false)
 			}
 			if err != nil {
-				return ctrl.Result{}, fmt.Errorf("clean up %s in cluster %q: %w", bb.Name, cluster, err)
+				errs = multierror.Append(errs, fmt.Errorf("clean up binding %s in cluster %q: %w", bb.Name, cluster, err))
 			}
+		}
+		if err := status.Aggregate(errs); err != nil {
+			return ctrl.Result{}, err
 		}
 		if !orphan {
 			prunes.WithLabelValues(cluster).Add(float64(len(bb.Status.Inventory)))
@@ -295,32 +299,6 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 	}
 	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)
 	return ctrl.Result{}, r.Client.Update(ctx, bb)
-}
-
-func (r *BindingReconciler) patchStatus(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, before *fleetv1alpha1.BaselineBindingStatus) error {
-	bb.Status.ObservedGeneration = bb.Generation
-	if equality.Semantic.DeepEqual(before, &bb.Status) {
-		return nil
-	}
-	base := bb.DeepCopy()
-	base.Status = *before
-	if err := r.Client.Status().Patch(ctx, bb, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("update status of BaselineBinding %q: %w", bb.Name, err)
-	}
-	return nil
-}
-
-func setBindingCond(bb *fleetv1alpha1.BaselineBinding, typ string, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&bb.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: bb.Generation})
-}
-
-// conditionStatus keeps a condition's status when only its reason changes (paused,
-// waiting), Unknown when it never had one.
-func conditionStatus(bb *fleetv1alpha1.BaselineBinding, typ string) metav1.ConditionStatus {
-	if c := meta.FindStatusCondition(bb.Status.Conditions, typ); c != nil {
-		return c.Status
-	}
-	return metav1.ConditionUnknown
 }
 
 func mergeInventory(old, current []fleetv1alpha1.InventoryEntry) []fleetv1alpha1.InventoryEntry {

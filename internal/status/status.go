@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
+	"github.com/hashicorp/go-multierror"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,13 +102,19 @@ func NewPatcher(c client.Client, obj Object) *Patcher {
 // reconcileErr, joined with the patch error if the write failed. An object deleted in the
 // meantime is not an error.
 func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) error {
-	switch reason, stalled := StalledReason(reconcileErr); {
-	case stalled:
-		msg := reconcileErr.Error()
+	var stalled *stalledError
+	switch {
+	case errors.As(reconcileErr, &stalled):
+		// The user error's own text: reconcileErr.Error() begins with "terminal error: ".
+		reason, msg := stalled.reason, stalled.err.Error()
 		Set(obj, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 		Set(obj, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		Remove(obj, fleetv1alpha1.ConditionReconciling)
 		obj.SetObservedGeneration(obj.GetGeneration())
+	case reconcileErr != nil && IsTrue(obj, fleetv1alpha1.ConditionStalled):
+		// A phase found a state a person must act on (a rollout stopped at its failure
+		// budget) and something else failed too: Stalled is the stronger statement, and
+		// kstatus reads whichever of Stalled and Reconciling comes first, so set only one.
 	case reconcileErr != nil:
 		// The error text may come from a member's API server; events and logs carry it.
 		Set(obj, fleetv1alpha1.ConditionReconciling, metav1.ConditionTrue, fleetv1alpha1.ReasonRetrying,
@@ -123,20 +131,41 @@ func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) err
 	// The merge patch carries the full status diff against the snapshot; the object's
 	// resourceVersion is not sent, so a concurrent spec change does not make it fail.
 	if err := p.client.Status().Patch(ctx, obj, client.MergeFrom(p.before)); client.IgnoreNotFound(err) != nil {
-		return errors.Join(reconcileErr, fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err))
+		patchErr := fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err)
+		if reconcileErr == nil || errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
+			// Retried even after a user error: the status that tells the user is not written.
+			return patchErr
+		}
+		return multierror.Append(reconcileErr, patchErr)
 	}
 	return reconcileErr
 }
 
-// keepTransitionTimes restores lastTransitionTime of conditions whose status did not change:
-// a condition removed and set again within one reconcile must not look like a transition.
+// keepTransitionTimes restores lastTransitionTime of conditions whose status did not change,
+// and their order: a condition removed and set again within one reconcile must not look like
+// a transition, nor move to the end of the list (which would be a write that says nothing).
 func keepTransitionTimes(before []metav1.Condition, obj Object) {
 	conds := obj.GetConditions()
+	position := make(map[string]int, len(before))
+	for i, c := range before {
+		position[c.Type] = i
+	}
 	for i := range conds {
 		if old := meta.FindStatusCondition(before, conds[i].Type); old != nil && old.Status == conds[i].Status {
 			conds[i].LastTransitionTime = old.LastTransitionTime
 		}
 	}
+	// Known types keep their old place; new ones follow in the order they were set.
+	sort.SliceStable(conds, func(i, j int) bool {
+		pi, iKnown := position[conds[i].Type]
+		pj, jKnown := position[conds[j].Type]
+		switch {
+		case iKnown && jKnown:
+			return pi < pj
+		default:
+			return iKnown && !jKnown
+		}
+	})
 	obj.SetConditions(conds)
 }
 

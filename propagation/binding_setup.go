@@ -1,0 +1,54 @@
+package propagation
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flotilla-dev/flotilla/clusters"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+)
+
+// setupBinding adds the BaselineBinding controller: a binding is reconciled when it or its
+// Baseline changes, when its MemberCluster changes or (dis)connects, when an object it applied
+// changes in the member (found by its labels), and when a member's Namespaces change (the
+// perNamespace fan-out). Bindings of different members reconcile in parallel.
+func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourceReader, opts SetupOptions) error {
+	hub := mgr.GetClient()
+	// A member object event maps, by its labels, to the binding that applied it.
+	kindSource, kinds := access.KindSource(func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
+		baseline := o.GetLabels()[fleetv1alpha1.LabelBaseline]
+		if baseline == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: fleetv1alpha1.BindingName(baseline, cluster)}}}
+	})
+	bindingsOfCluster := func(ctx context.Context, cluster string) []reconcile.Request {
+		return requestsFor(ctx, hub, &fleetv1alpha1.BaselineBindingList{}, client.MatchingLabels{fleetv1alpha1.LabelCluster: cluster})
+	}
+	bindingsOfBaseline := func(ctx context.Context, o client.Object) []reconcile.Request {
+		return requestsFor(ctx, hub, &fleetv1alpha1.BaselineBindingList{}, client.MatchingLabels{fleetv1alpha1.LabelBaseline: o.GetName()})
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("baselinebinding").
+		For(&fleetv1alpha1.BaselineBinding{}).
+		Watches(&fleetv1alpha1.Baseline{}, handler.EnqueueRequestsFromMapFunc(bindingsOfBaseline)).
+		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(
+			func(ctx context.Context, o client.Object) []reconcile.Request {
+				return bindingsOfCluster(ctx, o.GetName())
+			})).
+		WatchesRawSource(kindSource).
+		WatchesRawSource(access.WatchSource(&corev1.Namespace{}, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
+			return bindingsOfCluster(ctx, cluster)
+		})).
+		WatchesRawSource(access.ConnectionSource(bindingsOfCluster)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies}).
+		Complete(&BindingReconciler{Client: hub, Sources: sources, Members: access, Kinds: kinds,
+			Recorder: mgr.GetEventRecorder("flotilla-propagation"), Resync: opts.Resync})
+}
