@@ -23,8 +23,19 @@
 //     retry is coming, and the error goes back to controller-runtime for backoff.
 //
 // Stalled and Reconciling describe the current reconcile only: NewPatcher clears them and a
-// phase sets them again while they still hold. A condition whose status did not change keeps
-// its lastTransitionTime, so re-asserting one writes nothing.
+// phase sets them again while they still hold (a rollout in progress sets Reconciling; a
+// rollout stopped at its failure budget sets Stalled without failing the reconcile). When a
+// phase set Stalled and the reconcile also failed transiently, Stalled stays and Reconciling
+// is not added: kstatus reads whichever comes first. A condition whose status did not change
+// keeps its lastTransitionTime and its place in the list, so re-asserting one writes nothing.
+// A failed status write is always retried, even after a user error: the user was not told.
+//
+// # Errors of many members
+//
+// Work that spans members or objects does not stop at the first failure. It collects errors
+// with github.com/hashicorp/go-multierror (a multierror.Group where the work runs
+// concurrently) and returns Aggregate(...): one report, one line per failure, each naming its
+// member or object.
 //
 // This package must not decide anything about a domain: reasons and messages come from the
 // controllers, and condition types and reasons are constants in fleet/v1alpha1.

@@ -1,0 +1,294 @@
+package status_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-multierror"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
+)
+
+// hub is a real hub API server with Flotilla's CRDs and a client that counts status writes.
+type hub struct {
+	client client.Client
+	writes atomic.Int32
+}
+
+func newHub(t *testing.T) *hub {
+	t.Helper()
+	fleet := localfleet.StartForTest(t, localfleet.Options{NoControllerManager: true})
+	scheme := runtime.NewScheme()
+	if err := fleetv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	h := &hub{}
+	c, err := client.NewWithWatch(fleet.Hub.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.client = interceptor.NewClient(c, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			h.writes.Add(1)
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	})
+	return h
+}
+
+// reconcileOnce is one reconcile as the controllers write it: fresh object, patcher, the
+// phases, the deferred patch. It returns the reconcile's error and the status writes it made.
+func (h *hub) reconcileOnce(t *testing.T, name string, phases func(b *fleetv1alpha1.Baseline) error) (err error, writes int32) {
+	t.Helper()
+	ctx := context.Background()
+	b := &fleetv1alpha1.Baseline{}
+	if err := h.client.Get(ctx, client.ObjectKey{Name: name}, b); err != nil {
+		t.Fatal(err)
+	}
+	before := h.writes.Load()
+	p := status.NewPatcher(h.client, b)
+	func() {
+		defer func() { err = p.Patch(ctx, b, err) }()
+		err = phases(b)
+	}()
+	return err, h.writes.Load() - before
+}
+
+// stored reads the Baseline as the API server holds it, and kstatus's verdict on it.
+func (h *hub) stored(t *testing.T, name string) (*fleetv1alpha1.Baseline, kstatus.Status) {
+	t.Helper()
+	ctx := context.Background()
+	b := &fleetv1alpha1.Baseline{}
+	if err := h.client.Get(ctx, client.ObjectKey{Name: name}, b); err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(fleetv1alpha1.GroupVersion.WithKind("Baseline"))
+	if err := h.client.Get(ctx, client.ObjectKey{Name: name}, u); err != nil {
+		t.Fatal(err)
+	}
+	res, err := kstatus.Compute(u)
+	if err != nil {
+		t.Fatalf("kstatus: %v", err)
+	}
+	return b, res.Status
+}
+
+// bumpGeneration changes the spec, as a user does, so that there is a new generation to observe.
+func (h *hub) bumpGeneration(t *testing.T, name string) int64 {
+	t.Helper()
+	b := &fleetv1alpha1.Baseline{}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := h.client.Get(context.Background(), client.ObjectKey{Name: name}, b); err != nil {
+			return err
+		}
+		b.Spec.Paused = !b.Spec.Paused
+		return h.client.Update(context.Background(), b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Generation
+}
+
+func ready(msg string) func(b *fleetv1alpha1.Baseline) error {
+	return func(b *fleetv1alpha1.Baseline) error {
+		status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, fleetv1alpha1.ReasonRolloutComplete, msg)
+		return nil
+	}
+}
+
+func condition(t *testing.T, b *fleetv1alpha1.Baseline, typ string) *metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(b.Status.Conditions, typ)
+	if c == nil {
+		t.Fatalf("no %s condition in %+v", typ, b.Status.Conditions)
+	}
+	return c
+}
+
+func TestPatcherAgainstAHub(t *testing.T) {
+	h := newHub(t)
+	const name = "idiom"
+	b := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: fleetv1alpha1.BaselineSpec{
+		Resources: []fleetv1alpha1.ResourceSource{{Inline: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: default\n"}},
+	}}
+	if err := h.client.Create(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("success writes once, sets observedGeneration and reads Current", func(t *testing.T) {
+		err, writes := h.reconcileOnce(t, name, ready("all members hold revision 1"))
+		if err != nil || writes != 1 {
+			t.Fatalf("err %v, %d status writes; want nil and 1", err, writes)
+		}
+		b, ks := h.stored(t, name)
+		if b.Status.ObservedGeneration != b.Generation || ks != kstatus.CurrentStatus {
+			t.Errorf("observedGeneration %d of generation %d, kstatus %s; want observed and Current", b.Status.ObservedGeneration, b.Generation, ks)
+		}
+	})
+
+	t.Run("an unchanged status is not written and keeps lastTransitionTime", func(t *testing.T) {
+		// A transition long ago, so that a new time would show.
+		was := metav1.NewTime(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+		first, _ := h.stored(t, name)
+		condition(t, first, fleetv1alpha1.ConditionReady).LastTransitionTime = was
+		if err := h.client.Status().Update(context.Background(), first); err != nil {
+			t.Fatal(err)
+		}
+		err, writes := h.reconcileOnce(t, name, ready("all members hold revision 1"))
+		if err != nil || writes != 0 {
+			t.Fatalf("err %v, %d status writes; want nil and none", err, writes)
+		}
+		// A new message for a condition whose status stays is written, with the old time.
+		err, writes = h.reconcileOnce(t, name, ready("all members hold revision 2"))
+		if err != nil || writes != 1 {
+			t.Fatalf("err %v, %d status writes; want nil and 1", err, writes)
+		}
+		b, _ := h.stored(t, name)
+		c := condition(t, b, fleetv1alpha1.ConditionReady)
+		if !c.LastTransitionTime.Equal(&was) || c.Message != "all members hold revision 2" {
+			t.Errorf("Ready %s at %s; want the new message and the old time %s", c.Message, c.LastTransitionTime, was)
+		}
+	})
+
+	t.Run("a transient error keeps observedGeneration and reads InProgress", func(t *testing.T) {
+		gen := h.bumpGeneration(t, name)
+		boom := errors.New("member-2: connection refused")
+		err, writes := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error { return boom })
+		if !errors.Is(err, boom) || errors.Is(err, reconcile.TerminalError(nil)) || writes != 1 {
+			t.Fatalf("err %v, %d status writes; want the error back (retried) and 1 write", err, writes)
+		}
+		b, ks := h.stored(t, name)
+		if b.Status.ObservedGeneration == gen {
+			t.Errorf("observedGeneration %d set after a failed reconcile of generation %d", b.Status.ObservedGeneration, gen)
+		}
+		if c := condition(t, b, fleetv1alpha1.ConditionReconciling); c.Status != metav1.ConditionTrue || c.Reason != fleetv1alpha1.ReasonRetrying {
+			t.Errorf("Reconciling %s %s; want True %s", c.Status, c.Reason, fleetv1alpha1.ReasonRetrying)
+		}
+		if ks != kstatus.InProgressStatus {
+			t.Errorf("kstatus %s; want InProgress", ks)
+		}
+		// The next success clears Reconciling: it describes one reconcile only.
+		if err, _ := h.reconcileOnce(t, name, ready("all members hold revision 2")); err != nil {
+			t.Fatal(err)
+		}
+		b, ks = h.stored(t, name)
+		if meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionReconciling) != nil || b.Status.ObservedGeneration != gen || ks != kstatus.CurrentStatus {
+			t.Errorf("after success: conditions %+v, observedGeneration %d (want %d), kstatus %s (want Current)", b.Status.Conditions, b.Status.ObservedGeneration, gen, ks)
+		}
+	})
+
+	t.Run("work in progress set by a phase reads InProgress", func(t *testing.T) {
+		err, _ := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
+			status.Set(b, fleetv1alpha1.ConditionReconciling, metav1.ConditionTrue, fleetv1alpha1.ReasonRollingOut, "1 of 3 members on revision 3")
+			status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonProgressing, "1 of 3 members applied")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ks := h.stored(t, name); ks != kstatus.InProgressStatus {
+			t.Errorf("kstatus %s; want InProgress", ks)
+		}
+	})
+
+	t.Run("a user error is terminal, Stalled with its reason, observed, and reads Failed", func(t *testing.T) {
+		gen := h.bumpGeneration(t, name)
+		const msg = `resources[0]: ConfigMap flotilla-system/addons not found`
+		err, writes := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error {
+			return status.Stalled(fleetv1alpha1.ReasonSourceNotFound, errors.New(msg))
+		})
+		if !errors.Is(err, reconcile.TerminalError(nil)) || writes != 1 {
+			t.Fatalf("err %v, %d status writes; want a terminal error and 1 write", err, writes)
+		}
+		b, ks := h.stored(t, name)
+		for _, typ := range []string{fleetv1alpha1.ConditionStalled, fleetv1alpha1.ConditionReady} {
+			c := condition(t, b, typ)
+			want := metav1.ConditionTrue
+			if typ == fleetv1alpha1.ConditionReady {
+				want = metav1.ConditionFalse
+			}
+			if diff := cmp.Diff([]string{string(want), fleetv1alpha1.ReasonSourceNotFound, msg}, []string{string(c.Status), c.Reason, c.Message}); diff != "" {
+				t.Errorf("%s condition (-want +got):\n%s", typ, diff)
+			}
+		}
+		if meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionReconciling) != nil {
+			t.Errorf("Reconciling left on a Stalled object: %+v", b.Status.Conditions)
+		}
+		if b.Status.ObservedGeneration != gen || ks != kstatus.FailedStatus {
+			t.Errorf("observedGeneration %d (want %d), kstatus %s (want Failed)", b.Status.ObservedGeneration, gen, ks)
+		}
+	})
+
+	t.Run("fixing the input clears Stalled", func(t *testing.T) {
+		if err, _ := h.reconcileOnce(t, name, ready("all members hold revision 3")); err != nil {
+			t.Fatal(err)
+		}
+		b, ks := h.stored(t, name)
+		if meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionStalled) != nil || ks != kstatus.CurrentStatus {
+			t.Errorf("conditions %+v, kstatus %s; want no Stalled and Current", b.Status.Conditions, ks)
+		}
+	})
+
+	t.Run("a Stalled phase and a transient error read Failed, not InProgress", func(t *testing.T) {
+		err, _ := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
+			status.Set(b, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, fleetv1alpha1.ReasonTooManyFailures, "rollout stopped")
+			return errors.New("release to member-3: timeout")
+		})
+		if err == nil {
+			t.Fatal("the transient error was swallowed")
+		}
+		b, ks := h.stored(t, name)
+		if meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionReconciling) != nil || ks != kstatus.FailedStatus {
+			t.Errorf("conditions %+v, kstatus %s; want Stalled only and Failed", b.Status.Conditions, ks)
+		}
+	})
+}
+
+func TestReport(t *testing.T) {
+	tests := []struct {
+		name string
+		errs []error
+		want string
+	}{
+		{name: "one error reads as itself", errs: []error{errors.New(`bind cluster "a": forbidden`)}, want: `bind cluster "a": forbidden`},
+		{name: "several are counted, one line per member, sorted",
+			errs: []error{errors.New(`bind cluster "b": timeout`), errors.New(`bind cluster "a": forbidden`)},
+			want: "2 failures:\n  - bind cluster \"a\": forbidden\n  - bind cluster \"b\": timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e *multierror.Error
+			for _, err := range tt.errs {
+				e = multierror.Append(e, err)
+			}
+			got := status.Aggregate(e)
+			if diff := cmp.Diff(tt.want, got.Error()); diff != "" {
+				t.Errorf("report (-want +got):\n%s", diff)
+			}
+			for _, err := range tt.errs {
+				if !errors.Is(got, err) {
+					t.Errorf("%v is not in the report's chain", err)
+				}
+			}
+		})
+	}
+	if status.Aggregate(nil) != nil || status.Aggregate(multierror.Append(nil, nil)) != nil {
+		t.Error("no errors must aggregate to nil")
+	}
+}
