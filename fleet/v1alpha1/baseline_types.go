@@ -196,7 +196,8 @@ type BaselineStatus struct {
 	// +optional
 	Conflicted int32 `json:"conflicted"`
 
-	// Conditions: Ready, Progressing, Stalled.
+	// Conditions: Ready, Progressing, Reconciling (rolling out or retrying; kstatus InProgress),
+	// Stalled (a person must act; kstatus Failed).
 	// +listType=map
 	// +listMapKey=type
 	// +optional

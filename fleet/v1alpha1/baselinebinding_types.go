@@ -62,8 +62,8 @@ type BaselineBindingStatus struct {
 	// +optional
 	LastAppliedTime *metav1.Time `json:"lastAppliedTime,omitempty"`
 
-	// Conditions: Applied, Healthy, Drifted, Conflict. Messages name the failing object and
-	// the member's error.
+	// Conditions: Applied, Healthy, Drifted, Conflict, Reconciling (retrying after a transient
+	// failure). Messages name the failing object and the member's error.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

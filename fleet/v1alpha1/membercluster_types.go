@@ -43,7 +43,8 @@ type MemberClusterStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: CredentialsValid, Connected, Ready.
+	// Conditions: CredentialsValid, Connected, Ready, Stalled (credentials a person must fix),
+	// Reconciling (retrying after a transient failure).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
