@@ -85,8 +85,7 @@ func TestClusterAPIClustersBecomeMembers(t *testing.T) {
 	must(t, r.hub.Create(ctx, pending))
 
 	// Cluster API marks the control plane initialized in status; only then is it a member.
-	edge.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
-	must(t, r.hub.Status().Update(ctx, edge))
+	updateStatus(t, r.hub, edge, func() { edge.Status.Initialization.ControlPlaneInitialized = ptr.To(true) })
 
 	mc := r.waitCondition(t, "edge", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
 	if mc.Labels["env"] != "edge" || mc.Labels[fleetv1alpha1.LabelRegistration] != fleetv1alpha1.RegistrationClusterAPI {

@@ -85,8 +85,10 @@ func runRegistryAs(tb testing.TB, fleet *localfleet.Fleet, cfg *rest.Config, set
 
 // Shared test helpers (package fleettest).
 var (
-	must       = fleettest.Must
-	eventually = fleettest.Eventually
+	must         = fleettest.Must
+	eventually   = fleettest.Eventually
+	update       = fleettest.Update
+	updateStatus = fleettest.UpdateStatus
 )
 
 func kubeconfigSecret(name string, kubeconfig []byte, labels, annotations map[string]string) *corev1.Secret {
@@ -159,9 +161,7 @@ func TestSecretRegistersReadyMember(t *testing.T) {
 
 	t.Run("rotated kubeconfig reconnects with the new credentials", func(t *testing.T) {
 		// Point the Secret at the other member: only a rebuilt connection can see it.
-		must(t, r.hub.Get(ctx, client.ObjectKeyFromObject(secret), secret))
-		secret.Data[fleetv1alpha1.DefaultKubeconfigKey] = m2.Kubeconfig()
-		must(t, r.hub.Update(ctx, secret))
+		update(t, r.hub, secret, func() { secret.Data[fleetv1alpha1.DefaultKubeconfigKey] = m2.Kubeconfig() })
 		eventually(t, 20*time.Second, "status.observedCredentialHash to change and the connection to reach member-2", func() error {
 			mc, c, err := r.condition("east", fleetv1alpha1.ConditionConnected)
 			if err != nil {
@@ -178,9 +178,7 @@ func TestSecretRegistersReadyMember(t *testing.T) {
 	})
 
 	t.Run("removing the label unregisters the cluster", func(t *testing.T) {
-		must(t, r.hub.Get(ctx, client.ObjectKeyFromObject(secret), secret))
-		delete(secret.Labels, fleetv1alpha1.LabelKubeconfig)
-		must(t, r.hub.Update(ctx, secret))
+		update(t, r.hub, secret, func() { delete(secret.Labels, fleetv1alpha1.LabelKubeconfig) })
 		eventually(t, 20*time.Second, "MemberCluster east deleted", func() error {
 			err := r.hub.Get(ctx, types.NamespacedName{Name: "east"}, &fleetv1alpha1.MemberCluster{})
 			if apierrors.IsNotFound(err) {

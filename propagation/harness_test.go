@@ -3,6 +3,7 @@ package propagation
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ type env struct {
 	hub     client.Client
 	members map[string]client.Client
 	stop    func()
+	// heapBeforeMembers is the process's heap in use with the controller running and no
+	// member registered yet: benchmarks report hub heap per member as the growth from here.
+	heapBeforeMembers uint64
 }
 
 func newEnv(t testing.TB, members int) *env {
@@ -45,6 +49,7 @@ func newEnv(t testing.TB, members int) *env {
 	e.startController(t)
 	ctx := context.Background()
 	must(t, client.IgnoreAlreadyExists(e.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	e.heapBeforeMembers = heapInUse()
 	for _, m := range fleet.Members {
 		must(t, e.hub.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: hubNS,
@@ -92,8 +97,11 @@ func (e *env) startController(t testing.TB) {
 
 // Shared test helpers (package fleettest).
 var (
-	must       = fleettest.Must
-	eventually = fleettest.Eventually
+	must         = fleettest.Must
+	eventually   = fleettest.Eventually
+	consistently = fleettest.Consistently
+	update       = fleettest.Update
+	updateStatus = fleettest.UpdateStatus
 )
 
 // baseline builds a Baseline selecting every member with the given inline sources.
@@ -150,4 +158,12 @@ func (e *env) waitObject(t *testing.T, cluster string, obj client.Object, what s
 		err := e.members[cluster].Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
 		return check(err)
 	})
+}
+
+// heapInUse is the heap in use after a garbage collection.
+func heapInUse() uint64 {
+	goruntime.GC()
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }

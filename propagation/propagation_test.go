@@ -90,10 +90,8 @@ func TestBaselineAppliesCorrectsDriftAndPrunes(t *testing.T) {
 
 	t.Run("a changed object is corrected", func(t *testing.T) {
 		m2 := e.members["member-2"]
-		cr := &rbacv1.ClusterRole{}
-		must(t, m2.Get(ctx, types.NamespacedName{Name: "fleet-viewer"}, cr))
-		cr.Rules[0].Verbs = []string{"get", "list", "delete"}
-		must(t, m2.Update(ctx, cr))
+		cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "fleet-viewer"}}
+		update(t, m2, cr, func() { cr.Rules[0].Verbs = []string{"get", "list", "delete"} })
 		e.waitObject(t, "member-2", &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "fleet-viewer"}}, "ClusterRole verbs restored",
 			func(err error) error {
 				if err != nil {
@@ -109,9 +107,7 @@ func TestBaselineAppliesCorrectsDriftAndPrunes(t *testing.T) {
 	})
 
 	t.Run("an object removed from the Baseline is pruned, its Namespace kept", func(t *testing.T) {
-		must(t, e.hub.Get(ctx, types.NamespacedName{Name: "security"}, b))
-		b.Spec.Resources = b.Spec.Resources[:1] // only the ClusterRole
-		must(t, e.hub.Update(ctx, b))
+		update(t, e.hub, b, func() { b.Spec.Resources = b.Spec.Resources[:1] }) // only the ClusterRole
 		for name := range e.members {
 			e.waitObject(t, name, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "addons", Name: "settings"}}, "ConfigMap pruned", gone)
 			ns := &corev1.Namespace{}
@@ -154,10 +150,8 @@ spec:
 	e.waitObject(t, "member-1", policy("billing"), "default-deny in new namespace billing", exists)
 
 	// A namespace relabelled away loses it.
-	ns := &corev1.Namespace{}
-	must(t, m1.Get(ctx, types.NamespacedName{Name: "shop"}, ns))
-	ns.Labels["workloads"] = "false"
-	must(t, m1.Update(ctx, ns))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
+	update(t, m1, ns, func() { ns.Labels["workloads"] = "false" })
 	e.waitObject(t, "member-1", policy("shop"), "default-deny removed from relabelled namespace shop", gone)
 
 	// Unselected namespaces never get it.
@@ -185,9 +179,8 @@ func TestConflictAbortThenAdopt(t *testing.T) {
 	}
 
 	t.Run("a second Baseline claiming an adopted object reports a conflict", func(t *testing.T) {
-		must(t, e.hub.Get(ctx, types.NamespacedName{Name: "takeover"}, b))
-		b.Spec.ConflictPolicy = fleetv1alpha1.ConflictAdopt
-		must(t, e.hub.Update(ctx, b))
+		// The controller writes this Baseline too (finalizer, status): update it conflict-safely.
+		update(t, e.hub, b, func() { b.Spec.ConflictPolicy = fleetv1alpha1.ConflictAdopt })
 		e.waitObject(t, "member-1", cm, "ConfigMap adopted", func(err error) error {
 			if err != nil {
 				return err
@@ -288,16 +281,13 @@ func TestCreateOnlyAndReferencedSources(t *testing.T) {
 	}
 
 	// CreateOnly never updates: a change in the member stays.
-	cm := &corev1.ConfigMap{}
-	must(t, m1.Get(ctx, types.NamespacedName{Namespace: "default", Name: "from-configmap"}, cm))
-	cm.Data["v"] = "changed-in-member"
-	must(t, m1.Update(ctx, cm))
+	cm := cmRef("from-configmap")
+	update(t, m1, cm, func() { cm.Data["v"] = "changed-in-member" })
 	// A new source revision makes the binding apply again; the changed object must stay.
-	must(t, e.hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "addon-manifests"}, &corev1.ConfigMap{}))
-	src := &corev1.ConfigMap{}
-	must(t, e.hub.Get(ctx, types.NamespacedName{Namespace: hubNS, Name: "addon-manifests"}, src))
-	src.Data["more.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n  namespace: default\n"
-	must(t, e.hub.Update(ctx, src))
+	src := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "addon-manifests"}}
+	update(t, e.hub, src, func() {
+		src.Data["more.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n  namespace: default\n"
+	})
 	e.waitObject(t, "member-1", cmRef("second"), "object added to the ConfigMap source created", exists)
 	must(t, m1.Get(ctx, types.NamespacedName{Namespace: "default", Name: "from-configmap"}, cm))
 	if cm.Data["v"] != "changed-in-member" {

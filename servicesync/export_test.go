@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -51,18 +51,15 @@ func TestPodIPMirrorFollowsEndpoints(t *testing.T) {
 	}
 
 	t.Run("endpoints added, removed and turning ready follow", func(t *testing.T) {
-		must(t, src.Get(ctx, client.ObjectKeyFromObject(slice), slice))
-		setEndpoints(slice, map[string]bool{"10.1.0.2": true, "10.1.0.3": true})
-		must(t, src.Update(ctx, slice))
+		update(t, src, slice, func() { setEndpoints(slice, map[string]bool{"10.1.0.2": true, "10.1.0.3": true}) })
 		e.waitEndpoints(t, "member-2", name, []string{"10.1.0.2", "10.1.0.3"}, nil)
 		e.waitEndpoints(t, "member-3", name, []string{"10.1.0.2", "10.1.0.3"}, nil)
 	})
 
 	t.Run("a mirror is never exported again", func(t *testing.T) {
-		m := &corev1.Service{}
-		must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, m))
-		m.Annotations[fleetv1alpha1.AnnotationExport] = "true"
-		must(t, e.members["member-2"].Update(ctx, m))
+		// The controller writes this mirror too: update it conflict-safely.
+		m := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}
+		update(t, e.members["member-2"], m, func() { m.Annotations[fleetv1alpha1.AnnotationExport] = "true" })
 		e.exportedService(t, "member-2", name, synced(metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, "mirror"))
 		twice := mirror.Name(name, "member-2")
 		for _, c := range []string{"member-1", "member-3"} {
@@ -73,10 +70,8 @@ func TestPodIPMirrorFollowsEndpoints(t *testing.T) {
 	})
 
 	t.Run("unexport removes every mirror and the catalog entry", func(t *testing.T) {
-		svc := &corev1.Service{}
-		must(t, src.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, svc))
-		delete(svc.Annotations, fleetv1alpha1.AnnotationExport)
-		must(t, src.Update(ctx, svc))
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+		update(t, src, svc, func() { delete(svc.Annotations, fleetv1alpha1.AnnotationExport) })
 		for _, target := range []string{"member-2", "member-3"} {
 			eventually(t, 30*time.Second, "mirror Service removed from "+target,
 				gone(e.members[target], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}))
@@ -120,8 +115,9 @@ func TestHostileExportsWriteNothing(t *testing.T) {
 	loop := exported("loop", map[string]string{fleetv1alpha1.AnnotationAddressMode: "LoadBalancer"})
 	loop.Spec.Type = corev1.ServiceTypeLoadBalancer
 	must(t, src.Create(ctx, loop))
-	loop.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}, {IP: "10.2.0.1"}}
-	must(t, src.Status().Update(ctx, loop))
+	updateStatus(t, src, loop, func() {
+		loop.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "127.0.0.1"}, {IP: "10.2.0.1"}}
+	})
 	edge := exported(long, map[string]string{fleetv1alpha1.AnnotationAddressMode: "ClusterIP"})
 	must(t, src.Create(ctx, edge))
 	sys := exported("dns", nil)
@@ -168,26 +164,22 @@ func TestAddressModes(t *testing.T) {
 	e := newEnv(t, 2)
 	ctx := context.Background()
 	src := e.members["member-1"]
-	// Nodes by hand: these control planes run no kubelet.
-	for i, ready := range []corev1.ConditionStatus{corev1.ConditionTrue, corev1.ConditionFalse} {
+	// Nodes by hand: these control planes run no kubelet. node-0 and node-2 are ready.
+	for i, ready := range []corev1.ConditionStatus{corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionTrue} {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)}}
 		must(t, src.Create(ctx, n))
 		// kube-controller-manager's node controllers update new Nodes too: retry on conflict.
-		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := src.Get(ctx, client.ObjectKeyFromObject(n), n); err != nil {
-				return err
-			}
+		updateStatus(t, src, n, func() {
 			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", 10+i)}}
 			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: ready, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-			return src.Status().Update(ctx, n)
-		}))
+		})
 	}
 
 	np := exported("np", nil)
 	np.Spec.Type = corev1.ServiceTypeNodePort
 	must(t, src.Create(ctx, np))
 	must(t, src.Get(ctx, client.ObjectKeyFromObject(np), np))
-	e.waitEndpoints(t, "member-2", mirror.Name("np", "member-1"), []string{"192.0.2.10"}, []string{"192.0.2.11"})
+	e.waitEndpoints(t, "member-2", mirror.Name("np", "member-1"), []string{"192.0.2.10", "192.0.2.12"}, []string{"192.0.2.11"})
 	eps := &corev1.Endpoints{}
 	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name("np", "member-1")}, eps))
 	if eps.Subsets[0].Ports[0].Port != np.Spec.Ports[0].NodePort {
@@ -200,18 +192,36 @@ func TestAddressModes(t *testing.T) {
 		return nil
 	})
 
+	t.Run("externalTrafficPolicy Local publishes only nodes with a ready endpoint", func(t *testing.T) {
+		// Such a node forwards only to its own pods: a node without one drops the traffic.
+		local := exported("np-local", nil)
+		local.Spec.Type = corev1.ServiceTypeNodePort
+		local.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		must(t, src.Create(ctx, local))
+		slice := podSlice("np-local", nil)
+		slice.Endpoints = []discoveryv1.Endpoint{
+			{Addresses: []string{"10.4.0.1"}, NodeName: ptr.To("node-2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.4.0.2"}, NodeName: ptr.To("node-0"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
+		}
+		must(t, src.Create(ctx, slice))
+		name := mirror.Name("np-local", "member-1")
+		e.waitEndpoints(t, "member-2", name, []string{"192.0.2.12"}, nil)
+
+		// node-0's pod turns ready: node-0 is published too (the slice drives the mirror).
+		update(t, src, slice, func() { slice.Endpoints[1].Conditions.Ready = ptr.To(true) })
+		e.waitEndpoints(t, "member-2", name, []string{"192.0.2.10", "192.0.2.12"}, nil)
+	})
+
 	lb := exported("lb", nil)
 	lb.Spec.Type = corev1.ServiceTypeLoadBalancer
 	must(t, src.Create(ctx, lb))
-	lb.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-	must(t, src.Status().Update(ctx, lb))
+	updateStatus(t, src, lb, func() { lb.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}} })
 	e.waitEndpoints(t, "member-2", mirror.Name("lb", "member-1"), []string{"203.0.113.7"}, nil)
 
 	host := exported("lb-host", map[string]string{fleetv1alpha1.AnnotationAddressMode: "LoadBalancer"})
 	host.Spec.Type = corev1.ServiceTypeLoadBalancer
 	must(t, src.Create(ctx, host))
-	host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "api.example.com"}}
-	must(t, src.Status().Update(ctx, host))
+	updateStatus(t, src, host, func() { host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{Hostname: "api.example.com"}} })
 	eventually(t, 30*time.Second, "ExternalName mirror", func() error {
 		m := &corev1.Service{}
 		if err := e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name("lb-host", "member-1")}, m); err != nil {
@@ -230,7 +240,8 @@ func TestAddressModes(t *testing.T) {
 }
 
 func TestSourceLifecycle(t *testing.T) {
-	e := newEnv(t, 2)
+	// A stale window long enough to watch endpoints stay ready inside it.
+	e := newEnvTB(t, 2, 8*time.Second)
 	ctx := context.Background()
 	src := e.members["member-1"]
 	must(t, src.Create(ctx, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"})))
@@ -270,7 +281,7 @@ func TestSourceLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("a stopped source goes not ready after the window and comes back", func(t *testing.T) {
+	t.Run("a stopped source stays ready inside the stale window, goes not ready after it and comes back", func(t *testing.T) {
 		down := e.fleet.Member("member-1")
 		must(t, down.StopAPIServer())
 		eventually(t, 30*time.Second, "member-1 disconnected", func() error {
@@ -280,6 +291,11 @@ func TestSourceLifecycle(t *testing.T) {
 				return fmt.Errorf("conditions %v", mc.Status.Conditions)
 			}
 			return nil
+		})
+		// The window began at most a few polls ago: for half of it the endpoint stays ready
+		// in both the Endpoints and the EndpointSlices (a blip must not cut traffic).
+		consistently(t, e.staleWindow/2, "the mirror's endpoint to stay ready inside the stale window", func() error {
+			return e.mirrorState("member-2", name, []string{"10.3.0.1"}, nil)
 		})
 		e.waitEndpoints(t, "member-2", name, nil, []string{"10.3.0.1"})
 		must(t, down.StartAPIServer(ctx))

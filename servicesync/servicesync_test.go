@@ -37,14 +37,22 @@ type env struct {
 	hub     client.Client
 	members map[string]client.Client
 	stop    func()
+	// staleWindow is the controller's stale window (SetupOptions.StaleWindow).
+	staleWindow time.Duration
 }
 
-func newEnv(t *testing.T, members int) *env { return newEnvTB(t, members) }
+func newEnv(t *testing.T, members int) *env { return newEnvTB(t, members, 2*time.Second) }
 
-func newEnvTB(t testing.TB, members int) *env {
+func newEnvTB(t testing.TB, members int, staleWindow time.Duration) *env {
 	t.Helper()
-	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
-	e := &env{fleet: fleet, members: map[string]client.Client{}}
+	return newEnvOn(t, localfleet.StartForTest(t, localfleet.Options{Members: members}), staleWindow)
+}
+
+// newEnvOn runs the controller against a fleet the caller started (and stops): benchmarks
+// start one per iteration and tear it down before the next.
+func newEnvOn(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Duration) *env {
+	t.Helper()
+	e := &env{fleet: fleet, members: map[string]client.Client{}, staleWindow: staleWindow}
 	ctx := context.Background()
 	for _, m := range fleet.Members {
 		c, err := m.Client()
@@ -94,14 +102,17 @@ func (e *env) startController(t testing.TB) {
 		if err != nil {
 			return err
 		}
-		return Setup(mgr, conns, SetupOptions{StaleWindow: 2 * time.Second})
+		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow})
 	})
 }
 
 // Shared test helpers (package fleettest).
 var (
-	must       = fleettest.Must
-	eventually = fleettest.Eventually
+	must         = fleettest.Must
+	eventually   = fleettest.Eventually
+	consistently = fleettest.Consistently
+	update       = fleettest.Update
+	updateStatus = fleettest.UpdateStatus
 )
 
 // exported is a selectorless Service in shop with the export annotations.
@@ -160,18 +171,53 @@ func (e *env) mirrorEndpoints(cluster, name string) (ready, notReady []string, e
 	return ready, notReady, nil
 }
 
+// mirrorSliceEndpoints returns "ready" and "notready" address lists of a mirror's
+// EndpointSlices (what kube-proxy and cluster DNS read; an absent ready condition is ready).
+func (e *env) mirrorSliceEndpoints(cluster, name string) (ready, notReady []string, err error) {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := e.members[cluster].List(context.Background(), slices, client.InNamespace("shop"),
+		client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
+		return nil, nil, err
+	}
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if ptr.Deref(ep.Conditions.Ready, true) {
+				ready = append(ready, ep.Addresses...)
+			} else {
+				notReady = append(notReady, ep.Addresses...)
+			}
+		}
+	}
+	sort.Strings(ready)
+	sort.Strings(notReady)
+	return ready, notReady, nil
+}
+
+// mirrorState checks that a mirror's Endpoints and its EndpointSlices both publish exactly
+// wantReady as ready and wantNotReady as not ready.
+func (e *env) mirrorState(cluster, name string, wantReady, wantNotReady []string) error {
+	ready, notReady, err := e.mirrorEndpoints(cluster, name)
+	if err != nil {
+		return err
+	}
+	if fmt.Sprint(ready) != fmt.Sprint(wantReady) || fmt.Sprint(notReady) != fmt.Sprint(wantNotReady) {
+		return fmt.Errorf("Endpoints: ready %v not ready %v", ready, notReady)
+	}
+	if ready, notReady, err = e.mirrorSliceEndpoints(cluster, name); err != nil {
+		return err
+	}
+	if fmt.Sprint(ready) != fmt.Sprint(wantReady) || fmt.Sprint(notReady) != fmt.Sprint(wantNotReady) {
+		return fmt.Errorf("EndpointSlices: ready %v not ready %v", ready, notReady)
+	}
+	return nil
+}
+
+// waitEndpoints waits until the mirror's Endpoints and EndpointSlices both publish wantReady
+// as ready and wantNotReady as not ready.
 func (e *env) waitEndpoints(t *testing.T, cluster, name string, wantReady, wantNotReady []string) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("mirror %s in %s with ready %v not ready %v", name, cluster, wantReady, wantNotReady), func() error {
-		ready, notReady, err := e.mirrorEndpoints(cluster, name)
-		if err != nil {
-			return err
-		}
-		if fmt.Sprint(ready) != fmt.Sprint(wantReady) || fmt.Sprint(notReady) != fmt.Sprint(wantNotReady) {
-			return fmt.Errorf("ready %v not ready %v", ready, notReady)
-		}
-		return nil
-	})
+	eventually(t, 30*time.Second, fmt.Sprintf("mirror %s in %s with ready %v not ready %v (Endpoints and EndpointSlices)", name, cluster, wantReady, wantNotReady),
+		func() error { return e.mirrorState(cluster, name, wantReady, wantNotReady) })
 }
 
 func (e *env) exportedService(t *testing.T, cluster, name string, check func(*fleetv1alpha1.ExportedService) error) *fleetv1alpha1.ExportedService {

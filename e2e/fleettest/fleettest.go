@@ -6,13 +6,16 @@ package fleettest
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -93,4 +96,77 @@ func RunManager(tb testing.TB, cfg *rest.Config, scheme *runtime.Scheme, setup f
 	}
 	tb.Cleanup(stop)
 	return mgr.GetClient(), stop
+}
+
+// Consistently polls check every 100ms for the whole of d and fails at the first error: the
+// way to show that something does not happen (a member that must wait is not written to).
+func Consistently(tb testing.TB, d time.Duration, what string, check func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if err := check(); err != nil {
+			tb.Fatalf("want %s for %s; broken after %s: %v", what, d, d-time.Until(deadline).Round(time.Millisecond), err)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Update reads obj fresh, applies mutate and updates it, again on a conflict: tests write
+// objects that controllers write too (statuses, finalizers, drift corrections), and a read
+// through a manager's cache may be a version behind. obj needs its name (and namespace).
+func Update(tb testing.TB, c client.Client, obj client.Object, mutate func()) {
+	tb.Helper()
+	Must(tb, retry.RetryOnConflict(conflictBackoff, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return c.Update(context.Background(), obj)
+	}))
+}
+
+// conflictBackoff outlasts a cache that lags a few seconds behind on a loaded machine
+// (retry.DefaultRetry gives up after about 50ms).
+var conflictBackoff = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Jitter: 0.1}
+
+// UpdateStatus is Update for the status subresource.
+func UpdateStatus(tb testing.TB, c client.Client, obj client.Object, mutate func()) {
+	tb.Helper()
+	Must(tb, retry.RetryOnConflict(conflictBackoff, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return c.Status().Update(context.Background(), obj)
+	}))
+}
+
+// Median is the median of xs (the upper one of an even count); benchmarks report medians
+// over iterations so that one slow iteration on a shared machine does not set the figure.
+func Median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// ReportLatencies reports the median of samples (seconds) as "ms-<name>-p50" and, honestly
+// named, their tail: "ms-<name>-p99" from 100 samples or more, else "ms-<name>-max" (the
+// 99th percentile of 20 samples is just their maximum). It also reports the sample count.
+func ReportLatencies(b *testing.B, name string, samples []float64) {
+	b.Helper()
+	if len(samples) == 0 {
+		b.Fatalf("no samples of %s", name)
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	b.ReportMetric(s[len(s)/2]*1000, "ms-"+name+"-p50")
+	if len(s) >= 100 {
+		b.ReportMetric(s[(len(s)*99+99)/100-1]*1000, "ms-"+name+"-p99")
+	} else {
+		b.ReportMetric(s[len(s)-1]*1000, "ms-"+name+"-max")
+	}
+	b.ReportMetric(float64(len(s)), "samples-"+name)
 }
