@@ -39,7 +39,15 @@ type env struct {
 
 func newEnv(t testing.TB, members int) *env {
 	t.Helper()
-	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members})
+	return newEnvWith(t, localfleet.Options{Members: members})
+}
+
+// newEnvWith is newEnv for a fleet started with opts (AuditLog, to count writes). Members are
+// registered as fleettest.HubUser, so that the controller's requests stand apart from the
+// test's own in the members' audit logs.
+func newEnvWith(t testing.TB, opts localfleet.Options) *env {
+	t.Helper()
+	fleet := localfleet.StartForTest(t, opts)
 	e := &env{fleet: fleet, members: map[string]client.Client{}}
 	for _, m := range fleet.Members {
 		c, err := m.Client()
@@ -55,7 +63,7 @@ func newEnv(t testing.TB, members int) *env {
 			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: hubNS,
 				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
 				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "env=test,name=" + m.Name}},
-			Data: map[string][]byte{"value": m.Kubeconfig()},
+			Data: map[string][]byte{"value": fleettest.MemberKubeconfig(t, m)},
 		}))
 	}
 	for _, m := range fleet.Members {

@@ -41,15 +41,21 @@ type env struct {
 	staleWindow time.Duration
 }
 
-func newEnv(t *testing.T, members int) *env { return newEnvTB(t, members, 2*time.Second) }
+func newEnv(t *testing.T, members int) *env {
+	return newEnvTB(t, localfleet.Options{Members: members}, 2*time.Second)
+}
 
-func newEnvTB(t testing.TB, members int, staleWindow time.Duration) *env {
+// newEnvTB is newEnv for a fleet started with opts (AuditLog, to count writes) and a
+// controller with the given stale window.
+func newEnvTB(t testing.TB, opts localfleet.Options, staleWindow time.Duration) *env {
 	t.Helper()
-	return newEnvOn(t, localfleet.StartForTest(t, localfleet.Options{Members: members}), staleWindow)
+	return newEnvOn(t, localfleet.StartForTest(t, opts), staleWindow)
 }
 
 // newEnvOn runs the controller against a fleet the caller started (and stops): benchmarks
-// start one per iteration and tear it down before the next.
+// start one per iteration and tear it down before the next. Members are registered as
+// fleettest.HubUser, so that the controller's requests stand apart from the test's own in the
+// members' audit logs.
 func newEnvOn(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Duration) *env {
 	t.Helper()
 	e := &env{fleet: fleet, members: map[string]client.Client{}, staleWindow: staleWindow}
@@ -67,7 +73,7 @@ func newEnvOn(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Duration) 
 			ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: hubNS,
 				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
 				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "name=" + m.Name}},
-			Data: map[string][]byte{"value": m.Kubeconfig()},
+			Data: map[string][]byte{"value": fleettest.MemberKubeconfig(t, m)},
 		}))
 	}
 	for _, m := range fleet.Members {
@@ -255,4 +261,16 @@ func gone(c client.Client, obj client.Object) func() error {
 		}
 		return fmt.Errorf("still there (%w)", err)
 	}
+}
+
+// markControllerWrites starts counting what the controller writes: in members, every write of
+// the hub's identity; in the hub, writes to ExportedServices (the test makes none while it
+// counts).
+func (e *env) markControllerWrites(t *testing.T) *fleettest.WriteCounter {
+	t.Helper()
+	audited := []fleettest.Audited{{Cluster: e.fleet.Hub, Count: fleettest.ToResources("exportedservices")}}
+	for _, m := range e.fleet.Members {
+		audited = append(audited, fleettest.Audited{Cluster: m, Count: fleettest.ByUser(fleettest.HubUser)})
+	}
+	return fleettest.MarkWrites(t, audited...)
 }
