@@ -50,7 +50,8 @@ func MarkWrites(tb testing.TB, audited ...Audited) *WriteCounter {
 	return w
 }
 
-// Writes lists the counted writes since the mark, each as "cluster: user verb resource name".
+// Writes lists the counted writes since the mark, each as "cluster: user verb resource name";
+// dry runs are not writes.
 func (w *WriteCounter) Writes() ([]string, error) {
 	var out []string
 	for i, a := range w.audited {
@@ -59,7 +60,8 @@ func (w *WriteCounter) Writes() ([]string, error) {
 			return nil, err
 		}
 		for _, r := range reqs {
-			if a.Count == nil || a.Count(r) {
+			// A dry run (the diff before a server-side apply) is served but never persisted.
+			if !r.DryRun && (a.Count == nil || a.Count(r)) {
 				out = append(out, fmt.Sprintf("%s: %s", a.Cluster.Name, r))
 			}
 		}

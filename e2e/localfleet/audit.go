@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,9 @@ type AuditedRequest struct {
 	// Resource, Subresource, Namespace and Name say what was addressed; Name is empty for
 	// a create or a collection.
 	APIGroup, Resource, Subresource, Namespace, Name string
+	// DryRun says the request asked for dryRun=All: served, validated, never persisted (a
+	// server-side apply diff is one).
+	DryRun bool
 }
 
 func (r AuditedRequest) String() string {
@@ -133,8 +137,9 @@ func counted(user string, users []string) bool {
 
 // auditEvent is the part of an audit.k8s.io/v1 Event that Writes reads.
 type auditEvent struct {
-	Verb string `json:"verb"`
-	User struct {
+	Verb       string `json:"verb"`
+	RequestURI string `json:"requestURI"`
+	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ObjectRef *struct {
@@ -175,11 +180,17 @@ func (c *ControlPlane) auditedSince(offset int64) ([]AuditedRequest, error) {
 		if err := json.Unmarshal(line, &ev); err != nil {
 			return nil, fmt.Errorf("cluster %q: audit log line %.200q: %w", c.Name, line, err)
 		}
-		r := AuditedRequest{User: ev.User.Username, Verb: ev.Verb}
+		r := AuditedRequest{User: ev.User.Username, Verb: ev.Verb, DryRun: isDryRun(ev.RequestURI)}
 		if o := ev.ObjectRef; o != nil {
 			r.APIGroup, r.Resource, r.Subresource, r.Namespace, r.Name = o.APIGroup, o.Resource, o.Subresource, o.Namespace, o.Name
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// isDryRun reports whether a request URI asks for a dry run (dryRun=All).
+func isDryRun(uri string) bool {
+	u, err := url.ParseRequestURI(uri)
+	return err == nil && len(u.Query()["dryRun"]) > 0
 }
