@@ -263,12 +263,11 @@ func gone(c client.Client, obj client.Object) func() error {
 	}
 }
 
-// markControllerWrites starts counting what the controller writes: in members, every write of
-// the hub's identity; in the hub, writes to ExportedServices (the test makes none while it
-// counts).
+// markControllerWrites starts counting what the controller writes into members: every write
+// of the hub's identity.
 func (e *env) markControllerWrites(t *testing.T) *fleettest.WriteCounter {
 	t.Helper()
-	audited := []fleettest.Audited{{Cluster: e.fleet.Hub, Count: fleettest.ToResources("exportedservices")}}
+	var audited []fleettest.Audited
 	for _, m := range e.fleet.Members {
 		audited = append(audited, fleettest.Audited{Cluster: m, Count: fleettest.ByUser(fleettest.HubUser)})
 	}
