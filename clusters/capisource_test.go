@@ -128,8 +128,7 @@ func initializedCluster(t *testing.T, r *registry, ns, name string, labels map[s
 	ctx := context.Background()
 	cl := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: clusterv1.ClusterSpec{Paused: ptr.To(false)}}
 	must(t, r.hub.Create(ctx, cl))
-	cl.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
-	must(t, r.hub.Status().Update(ctx, cl))
+	updateStatus(t, r.hub, cl, func() { cl.Status.Initialization.ControlPlaneInitialized = ptr.To(true) })
 	return cl
 }
 
