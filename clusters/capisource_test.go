@@ -85,7 +85,8 @@ func TestClusterAPIClustersBecomeMembers(t *testing.T) {
 	must(t, r.hub.Create(ctx, pending))
 
 	// Cluster API marks the control plane initialized in status; only then is it a member.
-	updateStatus(t, r.hub, edge, func() { edge.Status.Initialization.ControlPlaneInitialized = ptr.To(true) })
+	edge.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	must(t, r.hub.Status().Update(ctx, edge))
 
 	mc := r.waitCondition(t, "edge", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "", 60*time.Second)
 	if mc.Labels["env"] != "edge" || mc.Labels[fleetv1alpha1.LabelRegistration] != fleetv1alpha1.RegistrationClusterAPI {
@@ -128,7 +129,8 @@ func initializedCluster(t *testing.T, r *registry, ns, name string, labels map[s
 	ctx := context.Background()
 	cl := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: clusterv1.ClusterSpec{Paused: ptr.To(false)}}
 	must(t, r.hub.Create(ctx, cl))
-	updateStatus(t, r.hub, cl, func() { cl.Status.Initialization.ControlPlaneInitialized = ptr.To(true) })
+	cl.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	must(t, r.hub.Status().Update(ctx, cl))
 	return cl
 }
 

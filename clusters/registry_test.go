@@ -85,10 +85,9 @@ func runRegistryAs(tb testing.TB, fleet *localfleet.Fleet, cfg *rest.Config, set
 
 // Shared test helpers (package fleettest).
 var (
-	must         = fleettest.Must
-	eventually   = fleettest.Eventually
-	update       = fleettest.Update
-	updateStatus = fleettest.UpdateStatus
+	must       = fleettest.Must
+	eventually = fleettest.Eventually
+	update     = fleettest.Update
 )
 
 func kubeconfigSecret(name string, kubeconfig []byte, labels, annotations map[string]string) *corev1.Secret {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -116,10 +117,10 @@ func Consistently(tb testing.TB, d time.Duration, what string, check func() erro
 
 // Update reads obj fresh, applies mutate and updates it, again on a conflict: tests write
 // objects that controllers write too (statuses, finalizers, drift corrections), and a read
-// through a manager's cache may be a version behind. obj needs its name (and namespace).
+// through a manager's cache may be a version behind (or not have a new object yet). obj needs its name (and namespace).
 func Update(tb testing.TB, c client.Client, obj client.Object, mutate func()) {
 	tb.Helper()
-	Must(tb, retry.RetryOnConflict(conflictBackoff, func() error {
+	Must(tb, retry.OnError(conflictBackoff, staleRead, func() error {
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
@@ -128,6 +129,9 @@ func Update(tb testing.TB, c client.Client, obj client.Object, mutate func()) {
 	}))
 }
 
+// staleRead: a conflict, or a read through a cache that has not seen a new object yet.
+func staleRead(err error) bool { return apierrors.IsConflict(err) || apierrors.IsNotFound(err) }
+
 // conflictBackoff outlasts a cache that lags a few seconds behind on a loaded machine
 // (retry.DefaultRetry gives up after about 50ms).
 var conflictBackoff = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Jitter: 0.1}
@@ -135,7 +139,7 @@ var conflictBackoff = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, F
 // UpdateStatus is Update for the status subresource.
 func UpdateStatus(tb testing.TB, c client.Client, obj client.Object, mutate func()) {
 	tb.Helper()
-	Must(tb, retry.RetryOnConflict(conflictBackoff, func() error {
+	Must(tb, retry.OnError(conflictBackoff, staleRead, func() error {
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
