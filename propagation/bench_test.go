@@ -221,7 +221,7 @@ func waitPresent(b *testing.B, e *env, members []string, set string) {
 					return
 				}
 				if time.Now().After(deadline) {
-					errs[i] = fmt.Errorf("member %s holds %d of 50 objects of %s (last error %v)", m, n, set, err)
+					errs[i] = fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %w)", m, n, set, err)
 					return
 				}
 				time.Sleep(benchPoll)

@@ -286,7 +286,7 @@ func TestInformReportsDriftWithoutWriting(t *testing.T) {
 	// Inform reports and never writes: neither the missing object nor the changed value.
 	consistently(t, 3*time.Second, "Inform to leave the member as it is", func() error {
 		if err := m1.Get(ctx, client.ObjectKeyFromObject(cmRef("audited")), cmRef("audited")); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("Inform created ConfigMap audited (get: %v)", err)
+			return fmt.Errorf("Inform created ConfigMap audited (get: %w)", err)
 		}
 		got := cmRef("edited")
 		must(t, m1.Get(ctx, client.ObjectKeyFromObject(got), got))

@@ -53,7 +53,7 @@ func newHub(t *testing.T) *hub {
 
 // reconcileOnce is one reconcile as the controllers write it: fresh object, patcher, the
 // phases, the deferred patch. It returns the reconcile's error and the status writes it made.
-func (h *hub) reconcileOnce(t *testing.T, name string, phases func(b *fleetv1alpha1.Baseline) error) (err error, writes int32) {
+func (h *hub) reconcileOnce(t *testing.T, name string, phases func(b *fleetv1alpha1.Baseline) error) (writes int32, err error) {
 	t.Helper()
 	ctx := context.Background()
 	b := &fleetv1alpha1.Baseline{}
@@ -66,7 +66,7 @@ func (h *hub) reconcileOnce(t *testing.T, name string, phases func(b *fleetv1alp
 		defer func() { err = p.Patch(ctx, b, err) }()
 		err = phases(b)
 	}()
-	return err, h.writes.Load() - before
+	return h.writes.Load() - before, err
 }
 
 // stored reads the Baseline as the API server holds it, and kstatus's verdict on it.
@@ -132,7 +132,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	}
 
 	t.Run("success writes once, sets observedGeneration and reads Current", func(t *testing.T) {
-		err, writes := h.reconcileOnce(t, name, ready("all members hold revision 1"))
+		writes, err := h.reconcileOnce(t, name, ready("all members hold revision 1"))
 		if err != nil || writes != 1 {
 			t.Fatalf("err %v, %d status writes; want nil and 1", err, writes)
 		}
@@ -150,12 +150,12 @@ func TestPatcherAgainstAHub(t *testing.T) {
 		if err := h.client.Status().Update(context.Background(), first); err != nil {
 			t.Fatal(err)
 		}
-		err, writes := h.reconcileOnce(t, name, ready("all members hold revision 1"))
+		writes, err := h.reconcileOnce(t, name, ready("all members hold revision 1"))
 		if err != nil || writes != 0 {
 			t.Fatalf("err %v, %d status writes; want nil and none", err, writes)
 		}
 		// A new message for a condition whose status stays is written, with the old time.
-		err, writes = h.reconcileOnce(t, name, ready("all members hold revision 2"))
+		writes, err = h.reconcileOnce(t, name, ready("all members hold revision 2"))
 		if err != nil || writes != 1 {
 			t.Fatalf("err %v, %d status writes; want nil and 1", err, writes)
 		}
@@ -169,7 +169,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	t.Run("a transient error keeps observedGeneration and reads InProgress", func(t *testing.T) {
 		gen := h.bumpGeneration(t, name)
 		boom := errors.New("member-2: connection refused")
-		err, writes := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error { return boom })
+		writes, err := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error { return boom })
 		if !errors.Is(err, boom) || errors.Is(err, reconcile.TerminalError(nil)) || writes != 1 {
 			t.Fatalf("err %v, %d status writes; want the error back (retried) and 1 write", err, writes)
 		}
@@ -184,7 +184,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 			t.Errorf("kstatus %s; want InProgress", ks)
 		}
 		// The next success clears Reconciling: it describes one reconcile only.
-		if err, _ := h.reconcileOnce(t, name, ready("all members hold revision 2")); err != nil {
+		if _, err := h.reconcileOnce(t, name, ready("all members hold revision 2")); err != nil {
 			t.Fatal(err)
 		}
 		b, ks = h.stored(t, name)
@@ -194,7 +194,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	})
 
 	t.Run("work in progress set by a phase reads InProgress", func(t *testing.T) {
-		err, _ := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
+		_, err := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
 			status.Set(b, fleetv1alpha1.ConditionReconciling, metav1.ConditionTrue, fleetv1alpha1.ReasonRollingOut, "1 of 3 members on revision 3")
 			status.Set(b, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonProgressing, "1 of 3 members applied")
 			return nil
@@ -210,7 +210,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	t.Run("a user error is terminal, Stalled with its reason, observed, and reads Failed", func(t *testing.T) {
 		gen := h.bumpGeneration(t, name)
 		const msg = `resources[0]: ConfigMap flotilla-system/addons not found`
-		err, writes := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error {
+		writes, err := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error {
 			return status.Stalled(fleetv1alpha1.ReasonSourceNotFound, errors.New(msg))
 		})
 		if !errors.Is(err, reconcile.TerminalError(nil)) || writes != 1 {
@@ -236,7 +236,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	})
 
 	t.Run("fixing the input clears Stalled", func(t *testing.T) {
-		if err, _ := h.reconcileOnce(t, name, ready("all members hold revision 3")); err != nil {
+		if _, err := h.reconcileOnce(t, name, ready("all members hold revision 3")); err != nil {
 			t.Fatal(err)
 		}
 		b, ks := h.stored(t, name)
@@ -246,7 +246,7 @@ func TestPatcherAgainstAHub(t *testing.T) {
 	})
 
 	t.Run("a Stalled phase and a transient error read Failed, not InProgress", func(t *testing.T) {
-		err, _ := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
+		_, err := h.reconcileOnce(t, name, func(b *fleetv1alpha1.Baseline) error {
 			status.Set(b, fleetv1alpha1.ConditionStalled, metav1.ConditionTrue, fleetv1alpha1.ReasonTooManyFailures, "rollout stopped")
 			return errors.New("release to member-3: timeout")
 		})
