@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -64,7 +63,7 @@ func (r *SecretSourceReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			"cannot register cluster %q from this Secret: %s", desiredName, msg)
 		return ctrl.Result{}, nil
 	}
-	clusterLabels, err := ParseClusterLabels(secret.Annotations[fleetv1alpha1.AnnotationClusterLabels])
+	clusterLabels, err := fleetv1alpha1.ParseClusterLabels(secret.Annotations[fleetv1alpha1.AnnotationClusterLabels])
 	if err != nil {
 		r.Recorder.Eventf(secret, nil, corev1.EventTypeWarning, "InvalidClusterLabels", "Register",
 			"annotation %s: %v", fleetv1alpha1.AnnotationClusterLabels, err)
@@ -105,28 +104,6 @@ func validateClusterName(name string) string {
 		return strings.Join(errs, "; ")
 	}
 	return ""
-}
-
-// ParseClusterLabels parses "k=v,k2=v2" into validated labels.
-func ParseClusterLabels(s string) (map[string]string, error) {
-	out := map[string]string{}
-	if strings.TrimSpace(s) == "" {
-		return out, nil
-	}
-	set, err := labels.ConvertSelectorToLabelsMap(s)
-	if err != nil {
-		return nil, fmt.Errorf("want k=v,k2=v2: %w", err)
-	}
-	for k, v := range set {
-		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			return nil, fmt.Errorf("label key %q: %s", k, strings.Join(errs, "; "))
-		}
-		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			return nil, fmt.Errorf("label %q value %q: %s", k, v, strings.Join(errs, "; "))
-		}
-		out[k] = v
-	}
-	return out, nil
 }
 
 // SetupWithManager watches the metadata of hub-namespace Secrets (the label is checked in

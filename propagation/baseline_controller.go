@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/go-multierror"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -192,8 +191,8 @@ func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Basel
 			Cluster:  name,
 			Canary:   canary != nil && canary.Matches(labels.Set(members[name].Labels)),
 			Released: bb.Spec.Revision == revision,
-			Done:     bindingDone(bb, revision),
-			Failed:   bindingFailed(bb, revision),
+			Done:     bb.Done(revision),
+			Failed:   bb.Failed(revision),
 		})
 	}
 	plan := planRollout(states, b.Spec.Rollout, b.Spec.Paused)
@@ -210,23 +209,6 @@ func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Basel
 		})
 	}
 	return plan, status.Aggregate(g.Wait())
-}
-
-// bindingDone: the member holds revision, applied and healthy.
-func bindingDone(bb *fleetv1alpha1.BaselineBinding, revision string) bool {
-	return bb.Status.Revision == revision &&
-		meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionApplied) &&
-		meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy)
-}
-
-// bindingFailed: the member was given revision and could not apply it.
-func bindingFailed(bb *fleetv1alpha1.BaselineBinding, revision string) bool {
-	if bb.Spec.Revision != revision {
-		return false
-	}
-	c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionApplied)
-	return c != nil && c.Status == metav1.ConditionFalse &&
-		(c.Reason == fleetv1alpha1.ReasonApplyFailed || c.Reason == fleetv1alpha1.ReasonUnknownKind || c.Reason == fleetv1alpha1.ReasonInvalidSource)
 }
 
 // reconcileDelete deletes every binding (each removes or orphans what it applied, as

@@ -28,7 +28,7 @@ func summarizeStatus(b *fleetv1alpha1.Baseline, revision string, members map[str
 		if bb.Status.Revision == revision && meta.IsStatusConditionTrue(conds, fleetv1alpha1.ConditionHealthy) {
 			s.Healthy++
 		}
-		if bindingFailed(bb, revision) {
+		if bb.Failed(revision) {
 			s.Failed++
 		}
 		if applied != nil && applied.Reason == fleetv1alpha1.ReasonClusterUnreachable {
@@ -40,7 +40,7 @@ func summarizeStatus(b *fleetv1alpha1.Baseline, revision string, members map[str
 		if meta.IsStatusConditionTrue(conds, fleetv1alpha1.ConditionConflict) {
 			s.Conflicted++
 		}
-		if bindingDone(bb, revision) {
+		if bb.Done(revision) {
 			done++
 		}
 	}

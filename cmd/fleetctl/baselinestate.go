@@ -38,10 +38,6 @@ const (
 	stateNotSelected = "-"
 )
 
-// failureReasons are the Applied=False reasons the rollout counts as a failed member (the
-// controller's rule; the others mean "not yet").
-var failureReasons = []string{fleetv1alpha1.ReasonApplyFailed, fleetv1alpha1.ReasonUnknownKind, fleetv1alpha1.ReasonInvalidSource}
-
 // bindingState says where the Baseline at revision stands in the binding's member, causes
 // first: an unreachable member explains everything else about it, and a failure or a
 // conflict matters more than the rollout's progress.
@@ -51,7 +47,7 @@ func bindingState(revision string, bb *fleetv1alpha1.BaselineBinding) string {
 	switch {
 	case applied != nil && applied.Reason == fleetv1alpha1.ReasonClusterUnreachable:
 		return stateUnreachable
-	case applied != nil && applied.Status == metav1.ConditionFalse && slices.Contains(failureReasons, applied.Reason):
+	case bb.ApplyFailed():
 		return stateFailed
 	case meta.IsStatusConditionTrue(conds, fleetv1alpha1.ConditionConflict):
 		return stateConflict
@@ -62,18 +58,11 @@ func bindingState(revision string, bb *fleetv1alpha1.BaselineBinding) string {
 	case revision == "" || bb.Spec.Revision != revision ||
 		(applied != nil && applied.Reason == fleetv1alpha1.ReasonWaitingForRollout):
 		return stateWaiting
-	case bindingDone(bb, revision):
+	case bb.Done(revision):
 		return stateOK
 	default:
 		return stateApplying
 	}
-}
-
-// bindingDone: the member holds revision, applied and healthy (the rollout's "updated").
-func bindingDone(bb *fleetv1alpha1.BaselineBinding, revision string) bool {
-	return revision != "" && bb.Status.Revision == revision &&
-		meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionApplied) &&
-		meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy)
 }
 
 // selects reports whether b's clusterSelector matches mc, as the Baseline controller

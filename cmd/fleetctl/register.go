@@ -87,9 +87,9 @@ func (o *registerOptions) validate() (map[string]string, error) {
 			return nil, fmt.Errorf("invalid --member-server %q: want an https:// URL", o.memberServer)
 		}
 	}
-	labels, err := parseClusterLabels(o.labels)
+	labels, err := fleetv1alpha1.ParseClusterLabels(o.labels)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("invalid --labels: %w", err)
 	}
 	labels[fleetv1alpha1.LabelRegistration] = fleetv1alpha1.RegistrationFleetctl
 	return labels, nil
@@ -102,34 +102,6 @@ func validateClusterName(name string) error {
 		return fmt.Errorf("invalid cluster name %q: %s", name, strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-// parseClusterLabels parses k=v,k2=v2. The registration label is fleetctl's to set.
-func parseClusterLabels(s string) (map[string]string, error) {
-	labels := map[string]string{}
-	if strings.TrimSpace(s) == "" {
-		return labels, nil
-	}
-	for _, pair := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok {
-			return nil, fmt.Errorf("invalid --labels entry %q: want key=value", pair)
-		}
-		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
-			return nil, fmt.Errorf("invalid --labels key %q: %s", k, strings.Join(errs, "; "))
-		}
-		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
-			return nil, fmt.Errorf("invalid --labels value %q for %q: %s", v, k, strings.Join(errs, "; "))
-		}
-		if k == fleetv1alpha1.LabelRegistration {
-			return nil, fmt.Errorf("invalid --labels key %q: fleetctl sets it", k)
-		}
-		if _, dup := labels[k]; dup {
-			return nil, fmt.Errorf("invalid --labels: key %q given twice", k)
-		}
-		labels[k] = v
-	}
-	return labels, nil
 }
 
 func kubeconfigSecretName(cluster string) string { return cluster + "-kubeconfig" }

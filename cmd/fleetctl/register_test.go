@@ -251,37 +251,6 @@ func TestRegisterWithoutTokenController(t *testing.T) {
 	}
 }
 
-func TestParseClusterLabels(t *testing.T) {
-	cases := []struct {
-		name    string
-		in      string
-		want    map[string]string
-		wantErr string
-	}{
-		{name: "empty", in: "", want: map[string]string{}},
-		{name: "several, spaces trimmed", in: "env=prod, region=eu", want: map[string]string{"env": "prod", "region": "eu"}},
-		{name: "prefixed key and empty value", in: "example.com/tier=", want: map[string]string{"example.com/tier": ""}},
-		{name: "no equals", in: "env", wantErr: "want key=value"},
-		{name: "duplicate", in: "env=a,env=b", wantErr: "given twice"},
-		{name: "bad value", in: "env=a b", wantErr: "invalid --labels value"},
-		{name: "reserved", in: fleetv1alpha1.LabelRegistration + "=x", wantErr: "fleetctl sets it"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseClusterLabels(tc.in)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, %v; want error containing %q", got, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || !maps.Equal(got, tc.want) {
-				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
-			}
-		})
-	}
-}
-
 func TestPEMBundleDeduplicates(t *testing.T) {
 	a := []byte("-----BEGIN CERTIFICATE-----\nYWFh\n-----END CERTIFICATE-----\n")
 	b := []byte("-----BEGIN CERTIFICATE-----\nYmJi\n-----END CERTIFICATE-----\n")

@@ -174,7 +174,7 @@ func readRollout(ctx context.Context, c client.Client, name string) (*rolloutVie
 		if rev != "" && bb.Spec.Revision == rev {
 			row.released = "yes"
 		}
-		if bindingDone(bb, rev) {
+		if bb.Done(rev) {
 			v.updated++
 		}
 		if row.state != stateOK {

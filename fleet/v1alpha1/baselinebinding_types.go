@@ -1,7 +1,11 @@
 package v1alpha1
 
 import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // BaselineBindingSpec binds one Baseline to one MemberCluster. Both names are immutable: a
@@ -41,6 +45,11 @@ type InventoryEntry struct {
 	Namespace string `json:"namespace,omitempty"`
 	// +required
 	Name string `json:"name"`
+	// UID is the member object's UID as Flotilla applied it. An object with this UID stays
+	// owned by the Baseline whatever its labels say: labels can be edited by anyone who can
+	// edit the object, so they cannot decide ownership on their own.
+	// +optional
+	UID types.UID `json:"uid,omitempty"`
 }
 
 // BaselineBindingStatus is the state of one Baseline in one member.
@@ -119,3 +128,29 @@ func (b *BaselineBinding) GetObservedGeneration() int64 { return b.Status.Observ
 
 // SetObservedGeneration records the generation the status was computed for.
 func (b *BaselineBinding) SetObservedGeneration(g int64) { b.Status.ObservedGeneration = g }
+
+// FailureReasons are the Applied=False reasons that count a member as failed in a rollout
+// (maxFailures): the member was given the revision and something must change before it can
+// hold it. Every other Applied=False reason means "not yet" (waiting, paused, unreachable).
+var FailureReasons = []string{ReasonApplyFailed, ReasonUnknownKind, ReasonInvalidSource}
+
+// Done reports whether the binding's member holds revision, applied and healthy: the
+// rollout's "updated", and fleetctl's "ok".
+func (bb *BaselineBinding) Done(revision string) bool {
+	return revision != "" && bb.Status.Revision == revision &&
+		meta.IsStatusConditionTrue(bb.Status.Conditions, ConditionApplied) &&
+		meta.IsStatusConditionTrue(bb.Status.Conditions, ConditionHealthy)
+}
+
+// Failed reports whether the binding's member was given revision and could not apply it
+// (see FailureReasons).
+func (bb *BaselineBinding) Failed(revision string) bool {
+	return bb.Spec.Revision == revision && bb.ApplyFailed()
+}
+
+// ApplyFailed reports whether the last apply failed with one of FailureReasons, whatever
+// the revision.
+func (bb *BaselineBinding) ApplyFailed() bool {
+	c := meta.FindStatusCondition(bb.Status.Conditions, ConditionApplied)
+	return c != nil && c.Status == metav1.ConditionFalse && slices.Contains(FailureReasons, c.Reason)
+}
