@@ -3,7 +3,6 @@ package propagation
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,9 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation/plan"
 	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
@@ -35,17 +36,23 @@ type memberApply struct {
 	Unhealthy []string
 	// UnknownKinds name documents whose kind the member does not serve.
 	UnknownKinds []string
+	// Prune is what left the Baseline and still belongs to it (see plan.Plan).
+	Prune []plan.Prune
 }
 
 // applier applies desired objects to one member with server-side apply (field manager
-// "flotilla") through the fluxcd ssa engine: staged (Namespaces, CRDs and ClusterRoles
-// first), and dry-run diffed so that unchanged objects are never written.
+// "flotilla") through the fluxcd ssa engine, in the stages and with the placement that
+// propagation/plan decides (the plan `fleetctl diff` shows), dry-run diffed so that
+// unchanged objects are never written.
 type applier struct {
 	member   client.Client
 	baseline *fleetv1alpha1.Baseline
 	// cached reads the member's label-scoped metadata cache (objects Flotilla wrote);
 	// nil means every read goes to the API server.
 	cached client.Reader
+	// inventory holds the UIDs of the binding's inventory: objects the Baseline owns
+	// whatever their labels say.
+	inventory map[types.UID]bool
 }
 
 func (a *applier) manager() *ssa.ResourceManager {
@@ -56,135 +63,167 @@ func (a *applier) manager() *ssa.ResourceManager {
 }
 
 // apply makes the member match desired according to the Baseline's policy and conflict
-// policy. It returns an error only for failures (the member rejected an object, the
-// member is unreachable); conflicts and drift are outcomes, not errors.
-func (a *applier) apply(ctx context.Context, desired []*unstructured.Unstructured) (*memberApply, error) {
+// policy, as plan.Make decides from the member's state and the binding's inventory. It
+// returns an error only for failures (the member rejected an object, the member is
+// unreachable); conflicts and drift are outcomes, not errors.
+func (a *applier) apply(ctx context.Context, desired []render.Document, inventory []fleetv1alpha1.InventoryEntry) (*memberApply, error) {
 	out := &memberApply{}
-	if out.UnknownKinds = a.unknownKinds(desired); len(out.UnknownKinds) > 0 {
-		return out, nil
-	}
-
-	var mine, missing []*unstructured.Unstructured
-	for _, obj := range desired {
-		live, err := a.liveMeta(ctx, obj)
-		switch {
-		case apierrors.IsNotFound(err):
-			missing = append(missing, obj)
-			continue
-		case err != nil:
-			return out, fmt.Errorf("read %s: %w", render.ObjectRef(obj), err)
-		}
-		owner := live.GetLabels()[fleetv1alpha1.LabelBaseline]
-		switch {
-		case owner == a.baseline.Name:
-			mine = append(mine, obj)
-		case owner != "":
-			// Another Baseline applied it first; taking it over would make two Baselines
-			// fight over one object, so the later one always reports a conflict.
-			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s is owned by Baseline %q", render.ObjectRef(obj), owner))
-		case a.baseline.Spec.ConflictPolicy == fleetv1alpha1.ConflictAdopt:
-			mine = append(mine, obj)
-		default:
-			out.Conflicts = append(out.Conflicts, fmt.Sprintf("%s exists and is not managed by Flotilla (conflictPolicy Abort)", render.ObjectRef(obj)))
+	a.inventory = map[types.UID]bool{}
+	for _, e := range inventory {
+		if e.UID != "" {
+			a.inventory[e.UID] = true
 		}
 	}
-
-	mgr := a.manager()
-	var toApply []*unstructured.Unstructured
-	switch a.baseline.Spec.Policy {
-	case fleetv1alpha1.PolicyInform:
-		for _, obj := range missing {
-			out.Drifted = append(out.Drifted, render.ObjectRef(obj)+" is missing")
-		}
-		for _, obj := range mine {
-			entry, _, _, err := mgr.Diff(ctx, obj, ssa.DefaultDiffOptions())
-			if err != nil {
-				return out, fmt.Errorf("diff %s: %w", render.ObjectRef(obj), err)
-			}
-			if entry.Action != ssa.UnchangedAction {
-				out.Drifted = append(out.Drifted, render.ObjectRef(obj)+" differs")
-			}
-		}
-		// Inform never writes; it owns only what already carries its label.
-		out.Owned = inventory(mine)
-		return out, nil
-	case fleetv1alpha1.PolicyCreateOnly:
-		toApply = missing
-	default:
-		toApply = append(append(toApply, mine...), missing...)
-	}
-
-	opts := ssa.DefaultApplyOptions()
-	opts.WaitInterval, opts.WaitTimeout = 100*time.Millisecond, time.Minute
-	// Adopt and re-apply after drift both need to take fields back from other managers.
-	opts.Force = false
-	changes, err := mgr.ApplyAllStaged(ctx, toApply, opts)
+	p, err := plan.Make(ctx, plan.Input{Baseline: a.baseline, Desired: desired, Inventory: inventory, Mapper: a.member.RESTMapper(), Observer: a})
 	if err != nil {
 		return out, err
 	}
-	for _, e := range changes.Entries {
-		if e.Action == ssa.CreatedAction || e.Action == ssa.ConfiguredAction {
-			out.Written++
-			if e.Action == ssa.ConfiguredAction {
-				out.Drifted = append(out.Drifted, e.Subject+" corrected")
+	out.Prune = p.Prune
+	if out.UnknownKinds = p.UnknownKinds; len(out.UnknownKinds) > 0 {
+		return out, nil
+	}
+	for _, stage := range p.Stages {
+		for _, o := range stage.Objects {
+			if o.Placement == plan.Conflict {
+				out.Conflicts = append(out.Conflicts, render.ObjectRef(o.Doc.Object)+" "+o.Reason)
 			}
 		}
 	}
-	owned := toApply
-	if a.baseline.Spec.Policy == fleetv1alpha1.PolicyCreateOnly {
-		owned = append(owned, mine...)
+	mgr := a.manager()
+	if a.baseline.Spec.Policy == fleetv1alpha1.PolicyInform {
+		if out.Drifted, err = a.drift(ctx, mgr, p); err != nil {
+			return out, err
+		}
+		// Inform never writes; it owns only what exists and is not someone else's.
+		out.Owned = plan.Inventory(p.Owned(a.baseline))
+		return out, nil
 	}
-	out.Owned = inventory(owned)
-	out.Unhealthy, err = a.unhealthy(ctx, owned)
+	if err := a.applyStages(ctx, mgr, p, out); err != nil {
+		return out, err
+	}
+	owned := p.Owned(a.baseline)
+	if err := a.learnUIDs(ctx, owned); err != nil {
+		return out, err
+	}
+	out.Owned = plan.Inventory(owned)
+	objs := make([]*unstructured.Unstructured, 0, len(owned))
+	for _, o := range owned {
+		objs = append(objs, o.Doc.Object)
+	}
+	out.Unhealthy, err = a.unhealthy(ctx, objs)
 	return out, err
 }
 
-// unknownKinds lists documents whose kind the member does not serve, except kinds defined
-// by a CRD in the same Baseline (the staged apply creates the CRD first).
-func (a *applier) unknownKinds(desired []*unstructured.Unstructured) []string {
-	provided := map[schema.GroupKind]bool{}
-	for _, obj := range desired {
-		if obj.GetKind() == "CustomResourceDefinition" {
-			group, _, _ := unstructured.NestedString(obj.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(obj.Object, "spec", "names", "kind")
-			provided[schema.GroupKind{Group: group, Kind: kind}] = true
+// applyStages applies what the plan lets the apply write, one stage at a time, waiting
+// after the stages the next ones need (Namespaces, CRDs).
+func (a *applier) applyStages(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan, out *memberApply) error {
+	opts := ssa.DefaultApplyOptions()
+	opts.WaitInterval, opts.WaitTimeout = 100*time.Millisecond, time.Minute
+	// Adopt and re-apply after drift take fields back from other managers (the engine
+	// always applies with force ownership); Force here would delete and recreate objects
+	// on immutable-field errors, which is not ours to decide.
+	opts.Force = false
+	for _, stage := range p.Stages {
+		var objs []*unstructured.Unstructured
+		for _, o := range stage.Objects {
+			if o.Write {
+				objs = append(objs, o.Doc.Object.DeepCopy())
+			}
 		}
-	}
-	var unknown []string
-	for _, obj := range desired {
-		gvk := obj.GroupVersionKind()
-		if provided[gvk.GroupKind()] {
+		if len(objs) == 0 {
 			continue
 		}
-		if _, err := a.member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
-			unknown = append(unknown, fmt.Sprintf("%s (%s)", render.ObjectRef(obj), gvk.GroupVersion()))
+		changes, err := mgr.ApplyAll(ctx, objs, opts)
+		if err != nil {
+			return err
+		}
+		for _, e := range changes.Entries {
+			if e.Action == ssa.CreatedAction || e.Action == ssa.ConfiguredAction {
+				out.Written++
+				if e.Action == ssa.ConfiguredAction {
+					out.Drifted = append(out.Drifted, e.Subject+" corrected")
+				}
+			}
+		}
+		if stage.Wait {
+			if err := mgr.WaitForSet(changes.ToObjMetadataSet(), ssa.WaitOptions{Interval: opts.WaitInterval, Timeout: opts.WaitTimeout}); err != nil {
+				return err
+			}
 		}
 	}
-	return unknown
+	return nil
 }
 
-// liveMeta reads only the metadata of the member's copy: ownership is in the labels, and
-// the object itself may be large. An object this Baseline owns is normally in the member's
-// metadata cache (it holds what Flotilla wrote), which saves a request per object in
-// steady state; anything else — missing, unowned, not cached yet — is read from the API
-// server, so a stale cache can never make an unowned object look like ours.
-func (a *applier) liveMeta(ctx context.Context, obj *unstructured.Unstructured) (*metav1.PartialObjectMetadata, error) {
+// drift lists, under policy Inform, what differs from the Baseline: missing objects and
+// objects a server-side apply would change.
+func (a *applier) drift(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan) ([]string, error) {
+	var drifted []string
+	for _, stage := range p.Stages {
+		for _, o := range stage.Objects {
+			switch {
+			case !o.Compare:
+			case o.Placement == plan.Missing:
+				drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" is missing")
+			default:
+				entry, _, _, err := mgr.Diff(ctx, o.Doc.Object.DeepCopy(), ssa.DefaultDiffOptions())
+				if err != nil {
+					return nil, fmt.Errorf("diff %s: %w", render.ObjectRef(o.Doc.Object), err)
+				}
+				if entry.Action != ssa.UnchangedAction {
+					drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" differs")
+				}
+			}
+		}
+	}
+	return drifted, nil
+}
+
+// learnUIDs reads the UID of objects the apply created, so that the inventory records
+// every owned object by UID (the ownership that survives a stripped label).
+func (a *applier) learnUIDs(ctx context.Context, owned []plan.Object) error {
+	for i := range owned {
+		if owned[i].UID != "" {
+			continue
+		}
+		obj := owned[i].Doc.Object
+		live := &metav1.PartialObjectMetadata{}
+		live.SetGroupVersionKind(obj.GroupVersionKind())
+		if err := a.member.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+			return fmt.Errorf("read the UID of %s: %w", render.ObjectRef(obj), err)
+		}
+		owned[i].UID = live.GetUID()
+	}
+	return nil
+}
+
+// Meta implements plan.Observer. It reads only the metadata of the member's copy:
+// ownership is in the labels and UID, and the object itself may be large. An object this
+// Baseline owns is normally in the member's metadata cache (it holds what Flotilla wrote),
+// which saves a request per object in steady state; anything else — missing, unowned, not
+// cached yet — is read from the API server, so a stale cache can never make an unowned
+// object look like ours.
+func (a *applier) Meta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
-	live.SetGroupVersionKind(obj.GroupVersionKind())
+	live.SetGroupVersionKind(gvk)
 	if a.cached != nil {
 		// A cache read waits for its informer to sync, which never happens for a kind the
 		// hub may not list (Secrets, with the default member role): bound the wait.
 		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err := a.cached.Get(cctx, client.ObjectKeyFromObject(obj), live)
+		err := a.cached.Get(cctx, key, live)
 		cancel()
-		if err == nil && live.GetLabels()[fleetv1alpha1.LabelBaseline] == a.baseline.Name {
+		if err == nil && (live.GetLabels()[fleetv1alpha1.LabelBaseline] == a.baseline.Name || a.inventory[live.GetUID()]) {
 			return live, nil
 		}
 		live = &metav1.PartialObjectMetadata{}
-		live.SetGroupVersionKind(obj.GroupVersionKind())
+		live.SetGroupVersionKind(gvk)
 	}
-	err := a.member.Get(ctx, client.ObjectKeyFromObject(obj), live)
-	return live, err
+	switch err := a.member.Get(ctx, key, live); {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return live, nil
 }
 
 // healthKinds are the kinds whose readiness kstatus can judge from status; everything else
@@ -222,20 +261,14 @@ func (a *applier) unhealthy(ctx context.Context, objs []*unstructured.Unstructur
 	return out, nil
 }
 
-// prune deletes what the Baseline applied before and no longer wants. Namespaces and CRDs
-// go only when their manifest allowed it (they take everything inside with them), and an
-// object is deleted only if it still carries this Baseline's label.
-func (a *applier) prune(ctx context.Context, previous []fleetv1alpha1.InventoryEntry, keep []fleetv1alpha1.InventoryEntry) (int, error) {
-	wanted := map[fleetv1alpha1.InventoryEntry]bool{}
-	for _, e := range keep {
-		wanted[render.EntryKey(e)] = true
-	}
+// prune deletes what the plan found left the Baseline and may go.
+func (a *applier) prune(ctx context.Context, prunes []plan.Prune) (int, error) {
 	deleted := 0
-	for _, e := range previous {
-		if wanted[render.EntryKey(e)] {
+	for _, p := range prunes {
+		if p.Kept != "" {
 			continue
 		}
-		ok, err := a.deleteOwned(ctx, e, false)
+		ok, err := a.deleteOwned(ctx, p.Entry)
 		if err != nil {
 			return deleted, err
 		}
@@ -246,24 +279,16 @@ func (a *applier) prune(ctx context.Context, previous []fleetv1alpha1.InventoryE
 	return deleted, nil
 }
 
-// deleteOwned deletes one inventory entry if it still carries this Baseline's label. A
-// Namespace or CRD is kept unless it carries the prune annotation or force is set.
-func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntry, force bool) (bool, error) {
-	live := &metav1.PartialObjectMetadata{}
-	live.SetGroupVersionKind(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind})
-	if err := a.member.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: e.Name}, live); err != nil {
-		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return false, nil
-		}
-		return false, fmt.Errorf("read %s for pruning: %w", render.EntryRef(e), err)
+// deleteOwned deletes one inventory entry if it still belongs to this Baseline
+// (plan.Owns) and is not a protected Namespace or CRD (plan.Protected). It re-reads the
+// object: the plan may be seconds old.
+func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntry) (bool, error) {
+	live, err := a.ownedLive(ctx, e)
+	if err != nil || live == nil {
+		return false, err
 	}
-	if live.GetLabels()[fleetv1alpha1.LabelBaseline] != a.baseline.Name {
-		return false, nil // someone else took it over; not ours to delete
-	}
-	if (e.Kind == "Namespace" && e.Group == "") || (e.Kind == "CustomResourceDefinition" && e.Group == "apiextensions.k8s.io") {
-		if !force && live.GetAnnotations()[fleetv1alpha1.AnnotationPrune] != "true" {
-			return false, nil
-		}
+	if plan.Protected(e, live) != "" {
+		return false, nil
 	}
 	if err := a.member.Delete(ctx, live, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 		return false, fmt.Errorf("delete %s: %w", render.EntryRef(e), err)
@@ -271,19 +296,29 @@ func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntr
 	return true, nil
 }
 
-// orphan removes this Baseline's ownership labels from an inventory entry so that the
-// object stays and no controller of Flotilla touches it again.
-func (a *applier) orphan(ctx context.Context, e fleetv1alpha1.InventoryEntry) error {
+// ownedLive reads the member's metadata of e; nil when it is gone or no longer this
+// Baseline's.
+func (a *applier) ownedLive(ctx context.Context, e fleetv1alpha1.InventoryEntry) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind})
 	if err := a.member.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: e.Name}, live); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, fmt.Errorf("read %s: %w", render.EntryRef(e), err)
 	}
-	if live.GetLabels()[fleetv1alpha1.LabelBaseline] != a.baseline.Name {
-		return nil
+	if !plan.Owns(a.baseline, e, live) {
+		return nil, nil // someone else took it over: not ours to touch
+	}
+	return live, nil
+}
+
+// orphan removes this Baseline's ownership labels from an inventory entry so that the
+// object stays and no controller of Flotilla touches it again.
+func (a *applier) orphan(ctx context.Context, e fleetv1alpha1.InventoryEntry) error {
+	live, err := a.ownedLive(ctx, e)
+	if err != nil || live == nil {
+		return err
 	}
 	patch := client.MergeFrom(live.DeepCopy())
 	labels := live.GetLabels()
@@ -294,16 +329,6 @@ func (a *applier) orphan(ctx context.Context, e fleetv1alpha1.InventoryEntry) er
 		return fmt.Errorf("orphan %s: %w", render.EntryRef(e), err)
 	}
 	return nil
-}
-
-func inventory(objs []*unstructured.Unstructured) []fleetv1alpha1.InventoryEntry {
-	out := make([]fleetv1alpha1.InventoryEntry, 0, len(objs))
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		out = append(out, fleetv1alpha1.InventoryEntry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: o.GetNamespace(), Name: o.GetName()})
-	}
-	sort.Slice(out, func(i, j int) bool { return render.EntryRef(out[i]) < render.EntryRef(out[j]) })
-	return out
 }
 
 // summarize joins the first few items of a list for a condition message.

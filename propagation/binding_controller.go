@@ -11,8 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +21,7 @@ import (
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/internal/status"
+	"github.com/flotilla-dev/flotilla/propagation/plan"
 	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
@@ -119,8 +118,8 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if err != nil {
 		return r.failed(bb, b, fleetv1alpha1.ReasonInvalidSource, err)
 	}
-	for _, obj := range desired {
-		r.Kinds.EnsureKind(obj.GroupVersionKind())
+	for _, d := range desired {
+		r.Kinds.EnsureKind(d.Object.GroupVersionKind())
 	}
 
 	start := time.Now()
@@ -128,7 +127,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if cached, err := r.Members.Reader(cluster); err == nil {
 		a.cached = cached
 	}
-	res, err := a.apply(ctx, desired)
+	res, err := a.apply(ctx, desired, bb.Status.Inventory)
 	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
 	if err != nil {
 		applies.WithLabelValues(cluster, "failed").Inc()
@@ -144,7 +143,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 
 	pruned := 0
 	if b.Spec.Policy == fleetv1alpha1.PolicyEnforce && (b.Spec.Prune == nil || *b.Spec.Prune) {
-		if pruned, err = a.prune(ctx, bb.Status.Inventory, res.Owned); err != nil {
+		if pruned, err = a.prune(ctx, res.Prune); err != nil {
 			return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("prune in cluster %q: %w", cluster, err))
 		}
 		prunes.WithLabelValues(cluster).Add(float64(pruned))
@@ -159,49 +158,24 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
 }
 
-// desiredObjects renders the Baseline for one member (see render.ForCluster), asking the
-// member which kinds are namespaced and which of its namespaces are selected.
+// desiredObjects renders the Baseline for one member (plan.Desired), asking the member
+// which kinds are namespaced and, from the member cache (Namespaces are watched in every
+// member), which namespaces it has.
 func (r *BindingReconciler) desiredObjects(ctx context.Context, b *fleetv1alpha1.Baseline, mc *fleetv1alpha1.MemberCluster,
-	member client.Client, out *rendered) ([]*unstructured.Unstructured, error) {
-	c := render.Cluster{
-		Name:   mc.Name,
-		Labels: mc.Labels,
-		Namespaced: func(gvk schema.GroupVersionKind) bool {
-			m, err := member.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-			return err != nil || m.Scope.Name() == meta.RESTScopeNameNamespace
-		},
-	}
+	member client.Client, out *rendered) ([]render.Document, error) {
+	var namespaces []corev1.Namespace
 	if b.Spec.PerNamespace != nil {
-		var err error
-		if c.Namespaces, err = r.selectedNamespaces(ctx, mc.Name, &b.Spec.PerNamespace.NamespaceSelector); err != nil {
+		reader, err := r.Members.Reader(mc.Name)
+		if err != nil {
 			return nil, err
 		}
-	}
-	return render.ForCluster(b, out.resources, out.perNamespace, c)
-}
-
-// selectedNamespaces lists the member's namespaces matching the selector from the member
-// cache (Namespaces are watched in every member), skipping ones being deleted.
-func (r *BindingReconciler) selectedNamespaces(ctx context.Context, cluster string, sel *metav1.LabelSelector) ([]string, error) {
-	selector, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return nil, err
-	}
-	reader, err := r.Members.Reader(cluster)
-	if err != nil {
-		return nil, err
-	}
-	list := &corev1.NamespaceList{}
-	if err := reader.List(ctx, list, client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return nil, fmt.Errorf("list namespaces of cluster %q: %w", cluster, err)
-	}
-	var out []string
-	for _, ns := range list.Items {
-		if ns.DeletionTimestamp.IsZero() && ns.Status.Phase != corev1.NamespaceTerminating {
-			out = append(out, ns.Name)
+		list := &corev1.NamespaceList{}
+		if err := reader.List(ctx, list); err != nil {
+			return nil, fmt.Errorf("list namespaces of cluster %q: %w", mc.Name, err)
 		}
+		namespaces = list.Items
 	}
-	return out, nil
+	return plan.Desired(b, &render.Rendered{Revision: out.revision, Resources: out.resources, PerNamespace: out.perNamespace}, mc, member.RESTMapper(), namespaces)
 }
 
 // failed records a failure that needs a person (or the member) to change something; the
@@ -280,7 +254,7 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 			if orphan {
 				err = a.orphan(ctx, e)
 			} else {
-				_, err = a.deleteOwned(ctx, e, false)
+				_, err = a.deleteOwned(ctx, e)
 			}
 			if err != nil {
 				errs = multierror.Append(errs, fmt.Errorf("clean up binding %s in cluster %q: %w", bb.Name, cluster, err))

@@ -17,70 +17,26 @@ import (
 	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
-// renderedBaseline is a Baseline's validated input, read from the hub exactly as the
-// controller reads it: what every member gets before per-cluster substitution and the
-// namespace fan-out, and its revision.
-type renderedBaseline struct {
-	revision     string
-	resources    []render.Document
-	perNamespace []render.Document
-}
-
-// readBaseline reads b's sources from the hub namespace and parses them. A source that does
-// not parse is an error naming the source and document, as the Baseline's Stalled condition
-// would.
-func readBaseline(ctx context.Context, hub client.Client, hubNamespace string, b *fleetv1alpha1.Baseline) (*renderedBaseline, error) {
-	resources, err := readSources(ctx, hub, hubNamespace, b.Name, "resources", b.Spec.Resources)
-	if err != nil {
-		return nil, err
-	}
-	var perNS []render.Source
-	if b.Spec.PerNamespace != nil {
-		if perNS, err = readSources(ctx, hub, hubNamespace, b.Name, "perNamespace.resources", b.Spec.PerNamespace.Resources); err != nil {
-			return nil, err
-		}
-	}
-	out := &renderedBaseline{revision: render.Revision(resources, perNS, b.Spec.Substitute)}
-	invalid := func(err error) error {
-		return fmt.Errorf("baseline %q has invalid sources, so nothing of it would be applied anywhere:\n%w", b.Name, err)
-	}
-	if out.resources, err = render.Parse(resources, b.Spec.Substitute); err != nil {
-		return nil, invalid(err)
-	}
-	if out.perNamespace, err = render.Parse(perNS, b.Spec.Substitute); err != nil {
-		return nil, invalid(err)
-	}
-	return out, nil
-}
-
-func readSources(ctx context.Context, hub client.Client, hubNamespace, baseline, field string, list []fleetv1alpha1.ResourceSource) ([]render.Source, error) {
-	sources, err := render.Sources(field, hubNamespace, list, func(kind, name string) (map[string][]byte, error) {
-		key := client.ObjectKey{Namespace: hubNamespace, Name: name}
-		if kind == "Secret" {
-			secret := &corev1.Secret{}
-			err := hub.Get(ctx, key, secret)
-			return secret.Data, err
-		}
-		cm := &corev1.ConfigMap{}
-		err := hub.Get(ctx, key, cm)
-		data := make(map[string][]byte, len(cm.Data))
-		for k, v := range cm.Data {
-			data[k] = []byte(v)
-		}
-		return data, err
-	})
+// readBaseline reads b's sources from the hub namespace and parses them with render.Read,
+// exactly as the controller reads them. A source that does not parse is an error naming the
+// source and document, as the Baseline's Stalled condition would.
+func readBaseline(ctx context.Context, hub client.Client, hubNamespace string, b *fleetv1alpha1.Baseline) (*render.Rendered, error) {
+	out, err := render.Read(ctx, hub, hub, hubNamespace, b)
 	var srcErr *render.SourceError
+	var invalid *render.InvalidSourcesError
 	switch {
+	case errors.As(err, &invalid):
+		return nil, fmt.Errorf("baseline %q has invalid sources, so nothing of it would be applied anywhere:\n%w", b.Name, invalid.Err)
 	case errors.As(err, &srcErr) && apierrors.IsNotFound(srcErr.Err):
 		return nil, fmt.Errorf("baseline %q: %s: %s %s/%s not found (sources are read from the hub namespace; see --hub-namespace)",
-			baseline, srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)
+			b.Name, srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)
 	case errors.As(err, &srcErr) && apierrors.IsForbidden(srcErr.Err):
 		return nil, fmt.Errorf("baseline %q: %s: you may not read %s %s/%s on the hub; fleetctl diff reads a Baseline's sources "+
-			"with your credentials and needs get on it", baseline, srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)
+			"with your credentials and needs get on it", b.Name, srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)
 	case err != nil:
-		return nil, fmt.Errorf("baseline %q: %w", baseline, err)
+		return nil, fmt.Errorf("baseline %q: %w", b.Name, err)
 	}
-	return sources, nil
+	return out, nil
 }
 
 // memberClient connects to a member the way the hub does: with the kubeconfig stored in the

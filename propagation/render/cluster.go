@@ -3,7 +3,6 @@ package render
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -23,8 +22,8 @@ type Cluster struct {
 // ForCluster renders what one member must hold: the resources, the perNamespace resources
 // once per selected namespace, ${VAR} substitution when the Baseline opts in, and the
 // ownership labels (baseline, managed-by). The controller applies exactly this, and
-// `fleetctl diff` dry-runs exactly this.
-func ForCluster(b *fleetv1alpha1.Baseline, resources, perNamespace []Document, c Cluster) ([]*unstructured.Unstructured, error) {
+// `fleetctl diff` dry-runs exactly this. Each Document keeps its source and Sensitive mark.
+func ForCluster(b *fleetv1alpha1.Baseline, resources, perNamespace []Document, c Cluster) ([]Document, error) {
 	docs := append([]Document(nil), resources...)
 	if b.Spec.PerNamespace != nil && len(perNamespace) > 0 {
 		for _, d := range perNamespace {
@@ -45,7 +44,7 @@ func ForCluster(b *fleetv1alpha1.Baseline, resources, perNamespace []Document, c
 			return nil, err
 		}
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(docs))
+	out := make([]Document, 0, len(docs))
 	for _, d := range docs {
 		obj := d.Object.DeepCopy()
 		l := obj.GetLabels()
@@ -55,7 +54,8 @@ func ForCluster(b *fleetv1alpha1.Baseline, resources, perNamespace []Document, c
 		l[fleetv1alpha1.LabelBaseline] = b.Name
 		l[fleetv1alpha1.LabelManagedBy] = fleetv1alpha1.ManagedByValue
 		obj.SetLabels(l)
-		objs = append(objs, obj)
+		d.Object = obj
+		out = append(out, d)
 	}
-	return objs, nil
+	return out, nil
 }

@@ -78,7 +78,8 @@ func TestForCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, o := range objs {
+	for _, d := range objs {
+		o := d.Object
 		got = append(got, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
 		if o.GetLabels()[fleetv1alpha1.LabelBaseline] != "base" || o.GetLabels()[fleetv1alpha1.LabelManagedBy] != "flotilla" {
 			t.Errorf("%s lacks the ownership labels: %v", o.GetName(), o.GetLabels())
@@ -87,7 +88,7 @@ func TestForCluster(t *testing.T) {
 	if diff := cmp.Diff([]string{"ConfigMap default/info", "NetworkPolicy a/deny", "NetworkPolicy b/deny"}, got); diff != "" {
 		t.Errorf("objects (-want +got):\n%s", diff)
 	}
-	data := objs[0].Object["data"].(map[string]any)
+	data := objs[0].Object.Object["data"].(map[string]any)
 	if data["cluster"] != "eu-1" || data["region"] != "eu" {
 		t.Errorf("substituted data = %v, want cluster eu-1 and region eu", data)
 	}

@@ -27,9 +27,10 @@ func EntryRef(e fleetv1alpha1.InventoryEntry) string {
 	return fmt.Sprintf("%s %s", e.Kind, e.Name)
 }
 
-// EntryKey compares inventory entries without their version: an object moved to a newer
-// API version of its group is the same object.
+// EntryKey compares inventory entries without their version and UID: an object moved to a
+// newer API version of its group is the same object, and a desired object (no UID yet) is
+// the same as its inventory entry.
 func EntryKey(e fleetv1alpha1.InventoryEntry) fleetv1alpha1.InventoryEntry {
-	e.Version = ""
+	e.Version, e.UID = "", ""
 	return e
 }

@@ -63,6 +63,15 @@ func Stage(docs []Document) [][]Document {
 	return out
 }
 
+// WaitAfter reports whether the apply waits, after applying stage (one element of Stage's
+// result), for its objects to be ready before the next stage: Namespaces must exist and
+// CRDs be established before anything goes into them or uses their kinds. Later stages
+// are not waited for (a Deployment that is still rolling out must not hold back its
+// Service); their health is reported instead.
+func WaitAfter(stage []Document) bool {
+	return len(stage) > 0 && stageOf(stage[0].Object.GroupVersionKind().GroupKind()) <= stageCRDs
+}
+
 func stageOf(gk schema.GroupKind) int {
 	switch {
 	case gk == schema.GroupKind{Kind: "Namespace"}:
