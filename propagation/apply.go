@@ -9,8 +9,6 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/pkg/ssa"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -217,13 +215,7 @@ func (a *applier) Meta(ctx context.Context, gvk schema.GroupVersionKind, key typ
 		live = &metav1.PartialObjectMetadata{}
 		live.SetGroupVersionKind(gvk)
 	}
-	switch err := a.member.Get(ctx, key, live); {
-	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	}
-	return live, nil
+	return plan.Observed(live, a.member.Get(ctx, key, live))
 }
 
 // healthKinds are the kinds whose readiness kstatus can judge from status; everything else
@@ -301,13 +293,11 @@ func (a *applier) deleteOwned(ctx context.Context, e fleetv1alpha1.InventoryEntr
 func (a *applier) ownedLive(ctx context.Context, e fleetv1alpha1.InventoryEntry) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind})
-	if err := a.member.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: e.Name}, live); err != nil {
-		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return nil, nil
-		}
+	live, err := plan.Observed(live, a.member.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: e.Name}, live))
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", render.EntryRef(e), err)
 	}
-	if !plan.Owns(a.baseline, e, live) {
+	if live == nil || !plan.Owns(a.baseline, e, live) {
 		return nil, nil // someone else took it over: not ours to touch
 	}
 	return live, nil

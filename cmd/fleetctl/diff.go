@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
 // Exit codes of `fleetctl diff`, as diff(1) and `kubectl diff` use them.
@@ -116,8 +117,8 @@ func runDiff(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *diffO
 		return err
 	}
 
-	fmt.Fprintf(out, "Baseline %s at revision %s: %s\n", b.Name, rendered.revision, plural(len(members), "member"))
-	if b.Status.Revision != "" && b.Status.Revision != rendered.revision {
+	fmt.Fprintf(out, "Baseline %s at revision %s: %s\n", b.Name, rendered.Revision, plural(len(members), "member"))
+	if b.Status.Revision != "" && b.Status.Revision != rendered.Revision {
 		fmt.Fprintf(out, "note: the sources changed since fleet-controller last rendered them (it reports revision %s)\n", b.Status.Revision)
 	}
 	if len(members) == 0 {
@@ -227,11 +228,11 @@ func (c diffCounts) String() string {
 	return strings.Join(parts, ", ")
 }
 
-func diffMember(ctx context.Context, hub client.Client, errOut io.Writer, b *fleetv1alpha1.Baseline, rendered *renderedBaseline,
+func diffMember(ctx context.Context, hub client.Client, errOut io.Writer, b *fleetv1alpha1.Baseline, rendered *render.Rendered,
 	mc *fleetv1alpha1.MemberCluster, bb *fleetv1alpha1.BaselineBinding) *memberDiffResult {
 	r := &memberDiffResult{cluster: mc.Name}
 	fmt.Fprintf(&r.out, "cluster %s:\n", mc.Name)
-	for _, n := range memberNotes(b, rendered.revision, mc, bb) {
+	for _, n := range memberNotes(b, rendered.Revision, mc, bb) {
 		fmt.Fprintf(&r.out, "  note: %s\n", n)
 	}
 	member, err := memberClient(ctx, hub, mc, errOut)

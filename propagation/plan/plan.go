@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -268,4 +269,16 @@ func CRDKinds(docs []render.Document) map[schema.GroupKind]bool {
 		}
 	}
 	return provided
+}
+
+// Observed turns the result of reading live's metadata into what an Observer returns: nil
+// when the object does not exist or its kind is not served, the read's error otherwise.
+func Observed(live *metav1.PartialObjectMetadata, err error) (*metav1.PartialObjectMetadata, error) {
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return live, nil
 }
