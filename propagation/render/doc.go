@@ -6,26 +6,28 @@
 //
 // # Usage
 //
-// The Baseline controller reads the sources from the hub, names each one in words a person
-// can find (for example "resources[1] (ConfigMap flotilla-system/addons, key quota.yaml)"),
-// and then, per revision and per member:
+// fleet-controller and `fleetctl diff` both read a Baseline with Read (ConfigMaps and
+// Secrets of the hub namespace, each source named in words a person can find, for example
+// "resources[1] (ConfigMap flotilla-system/addons, key quota.yaml)"), which runs:
 //
+//	sources, err := render.Sources(field, hubNamespace, spec.Resources, lookup)
 //	rev := render.Revision(resources, perNamespace, spec.Substitute)
 //	docs, err := render.Parse(resources, spec.Substitute)   // err: Stalled, nothing moves
-//	// per member:
-//	vars := render.Variables(member.Name, member.Labels, spec.Substitute)
-//	docs, err = render.Substitute(docs, vars)               // only when spec.Substitute != nil
-//	for _, stage := range render.Stage(docs) { ... apply stage ... }
 //
-// perNamespace sources go through Parse (and Substitute) the same way and then through
-// InNamespace once per selected member namespace; CheckUnique over everything one member
-// receives catches an object defined both in resources and in perNamespace.
+// and then, per member, ForCluster (through propagation/plan.Desired) substitutes the
+// member's variables, fans perNamespace documents out with InNamespace into the selected
+// namespaces, checks with CheckUnique that no object is defined twice, and adds the
+// ownership labels. propagation/plan sorts the result with Stage; the controller applies
+// one stage at a time with the ssa engine's ApplyAll (which orders objects by kind within
+// a stage) and waits after the stages WaitAfter names; `fleetctl diff` shows objects in the
+// same stage order.
 //
 // # What it must not do
 //
-// Everything here is pure: no API calls, no clients, no file or network I/O, no logging and
-// no global state, so it is table-tested without a cluster and gives the same answer on
-// every replica. It does not know which kinds a member serves or whether they are
+// Everything here except Read is pure: no API calls, no clients, no file or network I/O,
+// no logging and no global state; Read reads only through the readers it is given, and
+// only ConfigMaps and Secrets of the hub namespace. The rest is table-tested without a
+// cluster and gives the same answer on every replica. It does not know which kinds a member serves or whether they are
 // namespaced; the controller asks the member. Errors are all-or-nothing: a function that
 // reports an error returns no objects, so nothing from a revision that does not parse is
 // applied anywhere.
