@@ -312,7 +312,7 @@ func (m *member) addHandler(inf cache.Informer, h watchHandler) {
 		}
 	}
 	_, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
+		AddFunc: enqueue,
 		// Both versions: an update can remove what the map function keys on (a namespace
 		// editor stripping fleet.flotilla.dev/baseline), and the owner of the old version
 		// must still hear of it (the queue merges duplicate requests).
