@@ -223,6 +223,8 @@ func runController(t *testing.T, f *localfleet.Fleet) (stop func()) {
 	_, stop = fleettest.RunManager(t, f.Hub.Config, scheme, func(mgr ctrl.Manager) error {
 		conns, err := clusters.Setup(mgr, clusters.SetupOptions{
 			HubNamespace: fleetv1alpha1.DefaultHubNamespace,
+			// Local fleet members listen on loopback.
+			Policy: clusters.CredentialPolicy{AllowLoopback: true},
 			Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
 				DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
 			Heartbeat: time.Minute,
