@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-dev/flotilla/e2e/fleettest"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
@@ -173,4 +178,104 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
+}
+
+// BenchmarkUnexportedServices measures what a member's unexported Services cost the hub:
+// hub heap after the member cache has seen FLOTILLA_BENCH_UNEXPORTED (default 3000)
+// Services, each with one EndpointSlice of 30 endpoints, minus the heap before, reported
+// per 1,000 Services. Nothing exports them; the hub should hold next to nothing for them.
+// Run with -benchtime=1x -count=3 and take the median.
+func BenchmarkUnexportedServices(b *testing.B) {
+	n := 3000
+	if v := os.Getenv("FLOTILLA_BENCH_UNEXPORTED"); v != "" {
+		_, err := fmt.Sscan(v, &n)
+		must(b, err)
+	}
+	for i := 0; i < b.N; i++ {
+		e := newEnvTB(b, localfleet.Options{Members: 2}, 2*time.Second)
+		ctx := context.Background()
+		src := e.members["member-1"]
+		// A marker export proves the member caches are synced and running before the baseline.
+		e.createWithSlice(b, exported("marker-0", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"}), 1)
+		e.waitExported(b, "marker-0", 1)
+		before := heapInUse()
+
+		created := parallel(16, n, func(j int) error {
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("plain-%05d", j),
+				Labels: map[string]string{"app": fmt.Sprintf("plain-%05d", j), "team": "payments"}},
+				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
+			return e.createServiceWithSlice(ctx, src, svc, 30, j)
+		})
+		must(b, created)
+		// Watches deliver in order per kind: once the last export's Service and slice are
+		// seen, so are the unexported ones created before them.
+		e.createWithSlice(b, exported("marker-1", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"}), 1)
+		e.waitExported(b, "marker-1", 1)
+		after := heapInUse()
+		b.ReportMetric(float64(int64(after)-int64(before))/float64(n)*1000/(1<<20), "MiB-heap/1000-unexported")
+		e.stop()
+	}
+}
+
+// createWithSlice creates svc in member-1 with one ready endpoint slice of k endpoints.
+func (e *env) createWithSlice(tb testing.TB, svc *corev1.Service, k int) {
+	tb.Helper()
+	must(tb, e.createServiceWithSlice(context.Background(), e.members["member-1"], svc, k, 4000))
+}
+
+func (e *env) createServiceWithSlice(ctx context.Context, c client.Client, svc *corev1.Service, k, seq int) error {
+	eps := map[string]bool{}
+	for x := 0; x < k; x++ {
+		eps[fmt.Sprintf("10.%d.%d.%d", 64+seq/250, seq%250, 10+x)] = true
+	}
+	if err := c.Create(ctx, podSlice(svc.Name, eps)); err != nil {
+		return fmt.Errorf("create slice of %s: %w", svc.Name, err)
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		return fmt.Errorf("create Service %s: %w", svc.Name, err)
+	}
+	return nil
+}
+
+// waitExported waits until member-1's export name is mirrored with want ready endpoints.
+func (e *env) waitExported(tb testing.TB, name string, want int32) {
+	tb.Helper()
+	eventually(tb, 5*time.Minute, "export "+name+" mirrored", func() error {
+		es := &fleetv1alpha1.ExportedService{}
+		if err := e.hub.Get(context.Background(), types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", name)}, es); err != nil {
+			return err
+		}
+		if len(es.Status.MirroredInto) != 1 || es.Status.ReadyEndpoints != want {
+			return fmt.Errorf("status %+v", es.Status)
+		}
+		return nil
+	})
+}
+
+// parallel runs do(0..n-1) on w workers and returns the first error.
+func parallel(w, n int, do func(int) error) error {
+	jobs := make(chan int)
+	errs := make(chan error, w)
+	var wg sync.WaitGroup
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if err := do(j); err != nil {
+					errs <- err
+					for range jobs { // drain
+					}
+					return
+				}
+			}
+		}()
+	}
+	for j := 0; j < n; j++ {
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
