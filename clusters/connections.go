@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -36,7 +37,9 @@ type MemberAccess interface {
 	// Connected lists the members connected now.
 	Connected() []string
 	// RegisterWatch declares that obj is to be cached in every member, scoped by opts.
-	// Call it while setting up controllers, before the manager starts.
+	// A *metav1.PartialObjectMetadata with its kind set registers a metadata-only watch of
+	// that kind; opts.Transform, if set, replaces the default transform (which only strips
+	// managedFields). Call it while setting up controllers, before the manager starts.
 	RegisterWatch(obj client.Object, opts cache.ByObject) error
 	// WatchSource delivers events for obj in every connected member (now and later),
 	// mapped to hub requests by mapFn. obj must have been registered.
@@ -294,7 +297,7 @@ func (c *Connections) RegisterWatch(obj client.Object, opts cache.ByObject) erro
 		return fmt.Errorf("register %T: member caches already exist; register watches before the manager starts", obj)
 	}
 	for _, r := range c.registered {
-		if fmt.Sprintf("%T", r.obj) != fmt.Sprintf("%T", obj) {
+		if watchKey(r.obj) != watchKey(obj) {
 			continue
 		}
 		// Two controllers may need the same kind (Namespaces, Services); they share one
@@ -407,11 +410,21 @@ func (c *Connections) eventSource(filter func(EventKind) bool, mapFn func(ctx co
 
 func (c *Connections) isRegistered(obj client.Object) bool {
 	for _, r := range c.registered {
-		if fmt.Sprintf("%T", r.obj) == fmt.Sprintf("%T", obj) {
+		if watchKey(r.obj) == watchKey(obj) {
 			return true
 		}
 	}
 	return false
+}
+
+// watchKey identifies a registered watch: its Go type, and for a metadata-only watch
+// (a *metav1.PartialObjectMetadata with its kind set) the kind, so that metadata-only
+// watches of different kinds are distinct registrations.
+func watchKey(obj client.Object) string {
+	if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return "metadata:" + p.GroupVersionKind().String()
+	}
+	return fmt.Sprintf("%T", obj)
 }
 
 func (c *Connections) notify(cluster string, kind EventKind) {

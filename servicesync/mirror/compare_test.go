@@ -31,7 +31,7 @@ func desiredMirror(t *testing.T) (*corev1.Service, *corev1.Endpoints, []*discove
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Objects(src, res, "west")
+	return Objects(src, res)
 }
 
 // asServerReturns simulates what a read from the API server gives back for a written object:
@@ -208,7 +208,7 @@ func TestApplyService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc, _, _ := Objects(src, res, "west")
+		svc, _, _ := Objects(src, res)
 		return svc
 	}
 	clusterIPMirror := asServerReturns(objects(ipSrc)).(*corev1.Service)

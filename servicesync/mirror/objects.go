@@ -33,8 +33,7 @@ import (
 // the same name would wrongly treat the endpoint as local (internalTrafficPolicy=Local).
 //
 //nolint:staticcheck // SA1019: v1 Endpoints are part of the design, for consumers that still read them.
-func Objects(src Source, res *Resolved, targetCluster string) (svc *corev1.Service, eps *corev1.Endpoints, slices []*discoveryv1.EndpointSlice) {
-	_ = targetCluster
+func Objects(src Source, res *Resolved) (svc *corev1.Service, eps *corev1.Endpoints, slices []*discoveryv1.EndpointSlice) {
 	name := Name(src.Service.Name, src.Cluster)
 	svc = mirrorService(src, res, name)
 	if res.ExternalName != "" {

@@ -156,7 +156,7 @@ func TestObjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc, eps, slices := Objects(tt.src, res, "west")
+			svc, eps, slices := Objects(tt.src, res)
 			if diff := cmp.Diff(tt.wantSvc, svc); diff != "" {
 				t.Errorf("Service (-want +got):\n%s", diff)
 			}
@@ -185,7 +185,7 @@ func TestObjectsManyEndpoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, slices := Objects(src, res, "west")
+		_, _, slices := Objects(src, res)
 		return slices
 	}
 	slices := build(eps)
@@ -230,7 +230,7 @@ func TestMirrorIsNeverExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, _, _ := Objects(src, res, "west")
+	svc, _, _ := Objects(src, res)
 	for _, k := range []string{fleetv1alpha1.AnnotationExport, fleetv1alpha1.AnnotationExportTo, fleetv1alpha1.AnnotationAddressMode} {
 		if _, ok := svc.Annotations[k]; ok {
 			t.Errorf("mirror Service carries annotation %s", k)

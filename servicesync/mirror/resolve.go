@@ -26,9 +26,6 @@ type Source struct {
 	Slices []discoveryv1.EndpointSlice
 	// Nodes are the source cluster's Nodes (NodePort mode).
 	Nodes []corev1.Node
-	// Stale says the source has been disconnected longer than the stale window: every
-	// endpoint is published as not ready (kept, not removed).
-	Stale bool
 }
 
 // Endpoint is one reachable address of an exported Service.
@@ -109,7 +106,7 @@ func Resolve(src Source, mode fleetv1alpha1.AddressMode) (*Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	return r.finish(src.Stale), nil
+	return r.finish(), nil
 }
 
 // autoMode resolves Auto for svc.
@@ -399,9 +396,9 @@ func (r *resolver) clusterIP(svc *corev1.Service) error {
 	return nil
 }
 
-// finish de-duplicates and sorts the endpoints, applies staleness and sorts the refusals, so
-// that equal inputs in any order give equal results.
-func (r *resolver) finish(stale bool) *Resolved {
+// finish de-duplicates and sorts the endpoints and sorts the refusals, so that equal inputs
+// in any order give equal results.
+func (r *resolver) finish() *Resolved {
 	slices.SortFunc(r.eps, func(a, b Endpoint) int {
 		if c := netip.MustParseAddr(a.Address).Compare(netip.MustParseAddr(b.Address)); c != 0 {
 			return c
@@ -413,11 +410,6 @@ func (r *resolver) finish(stale bool) *Resolved {
 		return cmp.Or(cmp.Compare(a.NodeName, b.NodeName), cmp.Compare(a.Zone, b.Zone))
 	})
 	r.eps = slices.CompactFunc(r.eps, func(a, b Endpoint) bool { return a.Address == b.Address })
-	if stale {
-		for i := range r.eps {
-			r.eps[i].Ready, r.eps[i].Serving = false, false
-		}
-	}
 	r.res.Endpoints = r.eps
 	slices.Sort(r.res.Refused)
 	r.res.Refused = slices.Compact(r.res.Refused)

@@ -206,14 +206,6 @@ func TestResolve(t *testing.T) {
 				"not-an-ip: invalid IP address",
 			},
 		},
-		{
-			name: "PodIP: stale source publishes every endpoint not ready, keeps them",
-			src: Source{Stale: true, Service: service(), Slices: []discoveryv1.EndpointSlice{slice(v4, httpSlicePort,
-				ep("10.244.1.5"), ep("10.244.1.6", terminatingServing))}},
-			mode:     fleetv1alpha1.AddressModePodIP,
-			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
-			wantEndpoints: []Endpoint{notReadyEp("10.244.1.5"), {Address: "10.244.1.6", Terminating: true}},
-		},
 
 		// NodePort.
 		{
@@ -323,13 +315,6 @@ func TestResolve(t *testing.T) {
 			src:     Source{Service: service()},
 			mode:    fleetv1alpha1.AddressModeLoadBalancer,
 			wantErr: "address mode LoadBalancer needs a Service of type LoadBalancer, not ClusterIP",
-		},
-		{
-			name:     "LoadBalancer: stale marks the ingress not ready",
-			src:      Source{Stale: true, Service: service(ingress(lbIP))},
-			mode:     fleetv1alpha1.AddressModeLoadBalancer,
-			wantMode: fleetv1alpha1.AddressModeLoadBalancer, wantPorts: httpTo80,
-			wantEndpoints: []Endpoint{notReadyEp("203.0.113.10")},
 		},
 
 		// ClusterIP.
