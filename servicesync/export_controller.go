@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 	"github.com/flotilla-dev/flotilla/servicesync/mirror"
 )
 
@@ -31,8 +30,7 @@ import (
 
 // ExportReconciler keeps the mirrors of one exported Service — a selectorless Service,
 // Endpoints and EndpointSlices named <service>-<cluster> — in every other selected member,
-// and its ExportedService catalog entry on the hub. The request names the source:
-// ExportedServiceName(cluster, namespace, service).
+// and its ExportedService catalog entry on the hub.
 type ExportReconciler struct {
 	Client  client.Client
 	Members clusters.MemberAccess
@@ -44,143 +42,121 @@ type ExportReconciler struct {
 	dirty *dirtyTimes
 }
 
-// source identifies one exported Service.
-type source struct{ cluster, namespace, name string }
-
-func (s source) key() string {
-	return fleetv1alpha1.ExportedServiceName(s.cluster, s.namespace, s.name)
-}
-func (s source) String() string {
-	return s.cluster + "/" + s.namespace + "/" + s.name
+// exportRequest names one exported Service: the member it lives in and its namespace/name.
+type exportRequest struct {
+	Cluster string
+	types.NamespacedName
 }
 
-// sourceOf reads a request key. Cluster, namespace and Service names are DNS labels, so
-// the dotted key splits unambiguously; it is our own key, never a member object's name.
-func sourceOf(req ctrl.Request) (source, bool) {
-	parts := strings.Split(req.Name, ".")
-	if len(parts) != 3 {
-		return source{}, false
-	}
-	return source{cluster: parts[0], namespace: parts[1], name: parts[2]}, true
+func requestFor(es *fleetv1alpha1.ExportedService) exportRequest {
+	s := es.Spec.Source
+	return exportRequest{Cluster: s.Cluster, NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}}
 }
 
-// Reconcile makes the mirrors of one source match it.
-func (r *ExportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	src, ok := sourceOf(req)
-	if !ok {
-		return ctrl.Result{}, nil
-	}
-	es := &fleetv1alpha1.ExportedService{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: src.key()}, es); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-		es = nil
-	}
+// catalogName is the name of the request's ExportedService.
+func (q exportRequest) catalogName() string {
+	return fleetv1alpha1.ExportedServiceName(q.Cluster, q.Namespace, q.Name)
+}
 
+func (q exportRequest) String() string { return q.Cluster + "/" + q.Namespace + "/" + q.Name }
+
+// Reconcile makes the mirrors of one source match it: it finds out whether the Service is
+// (still) exported, and then either exports it or removes everything it left behind.
+func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ ctrl.Result, err error) {
+	started := time.Now()
+	wrote := false
+	defer func() { r.dirty.done(req, started, wrote) }()
+
+	es, err := r.catalogEntry(ctx, req)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	mc := &fleetv1alpha1.MemberCluster{}
-	err := r.Client.Get(ctx, types.NamespacedName{Name: src.cluster}, mc)
-	switch {
+	switch err := r.Client.Get(ctx, types.NamespacedName{Name: req.Cluster}, mc); {
 	case apierrors.IsNotFound(err) || (err == nil && !mc.DeletionTimestamp.IsZero()):
 		// The source member was unregistered: its mirrors go everywhere.
-		return ctrl.Result{}, r.unexport(ctx, src, es)
+		return ctrl.Result{}, r.unexport(ctx, req, es)
 	case err != nil:
 		return ctrl.Result{}, err
 	}
-
-	reader, err := r.Members.Reader(src.cluster)
+	source, err := r.Members.Client(req.Cluster)
 	if errors.Is(err, clusters.ErrNotConnected) {
-		return r.sourceUnreachable(ctx, src, mc, es)
+		return r.sourceUnreachable(ctx, req, mc, es)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// Read from the member: the hub caches only the metadata of a member's Services.
 	svc := &corev1.Service{}
-	if err := reader.Get(ctx, types.NamespacedName{Namespace: src.namespace, Name: src.name}, svc); err != nil {
+	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.unexport(ctx, src, es)
+			return ctrl.Result{}, r.unexport(ctx, req, es)
 		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
 	}
-	exp, exported, err := mirror.ParseExport(svc, r.AllowSystemNamespaces)
-	if !exported && err == nil {
-		return ctrl.Result{}, r.unexport(ctx, src, es)
-	}
-	if err != nil {
-		// Hostile or mistaken input: report it, write nothing into any member, and remove
-		// mirrors an earlier valid export left behind.
-		if rerr := r.removeMirrors(ctx, src, nil); rerr != nil {
-			return ctrl.Result{}, rerr
-		}
-		return ctrl.Result{}, r.report(ctx, src, es, func(st *fleetv1alpha1.ExportedServiceStatus) {
-			*st = fleetv1alpha1.ExportedServiceStatus{Conditions: st.Conditions}
-			setSynced(st, metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, err.Error())
-		})
+	exp, exported, invalid := mirror.ParseExport(svc, r.AllowSystemNamespaces)
+	if !exported {
+		return ctrl.Result{}, r.unexport(ctx, req, es)
 	}
 
-	in, err := r.sourceInput(ctx, reader, src, svc, exp.Mode, false)
-	if err != nil {
+	if es, err = r.ensureCatalogEntry(ctx, req, es); err != nil {
 		return ctrl.Result{}, err
 	}
-	res, err := mirror.Resolve(in, exp.Mode)
-	if err != nil {
-		if rerr := r.removeMirrors(ctx, src, nil); rerr != nil {
-			return ctrl.Result{}, rerr
-		}
-		return ctrl.Result{}, r.report(ctx, src, es, func(st *fleetv1alpha1.ExportedServiceStatus) {
-			*st = fleetv1alpha1.ExportedServiceStatus{Conditions: st.Conditions}
-			setSynced(st, metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, err.Error())
-		})
-	}
-	return r.sync(ctx, src, es, exp, in, res)
+	p := status.NewPatcher(r.Client, es)
+	defer func() { err = p.Patch(ctx, es, err) }()
+	wrote, err = r.export(ctx, req, es, source, svc, exp, invalid)
+	return ctrl.Result{}, err
 }
 
-// sync writes the mirrors into every target and removes them from members no longer targeted.
-func (r *ExportReconciler) sync(ctx context.Context, src source, es *fleetv1alpha1.ExportedService, exp *mirror.Export,
-	in mirror.Source, res *mirror.Resolved) (ctrl.Result, error) {
-	targets, err := r.targets(ctx, src, exp)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	var mirrored []string
-	var conflicts []fleetv1alpha1.MirrorConflict
-	var errs []error
-	wrote := false
-	for _, t := range targets {
-		w, conflict, err := r.writeMirror(ctx, t, in, res)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("mirror %s into cluster %q: %w", src, t, err))
-		case conflict != "":
-			conflicts = append(conflicts, fleetv1alpha1.MirrorConflict{Cluster: t, Message: conflict})
-		default:
-			mirrored = append(mirrored, t)
+// export mirrors a Service that asks to be exported: it computes the mirrors, writes them
+// into every target, removes them from members no longer targeted and records the outcome
+// in the catalog entry. An export that cannot be honoured is refused.
+func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService,
+	source client.Client, svc *corev1.Service, exp *mirror.Export, invalid error) (wrote bool, err error) {
+	var in mirror.Source
+	var res *mirror.Resolved
+	if invalid == nil {
+		if in, err = r.sourceInput(ctx, req, source, svc, exp.Mode); err != nil {
+			return false, err
 		}
-		wrote = wrote || w
+		res, invalid = mirror.Resolve(in, exp.Mode)
 	}
-	if err := r.removeMirrors(ctx, src, targets); err != nil {
-		errs = append(errs, err)
+	if invalid != nil {
+		return false, r.refuse(ctx, req, es, invalid)
 	}
-	if wrote {
-		r.dirty.observe(src.key())
+
+	targets, err := r.targets(ctx, req, exp)
+	if err != nil {
+		return false, err
 	}
-	exportMirrors.WithLabelValues(src.String()).Set(float64(len(mirrored)))
-	exportConflicts.WithLabelValues(src.String()).Set(float64(len(conflicts)))
-	if err := r.report(ctx, src, es, func(st *fleetv1alpha1.ExportedServiceStatus) {
-		fillStatus(st, exp, res, mirrored, conflicts)
-	}); err != nil {
-		errs = append(errs, err)
+	out := r.writeMirrors(ctx, req, targets, in, res)
+	gcErr := r.collect(ctx, req, targets, keepNames(in, res))
+	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
+	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
+	recordSync(es, exp, res, out)
+	return out.wrote, joinErrors(out.err, gcErr)
+}
+
+// refuse handles an export that asks for what it cannot have (hostile or mistaken input):
+// nothing is written into any member, mirrors an earlier valid export left are removed,
+// and the catalog entry says why, as a Stalled condition a person can act on.
+func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, invalid error) error {
+	if err := r.collect(ctx, req, nil, nil); err != nil {
+		return err
 	}
-	if len(errs) > 0 {
-		return ctrl.Result{}, errors.Join(errs...)
-	}
-	return ctrl.Result{}, nil
+	exportMirrors.WithLabelValues(req.String()).Set(0)
+	exportConflicts.WithLabelValues(req.String()).Set(0)
+	recordRefusal(es, invalid)
+	return status.Stalled(fleetv1alpha1.ReasonInvalidExport, fmt.Errorf(
+		"%w; nothing is mirrored until the Service or its %s* annotations are changed (or %s is removed)",
+		invalid, flotillaPrefix, fleetv1alpha1.AnnotationExport))
 }
 
 // sourceUnreachable keeps the mirrors of a disconnected source; after the stale window
-// their endpoints are marked not ready, so clients stop picking them, and a requeue
-// brings them back when the source returns (its connect event).
-func (r *ExportReconciler) sourceUnreachable(ctx context.Context, src source, mc *fleetv1alpha1.MemberCluster, es *fleetv1alpha1.ExportedService) (ctrl.Result, error) {
+// their endpoints are marked not ready, so clients stop picking them, and the source's
+// connect event brings them back.
+func (r *ExportReconciler) sourceUnreachable(ctx context.Context, req exportRequest, mc *fleetv1alpha1.MemberCluster,
+	es *fleetv1alpha1.ExportedService) (_ ctrl.Result, err error) {
 	if es == nil {
 		return ctrl.Result{}, nil // nothing was ever mirrored
 	}
@@ -188,23 +164,10 @@ func (r *ExportReconciler) sourceUnreachable(ctx context.Context, src source, mc
 	if wait := r.StaleWindow - time.Since(since); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	var errs []error
-	for _, t := range r.Members.Connected() {
-		if t == src.cluster {
-			continue
-		}
-		if err := r.markStale(ctx, t, src); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := r.report(ctx, src, es, func(st *fleetv1alpha1.ExportedServiceStatus) {
-		st.ReadyEndpoints = 0
-		setSynced(st, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable, fmt.Sprintf(
-			"source cluster %q unreachable since %s: mirrors kept with their endpoints marked not ready", src.cluster, since.UTC().Format(time.RFC3339)))
-	}); err != nil {
-		errs = append(errs, err)
-	}
-	return ctrl.Result{}, errors.Join(errs...)
+	p := status.NewPatcher(r.Client, es)
+	defer func() { err = p.Patch(ctx, es, err) }()
+	recordUnreachable(es, req.Cluster, since)
+	return ctrl.Result{}, r.markStale(ctx, req)
 }
 
 // disconnectedSince is when the member's Connected condition last turned non-True.
@@ -216,30 +179,60 @@ func disconnectedSince(mc *fleetv1alpha1.MemberCluster) time.Time {
 	return time.Now()
 }
 
-// unexport removes every mirror of src and its catalog entry.
-func (r *ExportReconciler) unexport(ctx context.Context, src source, es *fleetv1alpha1.ExportedService) error {
-	if err := r.removeMirrors(ctx, src, nil); err != nil {
+// unexport removes every mirror of req and its catalog entry.
+func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) error {
+	if err := r.collect(ctx, req, nil, nil); err != nil {
 		return err
 	}
-	exportMirrors.DeleteLabelValues(src.String())
-	exportConflicts.DeleteLabelValues(src.String())
+	exportMirrors.DeleteLabelValues(req.String())
+	exportConflicts.DeleteLabelValues(req.String())
 	if es != nil {
 		if err := r.Client.Delete(ctx, es); client.IgnoreNotFound(err) != nil {
-			return err
+			return fmt.Errorf("delete ExportedService %s: %w", es.Name, err)
 		}
-		log.FromContext(ctx).Info("unexported", "source", src.String())
+		log.FromContext(ctx).Info("unexported", "source", req.String())
 	}
 	return nil
 }
 
-// sourceInput collects what the mirrors depend on from the source member's cache.
-func (r *ExportReconciler) sourceInput(ctx context.Context, reader client.Reader, src source, svc *corev1.Service,
-	mode fleetv1alpha1.AddressMode, stale bool) (mirror.Source, error) {
-	in := mirror.Source{Cluster: src.cluster, Service: svc, Stale: stale}
+// catalogEntry is the request's ExportedService, or nil when there is none.
+func (r *ExportReconciler) catalogEntry(ctx context.Context, req exportRequest) (*fleetv1alpha1.ExportedService, error) {
+	es := &fleetv1alpha1.ExportedService{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: req.catalogName()}, es); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read ExportedService %s: %w", req.catalogName(), err)
+	}
+	return es, nil
+}
+
+// ensureCatalogEntry creates the request's ExportedService if es is nil.
+func (r *ExportReconciler) ensureCatalogEntry(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) (*fleetv1alpha1.ExportedService, error) {
+	if es != nil {
+		return es, nil
+	}
+	es = &fleetv1alpha1.ExportedService{
+		ObjectMeta: metav1.ObjectMeta{Name: req.catalogName(), Labels: map[string]string{fleetv1alpha1.LabelCluster: req.Cluster}},
+		Spec: fleetv1alpha1.ExportedServiceSpec{Source: fleetv1alpha1.ServiceReference{
+			Cluster: req.Cluster, Namespace: req.Namespace, Name: req.Name}},
+	}
+	if err := r.Client.Create(ctx, es); err != nil {
+		return nil, fmt.Errorf("create ExportedService %s: %w", es.Name, err)
+	}
+	return es, nil
+}
+
+// sourceInput collects what the mirrors depend on: the source's EndpointSlices, read from
+// the member (the hub does not cache them in full), and for node addresses the member's
+// Nodes from its trimmed cache.
+func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, source client.Client, svc *corev1.Service,
+	mode fleetv1alpha1.AddressMode) (mirror.Source, error) {
+	in := mirror.Source{Cluster: req.Cluster, Service: svc}
 	slices := &discoveryv1.EndpointSliceList{}
-	if err := reader.List(ctx, slices, client.InNamespace(src.namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: src.name}); err != nil {
-		return in, fmt.Errorf("list EndpointSlices of %s: %w", src, err)
+	if err := source.List(ctx, slices, client.InNamespace(req.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: req.Name}); err != nil {
+		return in, fmt.Errorf("list EndpointSlices of %s in cluster %q: %w", req.NamespacedName, req.Cluster, err)
 	}
 	for _, s := range slices.Items {
 		if s.Labels[fleetv1alpha1.LabelSourceCluster] == "" { // never a mirror's slice
@@ -247,9 +240,13 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, reader client.Reader
 		}
 	}
 	if mode == fleetv1alpha1.AddressModeNodePort || mode == fleetv1alpha1.AddressModeAuto {
+		reader, err := r.Members.Reader(req.Cluster)
+		if err != nil {
+			return in, err
+		}
 		nodes := &corev1.NodeList{}
 		if err := reader.List(ctx, nodes); err != nil {
-			return in, fmt.Errorf("list Nodes of cluster %q: %w", src.cluster, err)
+			return in, fmt.Errorf("list Nodes of cluster %q: %w", req.Cluster, err)
 		}
 		in.Nodes = nodes.Items
 	}
@@ -258,10 +255,10 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, reader client.Reader
 
 // targets are the connected members, other than the source, selected by export-to, where
 // the source's namespace exists.
-func (r *ExportReconciler) targets(ctx context.Context, src source, exp *mirror.Export) ([]string, error) {
+func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) ([]string, error) {
 	list := &fleetv1alpha1.MemberClusterList{}
 	if err := r.Client.List(ctx, list); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list MemberClusters: %w", err)
 	}
 	connected := map[string]bool{}
 	for _, c := range r.Members.Connected() {
@@ -269,7 +266,7 @@ func (r *ExportReconciler) targets(ctx context.Context, src source, exp *mirror.
 	}
 	var out []string
 	for _, mc := range list.Items {
-		if mc.Name == src.cluster || !connected[mc.Name] || !mc.DeletionTimestamp.IsZero() {
+		if mc.Name == req.Cluster || !connected[mc.Name] || !mc.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if exp.ExportTo != nil && !exp.ExportTo.Matches(labels.Set(mc.Labels)) {
@@ -279,73 +276,14 @@ func (r *ExportReconciler) targets(ctx context.Context, src source, exp *mirror.
 		if err != nil {
 			continue
 		}
-		if err := reader.Get(ctx, types.NamespacedName{Name: src.namespace}, &corev1.Namespace{}); err != nil {
+		if err := reader.Get(ctx, types.NamespacedName{Name: req.Namespace}, &corev1.Namespace{}); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return nil, err
+			return nil, fmt.Errorf("read Namespace %s in cluster %q: %w", req.Namespace, mc.Name, err)
 		}
 		out = append(out, mc.Name)
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func (r *ExportReconciler) report(ctx context.Context, src source, es *fleetv1alpha1.ExportedService, fill func(*fleetv1alpha1.ExportedServiceStatus)) error {
-	if es == nil {
-		es = &fleetv1alpha1.ExportedService{
-			ObjectMeta: metav1.ObjectMeta{Name: src.key(), Labels: map[string]string{fleetv1alpha1.LabelCluster: src.cluster}},
-			Spec:       fleetv1alpha1.ExportedServiceSpec{Source: fleetv1alpha1.ServiceReference{Cluster: src.cluster, Namespace: src.namespace, Name: src.name}},
-		}
-		if err := r.Client.Create(ctx, es); err != nil {
-			return fmt.Errorf("create ExportedService %s: %w", src.key(), err)
-		}
-	}
-	before := es.Status.DeepCopy()
-	fill(&es.Status)
-	es.Status.ObservedGeneration = es.Generation
-	if equality.Semantic.DeepEqual(before, &es.Status) {
-		return nil
-	}
-	base := es.DeepCopy()
-	base.Status = *before
-	if err := r.Client.Status().Patch(ctx, es, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("update status of ExportedService %s: %w", src.key(), err)
-	}
-	return nil
-}
-
-func fillStatus(st *fleetv1alpha1.ExportedServiceStatus, exp *mirror.Export, res *mirror.Resolved, mirrored []string, conflicts []fleetv1alpha1.MirrorConflict) {
-	st.AddressMode = res.Mode
-	st.ExportTo = exp.ExportToText
-	st.Ports = nil
-	for _, p := range res.Ports {
-		st.Ports = append(st.Ports, fleetv1alpha1.ExportedPort{Name: p.Name, Protocol: p.Protocol, Port: p.Port})
-	}
-	st.Endpoints, st.ReadyEndpoints = int32(len(res.Endpoints)), 0
-	for _, e := range res.Endpoints {
-		if e.Ready {
-			st.ReadyEndpoints++
-		}
-	}
-	st.MirroredInto = mirrored
-	st.Refused = res.Refused
-	st.Conflicts = conflicts
-	switch {
-	case len(conflicts) > 0:
-		msgs := make([]string, 0, len(conflicts))
-		for _, c := range conflicts {
-			msgs = append(msgs, c.Cluster+": "+c.Message)
-		}
-		setSynced(st, metav1.ConditionFalse, fleetv1alpha1.ReasonNameClash, strings.Join(msgs, "; "))
-	case len(res.Refused) > 0:
-		setSynced(st, metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, fmt.Sprintf("mirrored into %d members; refused addresses: %s",
-			len(mirrored), strings.Join(res.Refused, ", ")))
-	default:
-		setSynced(st, metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, fmt.Sprintf("mirrored into %d members", len(mirrored)))
-	}
-}
-
-func setSynced(st *fleetv1alpha1.ExportedServiceStatus, status metav1.ConditionStatus, reason, msg string) {
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: fleetv1alpha1.ConditionSynced, Status: status, Reason: reason, Message: msg})
 }

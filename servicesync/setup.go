@@ -7,15 +7,22 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -31,9 +38,27 @@ type SetupOptions struct {
 	MaxConcurrentSyncs int
 }
 
+// Member kinds servicesync caches. Services and EndpointSlices are metadata-only and
+// trimmed (an export is an annotation, which no selector can pick, so every Service is
+// seen, but only as a name and Flotilla's keys); full objects of exported Services are read
+// from the member on demand.
+func serviceMeta() *metav1.PartialObjectMetadata {
+	return metadataOf(corev1.SchemeGroupVersion.WithKind("Service"))
+}
+
+func sliceMeta() *metav1.PartialObjectMetadata {
+	return metadataOf(discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"))
+}
+
+func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
+	p := &metav1.PartialObjectMetadata{}
+	p.SetGroupVersionKind(gvk)
+	return p
+}
+
 // Setup adds the export controller to mgr and registers what it watches in members:
-// Services, EndpointSlices and Nodes (every one: an export is an annotation, which no
-// selector can pick), Namespaces, and the Endpoints Flotilla wrote.
+// trimmed metadata of every Service and EndpointSlice, trimmed Nodes, Namespaces (shared
+// with propagation), and the Endpoints Flotilla wrote.
 func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) error {
 	if opts.StaleWindow <= 0 {
 		opts.StaleWindow = time.Minute
@@ -41,80 +66,257 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if opts.MaxConcurrentSyncs <= 0 {
 		opts.MaxConcurrentSyncs = 8
 	}
-	everything := cache.ByObject{Label: labels.Everything()}
-	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}, &corev1.Namespace{}} {
-		if err := access.RegisterWatch(obj, everything); err != nil {
+	everything := labels.Everything()
+	for _, w := range []struct {
+		obj  client.Object
+		opts cache.ByObject
+	}{
+		{serviceMeta(), cache.ByObject{Label: everything, Transform: trimServiceMeta}},
+		{sliceMeta(), cache.ByObject{Label: everything, Transform: trimSliceMeta}},
+		{&corev1.Node{}, cache.ByObject{Label: everything, Transform: trimNode}},
+		{&corev1.Namespace{}, cache.ByObject{Label: everything}},
+		// Endpoints only as mirrors (the dynamic default scope: managed-by flotilla).
+		{&corev1.Endpoints{}, cache.ByObject{}},
+	} {
+		if err := access.RegisterWatch(w.obj, w.opts); err != nil {
 			return err
 		}
 	}
-	// Endpoints only as mirrors (the dynamic default scope: managed-by flotilla).
-	if err := access.RegisterWatch(&corev1.Endpoints{}, cache.ByObject{}); err != nil {
-		return err
-	}
-	hub := mgr.GetClient()
-	r := &ExportReconciler{Client: hub, Members: access, StaleWindow: opts.StaleWindow,
-		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes()}
+	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
+		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes(dirtyLimit)}
+	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty}
 
-	request := func(cluster, ns, name string) reconcile.Request {
-		return reconcile.Request{NamespacedName: types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName(cluster, ns, name)}}
-	}
-	// A mirror maps, by its labels, to its source; anything else to itself as a source.
-	bySource := func(cluster string, o client.Object, serviceName string) []reconcile.Request {
-		l := o.GetLabels()
-		if c := l[fleetv1alpha1.LabelSourceCluster]; c != "" {
-			reqs := []reconcile.Request{request(c, l[fleetv1alpha1.LabelSourceNamespace], l[fleetv1alpha1.LabelSourceName])}
-			if serviceName != "" && o.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true" {
-				// Someone annotated a mirror: its own reconcile reports why it is not exported.
-				reqs = append(reqs, request(cluster, o.GetNamespace(), serviceName))
-			}
-			return reqs
-		}
-		if serviceName == "" {
-			return nil
-		}
-		r.dirty.mark(fleetv1alpha1.ExportedServiceName(cluster, o.GetNamespace(), serviceName))
-		return []reconcile.Request{request(cluster, o.GetNamespace(), serviceName)}
-	}
-	allExports := func(ctx context.Context, match func(*fleetv1alpha1.ExportedService) bool) []reconcile.Request {
-		list := &fleetv1alpha1.ExportedServiceList{}
-		if err := hub.List(ctx, list); err != nil {
-			log.FromContext(ctx).Error(err, "list ExportedServices")
-			return nil
-		}
-		var reqs []reconcile.Request
-		for i := range list.Items {
-			if match == nil || match(&list.Items[i]) {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
-			}
-		}
-		return reqs
-	}
-
-	err := ctrl.NewControllerManagedBy(mgr).
+	err := builder.TypedControllerManagedBy[exportRequest](mgr).
 		Named("exportedservice").
-		For(&fleetv1alpha1.ExportedService{}).
-		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(
-			func(ctx context.Context, _ client.Object) []reconcile.Request { return allExports(ctx, nil) })).
-		WatchesRawSource(access.WatchSource(&corev1.Service{}, func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
-			return bySource(cluster, o, o.GetName())
+		// Its own catalog entry: created or deleted by someone else. Status writes (ours) do
+		// not change the generation and enqueue nothing.
+		Watches(&fleetv1alpha1.ExportedService{}, handler.TypedEnqueueRequestsFromMapFunc(m.catalogEntry),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&fleetv1alpha1.MemberCluster{}, handler.TypedFuncs[client.Object, exportRequest]{
+			CreateFunc: nil, // a new member is not connected yet; its connect event follows
+			UpdateFunc: m.memberChanged,
+			DeleteFunc: func(ctx context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[exportRequest]) {
+				m.add(q, m.exports(ctx, sourcedFrom(e.Object.GetName())))
+			},
+		}).
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(serviceMeta(), func(ctx context.Context, cluster string, o client.Object) []reconcile.Request {
+				add(m.service(ctx, cluster, o))
+				return nil
+			})
 		})).
-		WatchesRawSource(access.WatchSource(&discoveryv1.EndpointSlice{}, func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
-			return bySource(cluster, o, o.GetLabels()[discoveryv1.LabelServiceName])
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(sliceMeta(), func(ctx context.Context, cluster string, o client.Object) []reconcile.Request {
+				add(m.slice(ctx, cluster, o))
+				return nil
+			})
 		})).
-		WatchesRawSource(access.WatchSource(&corev1.Endpoints{}, func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
-			return bySource(cluster, o, "")
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(&corev1.Endpoints{}, func(_ context.Context, _ string, o client.Object) []reconcile.Request {
+				add(mirrorSource(o))
+				return nil
+			})
 		})).
-		WatchesRawSource(access.WatchSource(&corev1.Node{}, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
-			return allExports(ctx, func(es *fleetv1alpha1.ExportedService) bool { return es.Spec.Source.Cluster == cluster })
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(&corev1.Node{}, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
+				add(m.exports(ctx, usingNodesOf(cluster)))
+				return nil
+			})
 		})).
-		WatchesRawSource(access.WatchSource(&corev1.Namespace{}, func(ctx context.Context, _ string, o client.Object) []reconcile.Request {
-			return allExports(ctx, func(es *fleetv1alpha1.ExportedService) bool { return es.Spec.Source.Namespace == o.GetName() })
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(&corev1.Namespace{}, func(ctx context.Context, _ string, o client.Object) []reconcile.Request {
+				add(m.exports(ctx, inNamespace(o.GetName())))
+				return nil
+			})
 		})).
-		WatchesRawSource(access.ConnectionSource(func(ctx context.Context, _ string) []reconcile.Request { return allExports(ctx, nil) })).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentSyncs}).
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			// A member came or went: it may be a target of any export.
+			return access.ConnectionSource(func(ctx context.Context, _ string) []reconcile.Request {
+				add(m.exports(ctx, nil))
+				return nil
+			})
+		})).
+		WithOptions(controller.TypedOptions[exportRequest]{MaxConcurrentReconciles: opts.MaxConcurrentSyncs}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("set up service sync: %w", err)
 	}
 	return nil
+}
+
+// memberSource adapts a clusters source, whose queue carries reconcile.Requests, to this
+// controller's typed requests: its map function adds typed requests itself and hands the
+// clusters source none, so the clusters-side queue is never used.
+func memberSource(build func(add func([]exportRequest)) source.Source) source.TypedSource[exportRequest] {
+	return source.TypedFunc[exportRequest](func(ctx context.Context, q workqueue.TypedRateLimitingInterface[exportRequest]) error {
+		return build(func(reqs []exportRequest) {
+			for _, r := range reqs {
+				q.Add(r)
+			}
+		}).Start(ctx, nil)
+	})
+}
+
+// mapper turns events into export requests, and only where an export is concerned: a
+// change to a Service or slice nobody exports enqueues nothing.
+type mapper struct {
+	hub     client.Reader
+	members clusters.MemberAccess
+	dirty   *dirtyTimes
+}
+
+func (m *mapper) add(q workqueue.TypedRateLimitingInterface[exportRequest], reqs []exportRequest) {
+	for _, r := range reqs {
+		q.Add(r)
+	}
+}
+
+func (m *mapper) catalogEntry(_ context.Context, o client.Object) []exportRequest {
+	es, ok := o.(*fleetv1alpha1.ExportedService)
+	if !ok {
+		return nil
+	}
+	return []exportRequest{requestFor(es)}
+}
+
+// service maps a Service: a mirror to its source; an exported Service (or one that was
+// exported until now) to itself.
+func (m *mapper) service(ctx context.Context, cluster string, o client.Object) []exportRequest {
+	reqs := mirrorSource(o)
+	self := exportRequest{Cluster: cluster, NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}
+	switch {
+	case o.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true":
+		// A mirror annotated by someone is reported by its own reconcile; no latency to time.
+		if len(reqs) == 0 {
+			m.dirty.mark(self)
+		}
+		return append(reqs, self)
+	case len(reqs) == 0 && m.catalogued(ctx, self):
+		return []exportRequest{self} // unexported or deleted: its mirrors go
+	}
+	return reqs
+}
+
+// slice maps an EndpointSlice: a mirror's to its source; a source slice to its Service only
+// while that Service is exported.
+func (m *mapper) slice(ctx context.Context, cluster string, o client.Object) []exportRequest {
+	if reqs := mirrorSource(o); len(reqs) > 0 {
+		return reqs
+	}
+	name := o.GetLabels()[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil
+	}
+	self := exportRequest{Cluster: cluster, NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}
+	reader, err := m.members.Reader(cluster)
+	if err != nil {
+		return nil // the member's connect event enqueues every export
+	}
+	svc := serviceMeta()
+	if err := reader.Get(ctx, self.NamespacedName, svc); err != nil || svc.Annotations[fleetv1alpha1.AnnotationExport] != "true" {
+		return nil
+	}
+	m.dirty.mark(self)
+	return []exportRequest{self}
+}
+
+// catalogued reports whether the hub has a catalog entry for req (read from the hub cache).
+func (m *mapper) catalogued(ctx context.Context, req exportRequest) bool {
+	err := m.hub.Get(ctx, types.NamespacedName{Name: req.catalogName()}, &fleetv1alpha1.ExportedService{})
+	return err == nil
+}
+
+// memberChanged enqueues exports when a MemberCluster changed in a way servicesync reads:
+// its labels (export-to selectors) or deletion concern every export that selects members;
+// its Connected condition concerns the exports it is the source of. A heartbeat (probe
+// time, node count) enqueues nothing.
+func (m *mapper) memberChanged(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[exportRequest]) {
+	old, okOld := e.ObjectOld.(*fleetv1alpha1.MemberCluster)
+	mc, okNew := e.ObjectNew.(*fleetv1alpha1.MemberCluster)
+	if !okOld || !okNew {
+		return
+	}
+	switch memberChange(old, mc) {
+	case changeLabels:
+		m.add(q, m.exports(ctx, selective))
+		fallthrough
+	case changeSource:
+		m.add(q, m.exports(ctx, sourcedFrom(mc.Name)))
+	}
+}
+
+// A change to a MemberCluster, as far as exports are concerned.
+type change int
+
+const (
+	changeNone   change = iota
+	changeSource        // its own exports must be reconciled (connection or deletion)
+	changeLabels        // exports selecting members by label must be reconciled too
+)
+
+// memberChange classifies an update of a MemberCluster.
+func memberChange(old, mc *fleetv1alpha1.MemberCluster) change {
+	switch {
+	case !labels.Equals(old.Labels, mc.Labels):
+		return changeLabels
+	case old.DeletionTimestamp.IsZero() != mc.DeletionTimestamp.IsZero(),
+		conditionStatus(old, fleetv1alpha1.ConditionConnected) != conditionStatus(mc, fleetv1alpha1.ConditionConnected):
+		return changeSource
+	}
+	return changeNone
+}
+
+func conditionStatus(mc *fleetv1alpha1.MemberCluster, typ string) metav1.ConditionStatus {
+	for _, c := range mc.Status.Conditions {
+		if c.Type == typ {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// exports lists the catalog (hub cache) and returns the entries match accepts (nil: all).
+func (m *mapper) exports(ctx context.Context, match func(*fleetv1alpha1.ExportedService) bool) []exportRequest {
+	list := &fleetv1alpha1.ExportedServiceList{}
+	if err := m.hub.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "list ExportedServices")
+		return nil
+	}
+	var reqs []exportRequest
+	for i := range list.Items {
+		if match == nil || match(&list.Items[i]) {
+			reqs = append(reqs, requestFor(&list.Items[i]))
+		}
+	}
+	return reqs
+}
+
+func sourcedFrom(cluster string) func(*fleetv1alpha1.ExportedService) bool {
+	return func(es *fleetv1alpha1.ExportedService) bool { return es.Spec.Source.Cluster == cluster }
+}
+
+// usingNodesOf: exports of cluster whose mirrors are node addresses (or not computed yet).
+func usingNodesOf(cluster string) func(*fleetv1alpha1.ExportedService) bool {
+	return func(es *fleetv1alpha1.ExportedService) bool {
+		return es.Spec.Source.Cluster == cluster &&
+			(es.Status.AddressMode == fleetv1alpha1.AddressModeNodePort || es.Status.AddressMode == "")
+	}
+}
+
+func inNamespace(ns string) func(*fleetv1alpha1.ExportedService) bool {
+	return func(es *fleetv1alpha1.ExportedService) bool { return es.Spec.Source.Namespace == ns }
+}
+
+// selective: exports narrowed by export-to, whose targets depend on member labels.
+func selective(es *fleetv1alpha1.ExportedService) bool { return es.Status.ExportTo != "" }
+
+// mirrorSource maps a mirror object, by its ownership labels, to its source.
+func mirrorSource(o client.Object) []exportRequest {
+	l := o.GetLabels()
+	c := l[fleetv1alpha1.LabelSourceCluster]
+	if c == "" {
+		return nil
+	}
+	return []exportRequest{{Cluster: c, NamespacedName: types.NamespacedName{
+		Namespace: l[fleetv1alpha1.LabelSourceNamespace], Name: l[fleetv1alpha1.LabelSourceName]}}}
 }

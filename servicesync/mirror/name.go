@@ -63,13 +63,14 @@ func Name(service, cluster string) string {
 	return prefix + "-" + suffix
 }
 
-// Labels are the ownership labels of every mirror object of src. Cluster, namespace and
+// Labels are the ownership labels of every mirror object of the Service namespace/name in
+// cluster; as a selector they find exactly that source's mirrors. Cluster, namespace and
 // name are DNS labels, so they are valid label values.
-func Labels(src Source) map[string]string {
+func Labels(cluster, namespace, name string) map[string]string {
 	return map[string]string{
-		fleetv1alpha1.LabelSourceCluster:   src.Cluster,
-		fleetv1alpha1.LabelSourceNamespace: src.Service.Namespace,
-		fleetv1alpha1.LabelSourceName:      src.Service.Name,
+		fleetv1alpha1.LabelSourceCluster:   cluster,
+		fleetv1alpha1.LabelSourceNamespace: namespace,
+		fleetv1alpha1.LabelSourceName:      name,
 		fleetv1alpha1.LabelManagedBy:       fleetv1alpha1.ManagedByValue,
 	}
 }
@@ -86,7 +87,7 @@ func Owned(obj metav1.Object, cluster, namespace, name string) bool {
 
 // sliceLabels are a mirror EndpointSlice's labels: ownership, its Service, its manager.
 func sliceLabels(src Source, mirrorName string) map[string]string {
-	l := Labels(src)
+	l := Labels(src.Cluster, src.Service.Namespace, src.Service.Name)
 	l[discoveryv1.LabelServiceName] = mirrorName
 	l[discoveryv1.LabelManagedBy] = ManagedBy
 	return l

@@ -120,12 +120,12 @@ func TestLabelsAndOwned(t *testing.T) {
 		fleetv1alpha1.LabelSourceName:      "web",
 		fleetv1alpha1.LabelManagedBy:       fleetv1alpha1.ManagedByValue,
 	}
-	if diff := cmp.Diff(wantLabels, Labels(src)); diff != "" {
+	if diff := cmp.Diff(wantLabels, Labels(src.Cluster, src.Service.Namespace, src.Service.Name)); diff != "" {
 		t.Errorf("Labels (-want +got):\n%s", diff)
 	}
 
 	with := func(mutate func(map[string]string)) metav1.Object {
-		l := Labels(src)
+		l := Labels(src.Cluster, src.Service.Namespace, src.Service.Name)
 		l["team"] = "shop"
 		mutate(l)
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: l}}

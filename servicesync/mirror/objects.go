@@ -48,7 +48,7 @@ func mirrorService(src Source, res *Resolved, name string) *corev1.Service {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        name,
 			Namespace:   ns,
-			Labels:      Labels(src),
+			Labels:      Labels(src.Cluster, src.Service.Namespace, src.Service.Name),
 			Annotations: map[string]string{AnnotationSource: src.Cluster + "/" + ns + "/" + src.Service.Name},
 		},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack)},
@@ -68,7 +68,7 @@ func mirrorService(src Source, res *Resolved, name string) *corev1.Service {
 
 //nolint:staticcheck // SA1019: v1 Endpoints are part of the design, for consumers that still read them.
 func mirrorEndpoints(src Source, res *Resolved, name string) *corev1.Endpoints {
-	l := Labels(src)
+	l := Labels(src.Cluster, src.Service.Namespace, src.Service.Name)
 	l[discoveryv1.LabelSkipMirror] = "true"
 	eps := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: src.Service.Namespace, Labels: l}}
 	if len(res.Endpoints) == 0 {

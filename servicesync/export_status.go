@@ -1,0 +1,73 @@
+package servicesync
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
+	"github.com/flotilla-dev/flotilla/servicesync/mirror"
+)
+
+// The catalog entry's status is computed here, from what a reconcile found, and written once
+// by the status.Patcher the reconcile defers. Synced says whether the mirrors match the
+// source; Ready is the kstatus summary (Stalled and Reconciling come from the patcher).
+
+// recordSync records a sync: what is published, where, and what is in the way.
+func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirror.Resolved, out writeOutcome) {
+	st := &es.Status
+	st.AddressMode = res.Mode
+	st.ExportTo = exp.ExportToText
+	st.Ports = nil
+	for _, p := range res.Ports {
+		st.Ports = append(st.Ports, fleetv1alpha1.ExportedPort{Name: p.Name, Protocol: p.Protocol, Port: p.Port})
+	}
+	st.Endpoints, st.ReadyEndpoints = int32(len(res.Endpoints)), 0
+	for _, e := range res.Endpoints {
+		if e.Ready {
+			st.ReadyEndpoints++
+		}
+	}
+	st.MirroredInto = out.mirrored
+	st.Refused = res.Refused
+	st.Conflicts = out.conflicts
+
+	if len(out.conflicts) > 0 {
+		msgs := make([]string, 0, len(out.conflicts))
+		for _, c := range out.conflicts {
+			msgs = append(msgs, c.Cluster+": "+c.Message)
+		}
+		summarize(es, metav1.ConditionFalse, fleetv1alpha1.ReasonNameClash,
+			strings.Join(msgs, "; ")+"; rename or remove the object in the way, or narrow the export with "+fleetv1alpha1.AnnotationExportTo)
+		return
+	}
+	msg := fmt.Sprintf("mirrored into %d members", len(out.mirrored))
+	if len(res.Refused) > 0 {
+		msg += "; refused addresses: " + strings.Join(res.Refused, ", ")
+	}
+	summarize(es, metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, msg)
+}
+
+// recordRefusal records an export that is not honoured: nothing is published.
+func recordRefusal(es *fleetv1alpha1.ExportedService, invalid error) {
+	es.Status = fleetv1alpha1.ExportedServiceStatus{Conditions: es.Status.Conditions, ObservedGeneration: es.Status.ObservedGeneration}
+	status.Set(es, fleetv1alpha1.ConditionSynced, metav1.ConditionFalse, fleetv1alpha1.ReasonInvalidExport, invalid.Error())
+	// Ready and Stalled follow from the Stalled error the reconcile returns.
+}
+
+// recordUnreachable records a source that stopped answering: its mirrors are kept, with
+// their endpoints marked not ready.
+func recordUnreachable(es *fleetv1alpha1.ExportedService, cluster string, since time.Time) {
+	es.Status.ReadyEndpoints = 0
+	summarize(es, metav1.ConditionFalse, fleetv1alpha1.ReasonClusterUnreachable, fmt.Sprintf(
+		"source cluster %q unreachable since %s: mirrors kept with their endpoints marked not ready", cluster, since.UTC().Format(time.RFC3339)))
+}
+
+// summarize sets Synced and Ready alike.
+func summarize(es *fleetv1alpha1.ExportedService, s metav1.ConditionStatus, reason, msg string) {
+	status.Set(es, fleetv1alpha1.ConditionSynced, s, reason, msg)
+	status.Set(es, fleetv1alpha1.ConditionReady, s, reason, msg)
+}

@@ -1,0 +1,196 @@
+package servicesync
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/go-multierror"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flotilla-dev/flotilla/servicesync/mirror"
+)
+
+// keepNames names the mirror objects of in that stay in a target, as kind/name.
+func keepNames(in mirror.Source, res *mirror.Resolved) map[string]bool {
+	svc, eps, slices := mirror.Objects(in, res)
+	keep := map[string]bool{"Service/" + svc.Name: true}
+	if eps != nil { // an ExternalName mirror has none: Endpoints of an earlier mode go
+		keep["Endpoints/"+eps.Name] = true
+	}
+	for _, s := range slices {
+		keep["EndpointSlice/"+s.Name] = true
+	}
+	return keep
+}
+
+// collect removes the mirrors of req that are not wanted: in a member of targets every
+// mirror object not named in keep (slices no longer needed, Endpoints of an ExternalName
+// mirror), in every other connected member all of them. Mirrors are found by their
+// ownership labels only. A member that is not connected keeps its mirrors until it
+// reconnects (its connect event brings every export back here).
+func (r *ExportReconciler) collect(ctx context.Context, req exportRequest, targets []string, keep map[string]bool) error {
+	targeted := map[string]bool{}
+	for _, t := range targets {
+		targeted[t] = true
+	}
+	var g multierror.Group
+	for _, m := range r.Members.Connected() {
+		k := keep
+		if !targeted[m] {
+			k = nil
+		}
+		g.Go(func() error {
+			if err := r.collectFrom(ctx, m, req, k); err != nil {
+				return fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait().ErrorOrNil()
+}
+
+func (r *ExportReconciler) collectFrom(ctx context.Context, member string, req exportRequest, keep map[string]bool) error {
+	reader, err := r.Members.Reader(member)
+	if err != nil {
+		return nil // disconnected since Connected(): it keeps its mirrors for now
+	}
+	writer, err := r.writerFor(member)
+	if err != nil {
+		return nil
+	}
+	found, err := mirrorsIn(ctx, reader, req)
+	if err != nil {
+		return err
+	}
+	for _, f := range found {
+		if keep[f.kind+"/"+f.obj.GetName()] {
+			continue
+		}
+		// The UID precondition: an object re-created under this name since the cache saw
+		// it is not ours to delete.
+		uid := f.obj.GetUID()
+		if err := writer.Delete(ctx, f.obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("delete %s %s/%s: %w", f.kind, f.obj.GetNamespace(), f.obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// foundMirror is one mirror object found in a member cache.
+type foundMirror struct {
+	kind string
+	obj  client.Object
+}
+
+// mirrorsIn lists every mirror object of req in a member's cache, by ownership labels:
+// Services and EndpointSlices as metadata, Endpoints in full.
+func mirrorsIn(ctx context.Context, reader client.Reader, req exportRequest) ([]foundMirror, error) {
+	opts := []client.ListOption{client.InNamespace(req.Namespace), client.MatchingLabels(mirror.Labels(req.Cluster, req.Namespace, req.Name))}
+	var out []foundMirror
+	for _, m := range []*metav1.PartialObjectMetadata{serviceMeta(), sliceMeta()} {
+		gvk := m.GroupVersionKind()
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := reader.List(ctx, list, opts...); err != nil {
+			return nil, fmt.Errorf("list mirror %ss: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			list.Items[i].SetGroupVersionKind(gvk)
+			out = append(out, foundMirror{kind: gvk.Kind, obj: &list.Items[i]})
+		}
+	}
+	eps := &corev1.EndpointsList{}
+	if err := reader.List(ctx, eps, opts...); err != nil {
+		return nil, fmt.Errorf("list mirror Endpoints: %w", err)
+	}
+	for i := range eps.Items {
+		out = append(out, foundMirror{kind: "Endpoints", obj: &eps.Items[i]})
+	}
+	return out, nil
+}
+
+// markStale rewrites the mirrors' endpoints in every connected member as not ready
+// (addresses kept), so clients stop picking a source that stopped answering.
+func (r *ExportReconciler) markStale(ctx context.Context, req exportRequest) error {
+	var g multierror.Group
+	for _, m := range r.Members.Connected() {
+		if m == req.Cluster {
+			continue
+		}
+		g.Go(func() error {
+			if err := r.markStaleIn(ctx, m, req); err != nil {
+				return fmt.Errorf("mark mirrors of %s not ready in cluster %q: %w", req, m, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait().ErrorOrNil()
+}
+
+func (r *ExportReconciler) markStaleIn(ctx context.Context, member string, req exportRequest) error {
+	reader, err := r.Members.Reader(member)
+	if err != nil {
+		return nil
+	}
+	writer, err := r.writerFor(member)
+	if err != nil {
+		return nil
+	}
+	sel := []client.ListOption{client.InNamespace(req.Namespace), client.MatchingLabels(mirror.Labels(req.Cluster, req.Namespace, req.Name))}
+	eps := &corev1.EndpointsList{}
+	if err := reader.List(ctx, eps, sel...); err != nil {
+		return err
+	}
+	for i := range eps.Items {
+		if e := eps.Items[i].DeepCopy(); notReadyEndpoints(e) {
+			if err := writer.Update(ctx, e); err != nil {
+				return fmt.Errorf("update Endpoints %s/%s: %w", e.Namespace, e.Name, err)
+			}
+		}
+	}
+	// Slices in full from the member: the hub caches only their metadata.
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := writer.List(ctx, slices, sel...); err != nil {
+		return err
+	}
+	for i := range slices.Items {
+		if s := &slices.Items[i]; notReadySlice(s) {
+			if err := writer.Update(ctx, s); err != nil {
+				return fmt.Errorf("update EndpointSlice %s/%s: %w", s.Namespace, s.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// notReadyEndpoints moves every ready address to the not-ready ones; false if none was.
+//
+//nolint:staticcheck // SA1019: v1 Endpoints are part of the design, for consumers that still read them.
+func notReadyEndpoints(e *corev1.Endpoints) bool {
+	changed := false
+	for j := range e.Subsets {
+		if len(e.Subsets[j].Addresses) > 0 {
+			e.Subsets[j].NotReadyAddresses = append(e.Subsets[j].NotReadyAddresses, e.Subsets[j].Addresses...)
+			e.Subsets[j].Addresses = nil
+			changed = true
+		}
+	}
+	return changed
+}
+
+// notReadySlice marks every endpoint neither ready nor serving; false if all were already.
+func notReadySlice(s *discoveryv1.EndpointSlice) bool {
+	changed := false
+	for j := range s.Endpoints {
+		c := &s.Endpoints[j].Conditions
+		if c.Ready == nil || *c.Ready || c.Serving == nil || *c.Serving {
+			f := false
+			c.Ready, c.Serving = &f, &f
+			changed = true
+		}
+	}
+	return changed
+}
