@@ -39,6 +39,8 @@ type env struct {
 	stop    func()
 	// staleWindow is the controller's stale window (SetupOptions.StaleWindow).
 	staleWindow time.Duration
+	// conns is the running controller's connection manager (its member caches).
+	conns *clusters.Connections
 }
 
 func newEnv(t *testing.T, members int) *env {
@@ -108,6 +110,7 @@ func (e *env) startController(t testing.TB) {
 		if err != nil {
 			return err
 		}
+		e.conns = conns
 		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow})
 	})
 }
