@@ -11,10 +11,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Objects builds the desired mirror of src in the source's namespace of a target cluster.
-// The objects are the same in every target (targetCluster only names the call site), and
-// built deterministically from res, so that an unchanged source compares equal to what was
-// written before.
+// Objects builds the desired mirror of src in the source's namespace of every target cluster.
+// The objects are the same in every target and built deterministically from res, so that an
+// unchanged source compares equal to what was written before.
 //
 //   - The Service is selectorless, of type ClusterIP with ipFamilyPolicy PreferDualStack (so
 //     that IPv6 slices are used where the target cluster is dual-stack; single-stack clusters
