@@ -29,6 +29,7 @@ func trimServiceMeta(in any) (any, error) {
 	out := &metav1.PartialObjectMetadata{TypeMeta: p.TypeMeta, ObjectMeta: identity(p)}
 	out.Labels = keepKeys(p.Labels, flotillaLabel)
 	out.Annotations = keepKeys(p.Annotations, func(k, _ string) bool { return strings.HasPrefix(k, flotillaPrefix) })
+	keepUIDOfMirror(out, p)
 	return out, nil
 }
 
@@ -41,6 +42,7 @@ func trimSliceMeta(in any) (any, error) {
 	}
 	out := &metav1.PartialObjectMetadata{TypeMeta: p.TypeMeta, ObjectMeta: identity(p)}
 	out.Labels = keepKeys(p.Labels, func(k, v string) bool { return k == discoveryv1.LabelServiceName || flotillaLabel(k, v) })
+	keepUIDOfMirror(out, p)
 	return out, nil
 }
 
@@ -73,6 +75,16 @@ func identity(o metav1.Object) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name: o.GetName(), Namespace: o.GetNamespace(), UID: o.GetUID(),
 		ResourceVersion: o.GetResourceVersion(), DeletionTimestamp: o.GetDeletionTimestamp(),
+	}
+}
+
+// keepUIDOfMirror keeps the UID only on mirrors, which collection deletes with a UID
+// precondition; a member's own Services and slices do without it (48 bytes each).
+func keepUIDOfMirror(out, in *metav1.PartialObjectMetadata) {
+	if out.Labels[fleetv1alpha1.LabelSourceCluster] == "" {
+		out.UID = ""
+	} else {
+		out.UID = in.UID
 	}
 }
 

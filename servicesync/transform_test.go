@@ -25,7 +25,10 @@ func TestTrimServiceMeta(t *testing.T) {
 	}
 	trimmed := func(labels, annotations map[string]string) *metav1.PartialObjectMetadata {
 		p := serviceMeta()
-		p.ObjectMeta = metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "u1", ResourceVersion: "7", Labels: labels, Annotations: annotations}
+		p.ObjectMeta = metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "7", Labels: labels, Annotations: annotations}
+		if labels[fleetv1alpha1.LabelSourceCluster] != "" {
+			p.UID = "u1" // a mirror's UID guards its deletion
+		}
 		return p
 	}
 	lastApplied := map[string]string{corev1.LastAppliedConfigAnnotation: `{"big":"json"}`}
@@ -68,7 +71,7 @@ func TestTrimSliceMeta(t *testing.T) {
 		Labels: map[string]string{discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io", "app": "web"},
 		OwnerReferences: []metav1.OwnerReference{{Name: "web"}}}
 	want := sliceMeta()
-	want.ObjectMeta = metav1.ObjectMeta{Name: "web-abc", Namespace: "shop", UID: "u2", ResourceVersion: "9",
+	want.ObjectMeta = metav1.ObjectMeta{Name: "web-abc", Namespace: "shop", ResourceVersion: "9",
 		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}}
 	got, err := trimSliceMeta(in)
 	if err != nil {
