@@ -167,8 +167,6 @@ func (r *ExportReconciler) markStaleIn(ctx context.Context, member string, req e
 }
 
 // notReadyEndpoints moves every ready address to the not-ready ones; false if none was.
-//
-//nolint:staticcheck // SA1019: v1 Endpoints are part of the design, for consumers that still read them.
 func notReadyEndpoints(e *corev1.Endpoints) bool {
 	changed := false
 	for j := range e.Subsets {

@@ -68,7 +68,7 @@ func TestTrimServiceMeta(t *testing.T) {
 func TestTrimSliceMeta(t *testing.T) {
 	in := sliceMeta()
 	in.ObjectMeta = metav1.ObjectMeta{Name: "web-abc", Namespace: "shop", UID: "u2", ResourceVersion: "9", GenerateName: "web-",
-		Labels: map[string]string{discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io", "app": "web"},
+		Labels:          map[string]string{discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io", "app": "web"},
 		OwnerReferences: []metav1.OwnerReference{{Name: "web"}}}
 	want := sliceMeta()
 	want.ObjectMeta = metav1.ObjectMeta{Name: "web-abc", Namespace: "shop", ResourceVersion: "9",
