@@ -54,8 +54,11 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, err
 	}
 	allowed := r.Policy.ClusterAPINamespaceAllowed(req.Namespace)
-	wanted := err == nil && allowed && cl.DeletionTimestamp.IsZero() && controlPlaneInitialized(cl)
 	secret := types.NamespacedName{Namespace: req.Namespace, Name: req.Name + capiKubeconfigSuffix}
+	if moving, done, err := r.handleMove(ctx, cl, err == nil, secret); done || err != nil || moving {
+		return ctrl.Result{}, err
+	}
+	wanted := err == nil && allowed && cl.DeletionTimestamp.IsZero() && controlPlaneInitialized(cl)
 	keep := ""
 	if wanted {
 		keep = req.Name
@@ -77,6 +80,12 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	existing := &fleetv1alpha1.MemberCluster{}
 	err = r.Client.Get(ctx, types.NamespacedName{Name: cl.Name}, existing)
 	switch {
+	case err == nil && movedHere(existing):
+		// The Cluster was moved (clusterctl move) and shows up here: the MemberCluster
+		// follows it to the new kubeconfig Secret; the member itself is not touched.
+		r.Recorder.Eventf(cl, nil, corev1.EventTypeNormal, fleetv1alpha1.ReasonClusterMoving, "Register",
+			"MemberCluster %q follows the moved Cluster (was registered from Secret %s/%s)",
+			cl.Name, existing.Spec.KubeconfigSecretRef.Namespace, existing.Spec.KubeconfigSecretRef.Name)
 	case err == nil && !registeredFrom(existing, fleetv1alpha1.RegistrationClusterAPI, secret):
 		return ctrl.Result{RequeueAfter: nameConflictRecheck}, r.reportNameConflict(ctx, cl, existing)
 	case err != nil && !apierrors.IsNotFound(err):
@@ -100,7 +109,87 @@ func (r *ClusterAPISourceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err := applyMemberCluster(ctx, r.Client, mc, "flotilla-cluster-api-source"); err != nil {
 		return ctrl.Result{}, fmt.Errorf("register Cluster API cluster %s: %w", req, err)
 	}
-	return ctrl.Result{}, nil
+	// Settled (moved or never moving): the Cluster's disappearance means unregistration again.
+	return ctrl.Result{}, r.setMoving(ctx, cl.Name, false)
+}
+
+// clusterMoving tells whether a Cluster is paused or being moved by clusterctl: its
+// deletion from this hub then moves it, it does not retire it.
+func clusterMoving(cl *clusterv1.Cluster) bool {
+	a := cl.GetAnnotations()
+	_, move := a[fleetv1alpha1.AnnotationClusterctlMove]
+	_, deleteForMove := a[fleetv1alpha1.AnnotationClusterctlDeleteForMove]
+	_, paused := a[fleetv1alpha1.AnnotationClusterAPIPaused]
+	return move || deleteForMove || paused || (cl.Spec.Paused != nil && *cl.Spec.Paused)
+}
+
+// movedHere tells whether a MemberCluster registered from Cluster API was marked moving,
+// so that a Cluster of its name in another namespace may take it over.
+func movedHere(mc *fleetv1alpha1.MemberCluster) bool {
+	return mc.Labels[fleetv1alpha1.LabelRegistration] == fleetv1alpha1.RegistrationClusterAPI &&
+		mc.Annotations[fleetv1alpha1.AnnotationClusterAPIMoving] == "true"
+}
+
+// handleMove keeps a moving Cluster's MemberCluster: while the Cluster is paused or being
+// moved, the MemberCluster is marked (moving is true, nothing else happens); when a marked
+// Cluster disappears, the MemberCluster is kept for the Cluster to reappear elsewhere
+// (done is true) — deleting it would delete what Flotilla wrote into a live cluster.
+func (r *ClusterAPISourceReconciler) handleMove(ctx context.Context, cl *clusterv1.Cluster, found bool, secret types.NamespacedName) (moving, done bool, err error) {
+	if found && clusterMoving(cl) {
+		mc := &fleetv1alpha1.MemberCluster{}
+		err := r.Client.Get(ctx, types.NamespacedName{Name: cl.Name}, mc)
+		if apierrors.IsNotFound(err) || (err == nil && !registeredFrom(mc, fleetv1alpha1.RegistrationClusterAPI, secret)) {
+			return true, false, nil // not ours: nothing to keep, nothing to register while paused
+		}
+		if err != nil {
+			return true, false, err
+		}
+		if !movedHere(mc) {
+			r.Recorder.Eventf(cl, nil, corev1.EventTypeNormal, fleetv1alpha1.ReasonClusterMoving, "Register",
+				"Cluster is paused or being moved: MemberCluster %q is kept whatever happens to the Cluster here", cl.Name)
+		}
+		return true, false, r.setMoving(ctx, cl.Name, true)
+	}
+	if found && cl.DeletionTimestamp.IsZero() {
+		return false, false, nil
+	}
+	// Gone (or going): keep MemberClusters marked moving.
+	list := &fleetv1alpha1.MemberClusterList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{secretRefIndex: secret.String()},
+		client.MatchingLabels{fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationClusterAPI}); err != nil {
+		return false, false, err
+	}
+	for _, mc := range list.Items {
+		if movedHere(&mc) {
+			log.FromContext(ctx).Info("Cluster API Cluster gone while moving; MemberCluster kept", "cluster", mc.Name)
+			return false, true, nil
+		}
+	}
+	return false, false, nil
+}
+
+// setMoving marks (or unmarks) a Cluster API MemberCluster as moving.
+func (r *ClusterAPISourceReconciler) setMoving(ctx context.Context, name string, moving bool) error {
+	mc := &fleetv1alpha1.MemberCluster{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, mc); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if movedHere(mc) == moving {
+		return nil
+	}
+	base := mc.DeepCopy()
+	if moving {
+		if mc.Annotations == nil {
+			mc.Annotations = map[string]string{}
+		}
+		mc.Annotations[fleetv1alpha1.AnnotationClusterAPIMoving] = "true"
+	} else {
+		delete(mc.Annotations, fleetv1alpha1.AnnotationClusterAPIMoving)
+	}
+	if err := r.Client.Patch(ctx, mc, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("mark cluster %q moving=%t: %w", name, moving, err)
+	}
+	return nil
 }
 
 // conflictMessage is the RegistrationConflict message naming a refused Cluster; clearing

@@ -69,10 +69,18 @@ type Options struct {
 	ProbeTimeout time.Duration
 	// FailureThreshold consecutive failed probes disconnect a member.
 	FailureThreshold int
-	// MaxBackoff caps the interval between probes of a disconnected member.
+	// MaxBackoff caps the interval between probes of a member that has never answered
+	// since it was registered (a wrong address). A member that was connected before is
+	// probed every ProbeInterval while it is away, so that it is back within one interval
+	// of answering again.
 	MaxBackoff time.Duration
-	// CacheSyncTimeout bounds the wait for a new member cache to sync.
+	// CacheSyncTimeout bounds the wait for a new member cache to sync; a member whose cache
+	// does not sync in time is not connected (the next probe tries again).
 	CacheSyncTimeout time.Duration
+	// RequestTimeout bounds every call a controller makes to a member through Client or
+	// Reader (and is the member clients' rest.Config Timeout), so a member that stops
+	// answering holds a worker at most this long.
+	RequestTimeout time.Duration
 	// DynamicLabelSelector scopes the informers of kinds added through KindSource (and of
 	// registered kinds without their own selector), so that a member cache never holds
 	// objects Flotilla did not write. Nil means every object.
@@ -93,7 +101,10 @@ func (o *Options) defaults() {
 		o.MaxBackoff = 2 * time.Minute
 	}
 	if o.CacheSyncTimeout <= 0 {
-		o.CacheSyncTimeout = 2 * time.Minute
+		o.CacheSyncTimeout = 30 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Second
 	}
 }
 
@@ -244,7 +255,7 @@ func (c *Connections) Client(cluster string) (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.client, nil
+	return m.deadlineClient, nil
 }
 
 // Reader implements MemberAccess.
@@ -257,7 +268,8 @@ func (c *Connections) Reader(cluster string) (client.Reader, error) {
 	if r == nil {
 		return nil, fmt.Errorf("cluster %q: %w (cache not started)", cluster, ErrNotConnected)
 	}
-	return r, nil
+	// A cache read of a kind whose informer has not synced waits for it: bounded too.
+	return deadlineReader{Reader: r, timeout: c.opts.RequestTimeout}, nil
 }
 
 // Connected implements MemberAccess.
@@ -381,8 +393,10 @@ func (k *kindSource) EnsureKind(gvk schema.GroupVersionKind) {
 	}
 	c.mu.Unlock()
 	// Also for a known kind: a member that could not serve it before may serve it now.
+	// In the background: asking a member about a new kind must not make the caller (one
+	// member's reconcile) wait for another member that stopped answering.
 	for _, m := range ms {
-		m.attachKind(kw)
+		go m.attachKind(kw)
 	}
 }
 
@@ -438,7 +452,7 @@ func (c *Connections) notify(cluster string, kind EventKind) {
 
 // cacheOptions is the scoped cache of a new member: only registered kinds, each with its
 // selectors, managedFields stripped, and reads of anything else refused.
-func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHandler, []kindWatch) {
+func (c *Connections) cacheOptions() (cache.Options, []client.Object) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cachesMade = true
@@ -454,16 +468,33 @@ func (c *Connections) cacheOptions() (cache.Options, []client.Object, []watchHan
 		DefaultLabelSelector:        c.opts.DynamicLabelSelector,
 		DefaultTransform:            cache.TransformStripManagedFields(),
 		ReaderFailOnMissingInformer: true,
-	}, objs, append([]watchHandler(nil), c.handlers...), append([]kindWatch(nil), c.kinds...)
+	}, objs
+}
+
+// watchers are the handlers and dynamic kinds to attach to a new member cache.
+func (c *Connections) watchers() ([]watchHandler, []kindWatch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]watchHandler(nil), c.handlers...), append([]kindWatch(nil), c.kinds...)
 }
 
 // memberRESTConfig copies a credential config with the timeouts and rate limits the hub
-// uses for every member.
-func memberRESTConfig(cfg *rest.Config) *rest.Config {
+// uses for every member's direct client. The member cache gets the same config without
+// the timeout (see cacheRESTConfig): an HTTP client timeout would cut every watch.
+func memberRESTConfig(cfg *rest.Config, timeout time.Duration) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.UserAgent = "fleet-controller"
+	cfg.Timeout = timeout
 	if cfg.QPS == 0 {
 		cfg.QPS, cfg.Burst = 50, 100
 	}
+	return cfg
+}
+
+// cacheRESTConfig is the member config for informers: long-running watches, no timeout.
+// A hung member's informers are stopped when it disconnects.
+func cacheRESTConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = 0
 	return cfg
 }

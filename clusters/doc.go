@@ -17,4 +17,39 @@
 //
 // It must not know what other controllers do with a member: propagation and servicesync
 // consume its small connection-manager interface, never its internals.
+//
+// # Faults
+//
+// A member that stops answering after it connected must cost the rest of the fleet
+// nothing. The connection manager therefore bounds every call: member clients carry
+// Options.RequestTimeout both as their rest.Config Timeout and as a per-call context
+// deadline (whatever context the caller passes), cache reads are bounded the same way
+// (a read of an unsynced informer waits for it), discovery of new kinds goes through a
+// mapper with the timeout and runs in the background per member, and a new cache must sync
+// within CacheSyncTimeout before the member counts as connected. Only the informers' watches
+// run without a timeout; they stop when the member disconnects.
+//
+// Probes run at a fixed rate (a probe that waited for its timeout does not push the next one
+// back), so a hung member is disconnected within ProbeInterval × FailureThreshold plus one
+// ProbeTimeout. A member that was connected before is probed every interval while away, so
+// it is back within one interval of answering; backoff is for members never seen.
+//
+// Consumers bound the work per member with MemberSlots: shared workers serve the whole
+// fleet, and a reconcile holds one of its member's few slots while it talks to the member,
+// waiting for one only briefly. A hung member can hold at most its slots' worth of workers,
+// and only until their calls time out; every other reconcile of it gives its worker back
+// and retries shortly, so several hung members cannot occupy all workers.
+//
+// # Leaving
+//
+// A MemberCluster carries the finalizer fleet.flotilla.dev/member-cleanup. When it is
+// deleted, the propagation and servicesync controllers clean up through the still-open
+// connection (their BaselineBindings and ExportedServices are what this package waits for);
+// the connection is closed and the finalizer removed only when nothing is left, or after
+// CleanupTimeout (an unreachable member), or at once for a paused member, which gets no
+// writes. What was left behind is reported in a condition and an event.
+//
+// A Cluster API Cluster that is paused or being moved by clusterctl never unregisters its
+// member: the MemberCluster is marked, survives the Cluster's deletion, and follows the
+// Cluster when it reappears in another namespace.
 package clusters

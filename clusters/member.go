@@ -14,6 +14,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -44,8 +45,14 @@ type member struct {
 	name   string
 	hash   string
 	config *rest.Config
-	client client.Client
-	disco  discovery.DiscoveryInterface
+	// client is the member's direct client (probes); deadlineClient bounds every call of
+	// the other controllers (see withDeadline).
+	client         client.Client
+	deadlineClient client.Client
+	disco          discovery.DiscoveryInterface
+	// everConnected: a member that answered before is probed every ProbeInterval while it
+	// is away (no backoff), so that it is back within one interval of answering again.
+	everConnected bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -59,8 +66,8 @@ type member struct {
 }
 
 func newMember(owner *Connections, name string, creds *Credentials) (*member, error) {
-	cfg := memberRESTConfig(creds.Config)
-	cl, err := client.New(cfg, client.Options{Scheme: owner.scheme})
+	cfg := memberRESTConfig(creds.Config, owner.opts.RequestTimeout)
+	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: owner.scheme})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
 	}
@@ -72,8 +79,9 @@ func newMember(owner *Connections, name string, creds *Credentials) (*member, er
 	}
 	return &member{
 		owner: owner, name: name, hash: creds.Hash, config: cfg, client: cl, disco: disco,
-		done: make(chan struct{}),
-		h:    Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
+		deadlineClient: withDeadline(cl, owner.opts.RequestTimeout),
+		done:           make(chan struct{}),
+		h:              Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
 	}, nil
 }
 
@@ -128,11 +136,16 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 	opts := m.owner.opts
 	start := time.Now()
 	version, nodes, err := m.probe(ctx)
+	m.owner.metrics.probeLatency.WithLabelValues(m.name).Observe(time.Since(start).Seconds())
+	if err == nil && !m.health().Connected {
+		// Connect only with a synced cache: controllers read members from it, and nothing
+		// may be garbage-collected from a cache that has not synced.
+		err = m.startCache(ctx)
+	}
 	elapsed := time.Since(start)
 	if ctx.Err() != nil {
 		return 0
 	}
-	m.owner.metrics.probeLatency.WithLabelValues(m.name).Observe(elapsed.Seconds())
 
 	m.mu.Lock()
 	prev := m.h
@@ -158,10 +171,8 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 
 	switch {
 	case next.Connected && !prev.Connected:
-		logger.Info("member connected", "version", version, "nodes", nodes)
-		if err := m.startCache(ctx); err != nil {
-			logger.Error(err, "start member cache")
-		}
+		logger.Info("member connected", "version", version, "nodes", nodes, "after", elapsed)
+		m.everConnected = true
 		m.owner.metrics.setState(m.name, "connected")
 		m.owner.notify(m.name, EventConnected)
 	case !next.Connected && prev.Connected:
@@ -177,8 +188,11 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 		m.owner.notify(m.name, EventProbed)
 	}
 
-	if next.Connected {
-		return opts.ProbeInterval
+	if next.Connected || m.everConnected {
+		// Probes keep a fixed rate: a probe that waited for its timeout does not push the
+		// next one back, so a hung member is detected within interval × threshold (plus
+		// one timeout) and a returning one is seen within one interval.
+		return max(opts.ProbeInterval-elapsed, 0)
 	}
 	backoff := opts.ProbeInterval
 	for i := 1; i < next.Failures && backoff < opts.MaxBackoff; i++ {
@@ -212,31 +226,58 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 }
 
 // startCache builds the member's scoped cache, starts an informer for each registered
-// kind and attaches the registered handlers. It does not wait for the sync: Reader users
-// see the cache fill like any informer cache.
+// kind, waits (at most CacheSyncTimeout) until those have synced, and attaches the
+// registered handlers. Dynamically watched kinds are attached without waiting: a kind the
+// hub's identity may not list must not keep the member from connecting.
 func (m *member) startCache(parent context.Context) error {
-	opts, objs, handlers, kinds := m.owner.cacheOptions()
-	c, err := cache.New(m.config, opts)
+	m.stopCache() // a cache left by an earlier, failed attempt
+	opts, objs := m.owner.cacheOptions()
+	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
+	// timeout; only the watches themselves run without one.
+	httpClient, err := rest.HTTPClientFor(m.config)
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster %q: build HTTP client: %w", m.name, err)
+	}
+	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(m.config, httpClient); err != nil {
+		return fmt.Errorf("cluster %q: build REST mapper: %w", m.name, err)
+	}
+	c, err := cache.New(cacheRESTConfig(m.config), opts)
+	if err != nil {
+		return fmt.Errorf("cluster %q: build cache: %w", m.name, err)
 	}
 	ctx, cancel := context.WithCancel(parent)
+	synced := make([]toolscache.InformerSynced, 0, len(objs))
 	for _, obj := range objs {
-		// Not blocking: the cache is not started yet; it syncs in the background.
-		if _, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+		// Not blocking: the cache is not started yet.
+		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
 			cancel()
-			return fmt.Errorf("informer for %T: %w", obj, err)
+			return fmt.Errorf("cluster %q: informer for %T: %w", m.name, obj, err)
 		}
+		synced = append(synced, inf.HasSynced)
 	}
-	m.mu.Lock()
-	m.memberCache, m.cacheCancel = c, cancel
-	m.kinds = map[schema.GroupVersionKind]bool{}
-	m.mu.Unlock()
 	go func() {
 		if err := c.Start(ctx); err != nil {
 			log.FromContext(ctx).Error(err, "member cache stopped", "cluster", m.name)
 		}
 	}()
+	syncCtx, syncCancel := context.WithTimeout(ctx, m.owner.opts.CacheSyncTimeout)
+	defer syncCancel()
+	if !toolscache.WaitForCacheSync(syncCtx.Done(), synced...) {
+		cancel()
+		if parent.Err() != nil {
+			return parent.Err()
+		}
+		return fmt.Errorf("cluster %q: member cache did not sync within %s: %w", m.name, m.owner.opts.CacheSyncTimeout, context.DeadlineExceeded)
+	}
+	m.mu.Lock()
+	m.memberCache, m.cacheCancel = c, cancel
+	m.kinds = map[schema.GroupVersionKind]bool{}
+	m.mu.Unlock()
+	// Handlers registered while the cache synced attached nothing (there was no cache);
+	// take them now that the cache is set. One registered meanwhile may attach twice,
+	// which costs a duplicate enqueue, never a lost one.
+	handlers, kinds := m.owner.watchers()
 	for _, h := range handlers {
 		m.attach(h)
 	}

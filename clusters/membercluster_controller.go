@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/internal/status"
@@ -42,6 +43,10 @@ type MemberClusterReconciler struct {
 	// Heartbeat is how often status.lastProbeTime is refreshed when nothing else changes;
 	// it bounds the controller's steady-state writes to one per member per Heartbeat.
 	Heartbeat time.Duration
+	// CleanupTimeout bounds how long a deleted member waits for its clean-up (see
+	// reconcileDelete); Recorder reports how leaving went.
+	CleanupTimeout time.Duration
+	Recorder       recorder.EventRecorder
 }
 
 // Reconcile reads the MemberCluster, loads and checks its credentials, makes sure the
@@ -58,9 +63,10 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, err
 	}
 	if !mc.DeletionTimestamp.IsZero() {
-		// Other controllers may hold finalizers to clean up in this member; keep the
-		// connection until the object is gone.
-		return ctrl.Result{}, nil
+		return r.reconcileDelete(ctx, mc)
+	}
+	if err := r.ensureFinalizer(ctx, mc); err != nil {
+		return ctrl.Result{}, err
 	}
 	p := status.NewPatcher(r.Client, mc)
 	defer func() { err = p.Patch(ctx, mc, err) }()
@@ -71,7 +77,9 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, r.secretReadFailed(mc, readErr)
 	}
 	if credErr != nil {
-		r.Connections.Remove(mc.Name)
+		if !awaitsUnregistration(mc, credErr) {
+			r.Connections.Remove(mc.Name)
+		}
 		setCredentialsInvalid(mc, credErr)
 		return ctrl.Result{}, status.Stalled(credErr.Reason, errors.New(credErr.Detail))
 	}

@@ -24,6 +24,9 @@ func (r *MemberClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Heartbeat <= 0 {
 		r.Heartbeat = time.Minute
 	}
+	if r.CleanupTimeout <= 0 {
+		r.CleanupTimeout = 2 * time.Minute
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1alpha1.MemberCluster{}, secretRefIndex,
 		func(o client.Object) []string {
 			ref := o.(*fleetv1alpha1.MemberCluster).Spec.KubeconfigSecretRef

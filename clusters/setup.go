@@ -26,6 +26,9 @@ type SetupOptions struct {
 	Connections Options
 	// Heartbeat bounds how stale status.lastProbeTime may get when nothing changes.
 	Heartbeat time.Duration
+	// MemberCleanupTimeout bounds how long a deleted MemberCluster waits for the clean-up
+	// of what Flotilla wrote in it (an unreachable member leaves after this).
+	MemberCleanupTimeout time.Duration
 	// ClusterAPIPollInterval is how often the hub is checked for Cluster API's Cluster kind
 	// until it appears.
 	ClusterAPIPollInterval time.Duration
@@ -43,12 +46,14 @@ func Setup(mgr ctrl.Manager, opts SetupOptions) (*Connections, error) {
 		return nil, err
 	}
 	if err := (&MemberClusterReconciler{
-		Client:       mgr.GetClient(),
-		SecretReader: mgr.GetAPIReader(),
-		Connections:  conns,
-		Policy:       opts.Policy,
-		Registration: registration,
-		Heartbeat:    opts.Heartbeat,
+		Client:         mgr.GetClient(),
+		SecretReader:   mgr.GetAPIReader(),
+		Connections:    conns,
+		Policy:         opts.Policy,
+		Registration:   registration,
+		Heartbeat:      opts.Heartbeat,
+		CleanupTimeout: opts.MemberCleanupTimeout,
+		Recorder:       mgr.GetEventRecorder("flotilla-membercluster"),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up MemberCluster controller: %w", err)
 	}

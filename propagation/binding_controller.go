@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
@@ -39,6 +40,40 @@ type BindingReconciler struct {
 	Recorder recorder.EventRecorder
 	// Resync is the backstop period for drift the watches missed; jittered ±10%.
 	Resync time.Duration
+	// Slots bounds the reconciles working on one member at once (nil: two per member), so
+	// that members which stop answering hold few of the shared workers; see doc.go.
+	Slots *clusters.MemberSlots
+	// MemberTimeout bounds one reconcile's work on a member (every single call is bounded
+	// by the connection manager as well); zero means two minutes.
+	MemberTimeout time.Duration
+	slotsOnce     sync.Once
+}
+
+// busyRequeue is when a binding whose member had no free slot comes back: soon, since a
+// busy member is usually just a busy one, but without holding a worker meanwhile; slotWait
+// is how long a reconcile waits for a slot before it gives its worker back.
+const (
+	busyRequeue = 250 * time.Millisecond
+	slotWait    = 100 * time.Millisecond
+)
+
+// memberWork takes a slot of the member and bounds the work on it with MemberTimeout.
+// ok is false when the member is busy; the caller requeues.
+func (r *BindingReconciler) memberWork(ctx context.Context, cluster string) (context.Context, func(), bool) {
+	r.slotsOnce.Do(func() {
+		if r.Slots == nil {
+			r.Slots = clusters.NewMemberSlots(2)
+		}
+		if r.MemberTimeout <= 0 {
+			r.MemberTimeout = 2 * time.Minute
+		}
+	})
+	release, ok := r.Slots.Acquire(ctx, cluster, slotWait)
+	if !ok {
+		return ctx, nil, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.MemberTimeout)
+	return ctx, func() { cancel(); release() }, true
 }
 
 // Reconcile applies the released revision to the member, or cleans up on deletion. What the
@@ -55,8 +90,13 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		}
 		b = nil // the Baseline is gone; only clean-up remains
 	}
+	memberCtx, done, ok := r.memberWork(ctx, bb.Spec.ClusterName)
+	if !ok {
+		return ctrl.Result{RequeueAfter: busyRequeue}, nil
+	}
+	defer done()
 	if !bb.DeletionTimestamp.IsZero() || b == nil {
-		return r.reconcileDelete(ctx, bb, b)
+		return r.reconcileDelete(memberCtx, bb, b)
 	}
 	if controllerutil.AddFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup) {
 		if err := r.Client.Update(ctx, bb); err != nil {
@@ -65,7 +105,9 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	}
 	p := status.NewPatcher(r.Client, bb)
 	defer func() { err = p.Patch(ctx, bb, err) }()
-	return r.reconcileApply(ctx, bb, b)
+	// Member calls carry memberCtx; the deferred status write does not, so that a member
+	// that ran out of time still gets its failure reported.
+	return r.reconcileApply(memberCtx, bb, b)
 }
 
 func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
@@ -230,8 +272,10 @@ func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 }
 
 // reconcileDelete removes (deletionPolicy Delete) or releases (Orphan) what the binding
-// applied, then lets it go. On a member that is not connected nothing can be cleaned: the
-// finalizer stays until it reconnects, unless the member itself is being unregistered.
+// applied, then lets it go. On a member that is not connected or paused nothing can be
+// cleaned: the finalizer stays until it reconnects (or is unpaused), or until its
+// MemberCluster is gone — the MemberCluster's own finalizer waits a bounded time for this
+// clean-up and reports what it had to leave behind.
 func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup) {
 		return ctrl.Result{}, nil
@@ -241,6 +285,11 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 	memberGone := client.IgnoreNotFound(r.Client.Get(ctx, types.NamespacedName{Name: cluster}, mc)) == nil && mc.Name == ""
 	member, err := r.Members.Client(cluster)
 	switch {
+	case memberGone:
+		log.FromContext(ctx).Info("member is gone; dropping its binding without clean-up", "cluster", cluster)
+	case mc.Spec.Paused:
+		log.FromContext(ctx).Info("member is paused; clean-up waits", "cluster", cluster)
+		return ctrl.Result{}, nil // no writes to a paused member; unpausing brings us back
 	case err == nil:
 		owner := b
 		if owner == nil {
@@ -266,9 +315,8 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 		if !orphan {
 			prunes.WithLabelValues(cluster).Add(float64(len(bb.Status.Inventory)))
 		}
-	case memberGone || !mc.DeletionTimestamp.IsZero():
-		log.FromContext(ctx).Info("member is gone; dropping its binding without clean-up", "cluster", cluster)
 	default:
+		log.FromContext(ctx).Info("member is not connected; clean-up waits", "cluster", cluster, "reason", err.Error())
 		return ctrl.Result{}, nil // the connect event brings us back
 	}
 	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)

@@ -50,5 +50,6 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 		WatchesRawSource(access.ConnectionSource(bindingsOfCluster)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies}).
 		Complete(&BindingReconciler{Client: hub, Sources: sources, Members: access, Kinds: kinds,
+			Slots:    clusters.NewMemberSlots(opts.MaxConcurrentPerMember),
 			Recorder: mgr.GetEventRecorder("flotilla-propagation"), Resync: opts.Resync})
 }

@@ -81,6 +81,10 @@ func newEnvWith(t testing.TB, opts localfleet.Options) *env {
 	return e
 }
 
+// memberCleanupTimeout is how long a deleted, unreachable member waits for its clean-up in
+// these tests (two minutes in fleet-controller).
+const memberCleanupTimeout = 5 * time.Second
+
 // startController runs the hub controller's domains in process (as fleet-controller does).
 func (e *env) startController(t testing.TB) {
 	t.Helper()
@@ -94,7 +98,8 @@ func (e *env) startController(t testing.TB) {
 			Policy: clusters.CredentialPolicy{AllowLoopback: true},
 			Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
 				DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
-			Heartbeat: time.Minute,
+			Heartbeat:            time.Minute,
+			MemberCleanupTimeout: memberCleanupTimeout,
 		})
 		if err != nil {
 			return err

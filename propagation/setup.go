@@ -26,6 +26,8 @@ type SetupOptions struct {
 	Resync time.Duration
 	// MaxConcurrentApplies bounds how many members are applied to at once.
 	MaxConcurrentApplies int
+	// MaxConcurrentPerMember bounds how many of those work on one member (see doc.go).
+	MaxConcurrentPerMember int
 }
 
 // Setup adds the Baseline and BaselineBinding controllers to mgr (baseline_setup.go,
@@ -36,7 +38,10 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		opts.Resync = 10 * time.Minute
 	}
 	if opts.MaxConcurrentApplies <= 0 {
-		opts.MaxConcurrentApplies = 8
+		opts.MaxConcurrentApplies = 16
+	}
+	if opts.MaxConcurrentPerMember <= 0 {
+		opts.MaxConcurrentPerMember = 2
 	}
 	// Every Namespace of every member, for the perNamespace fan-out (new namespaces included).
 	if err := access.RegisterWatch(&corev1.Namespace{}, cache.ByObject{Label: labels.Everything()}); err != nil {

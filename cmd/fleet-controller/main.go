@@ -60,6 +60,12 @@ type options struct {
 	probeTimeout     time.Duration
 	failureThreshold int
 	maxBackoff       time.Duration
+	requestTimeout   time.Duration
+	cacheSyncTimeout time.Duration
+	cleanupTimeout   time.Duration
+	bindingWorkers   int
+	exportWorkers    int
+	perMember        int
 	heartbeat        time.Duration
 	resync           time.Duration
 	staleWindow      time.Duration
@@ -105,7 +111,18 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "Interval between health probes of a connected member.")
 	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Time limit of one member health probe.")
 	fs.IntVar(&o.failureThreshold, "probe-failure-threshold", 3, "Consecutive failed probes after which a member is disconnected.")
-	fs.DurationVar(&o.maxBackoff, "reconnect-max-backoff", 2*time.Minute, "Longest wait between probes of a disconnected member.")
+	fs.DurationVar(&o.maxBackoff, "reconnect-max-backoff", 2*time.Minute,
+		"Longest wait between probes of a member that never answered since it was registered (one that was connected is probed every --probe-interval).")
+	fs.DurationVar(&o.requestTimeout, "member-request-timeout", 10*time.Second,
+		"Time limit of every single call to a member API server (a hung member holds a worker at most this long).")
+	fs.DurationVar(&o.cacheSyncTimeout, "member-cache-sync-timeout", 30*time.Second,
+		"Time limit for a member's cache to sync when it connects; a member whose cache does not sync is not connected.")
+	fs.DurationVar(&o.cleanupTimeout, "member-cleanup-timeout", 2*time.Minute,
+		"How long a deleted MemberCluster waits for the clean-up of what Flotilla wrote in it before it leaves anyway (unreachable member).")
+	fs.IntVar(&o.bindingWorkers, "binding-workers", 16, "BaselineBindings reconciled at once, across the fleet.")
+	fs.IntVar(&o.exportWorkers, "export-workers", 16, "Exported Services synced at once, across the fleet.")
+	fs.IntVar(&o.perMember, "member-max-concurrency", 2,
+		"Binding reconciles working on one member at once (exports: twice this); members that stop answering hold at most this many workers each.")
 	fs.DurationVar(&o.heartbeat, "status-heartbeat", time.Minute,
 		"How often a member's status.lastProbeTime is refreshed when nothing else changed.")
 	fs.DurationVar(&o.resync, "baseline-resync", 10*time.Minute,
@@ -201,10 +218,13 @@ func run(args []string) error {
 			ProbeTimeout:     opts.probeTimeout,
 			FailureThreshold: opts.failureThreshold,
 			MaxBackoff:       opts.maxBackoff,
+			RequestTimeout:   opts.requestTimeout,
+			CacheSyncTimeout: opts.cacheSyncTimeout,
 			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
 			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
 		},
-		Heartbeat: opts.heartbeat,
+		Heartbeat:            opts.heartbeat,
+		MemberCleanupTimeout: opts.cleanupTimeout,
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
@@ -234,14 +254,17 @@ func run(args []string) error {
 		return err
 	}
 	if err := propagation.Setup(mgr, conns, propagation.SetupOptions{
-		HubNamespace: opts.hubNamespace,
-		Resync:       opts.resync,
+		HubNamespace:           opts.hubNamespace,
+		Resync:                 opts.resync,
+		MaxConcurrentApplies:   opts.bindingWorkers,
+		MaxConcurrentPerMember: opts.perMember,
 	}); err != nil {
 		return err
 	}
 	if err := servicesync.Setup(mgr, conns, servicesync.SetupOptions{
 		StaleWindow:           opts.staleWindow,
 		AllowSystemNamespaces: opts.allowSystemNS,
+		MaxConcurrentSyncs:    opts.exportWorkers,
 	}); err != nil {
 		return err
 	}

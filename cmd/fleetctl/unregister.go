@@ -18,9 +18,10 @@ import (
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
-// deletionTimeout bounds the wait for a MemberCluster's finalizers; a variable so that tests
-// of the timeout need not wait a minute.
-var deletionTimeout = 60 * time.Second
+// deletionTimeout bounds the wait for a MemberCluster's finalizers (fleet-controller gives
+// up on an unreachable member's clean-up after its --member-cleanup-timeout, two minutes by
+// default); a variable so that tests of the timeout need not wait minutes.
+var deletionTimeout = 3 * time.Minute
 
 // unregisterOptions are the flags and argument of `fleetctl unregister`.
 type unregisterOptions struct {
@@ -36,7 +37,9 @@ func newUnregisterCommand(hub *hubFlags) *cobra.Command {
 		Use:   "unregister NAME [--cleanup --member-kubeconfig FILE]",
 		Short: "Remove a member cluster from the hub and, with --cleanup, the hub's identity from the member",
 		Long: `unregister deletes the MemberCluster NAME and waits until it is gone (fleet-controller
-holds it while it cleans up, e.g. removes the member's service mirrors elsewhere), then
+holds it while it removes what Flotilla wrote in the member, per each Baseline's
+deletionPolicy, the mirrors of other members' Services in it and the mirrors of its
+Services everywhere), prints what was removed (and what an unreachable member kept), then
 deletes the hub's kubeconfig Secret for it if fleetctl created it. With --cleanup it also
 removes from the member what 'fleetctl register' created there: the token Secret, the
 ClusterRoleBinding, the ClusterRole and the ServiceAccount, and the namespace if nothing
@@ -97,10 +100,15 @@ func runUnregister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o 
 	}
 
 	hs := hubSteps(out)
+	before, err := snapshotLeaving(ctx, hubClient, o.name)
+	if err != nil {
+		return err
+	}
 	secretRef, err := deleteMemberCluster(ctx, hubClient, hs, o.name, o.hubNamespace)
 	if err != nil {
 		return err
 	}
+	before.report(ctx, hubClient, hs, memberSteps(out, o.name))
 	// The Secret goes only after the MemberCluster: fleet-controller needs the credentials
 	// while its finalizer cleans up.
 	if err := deleteKubeconfigSecret(ctx, hubClient, hs, secretRef); err != nil {

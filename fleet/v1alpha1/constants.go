@@ -157,3 +157,24 @@ const (
 	// ReasonRetrying: the last reconcile failed for a reason that may pass; it is retried with backoff.
 	ReasonRetrying = "Retrying"
 )
+
+// Leaving the fleet and Cluster API moves (MemberCluster reasons, events and annotations).
+const (
+	// ReasonLeaving: the MemberCluster is being deleted; the hub is removing what it wrote in the member.
+	ReasonLeaving = "Leaving"
+	// ReasonLeft (event): everything Flotilla wrote for the member was removed per deletionPolicy; the connection is closed.
+	ReasonLeft = "Left"
+	// ReasonCleanupIncomplete (event, condition): the member left before its clean-up finished; the message lists what was left behind.
+	ReasonCleanupIncomplete = "CleanupIncomplete"
+	// ReasonClusterMoving (event): a Cluster API Cluster is paused or being moved by clusterctl; its MemberCluster is kept.
+	ReasonClusterMoving = "ClusterMoving"
+	// AnnotationClusterAPIMoving on a MemberCluster records that its Cluster API Cluster was paused or being
+	// moved when last seen, so that the Cluster's disappearance is not taken as an unregistration.
+	AnnotationClusterAPIMoving = "fleet.flotilla.dev/cluster-api-moving"
+	// AnnotationClusterctlMove is set by clusterctl on a Cluster it is moving to another management cluster.
+	AnnotationClusterctlMove = "clusterctl.cluster.x-k8s.io/move"
+	// AnnotationClusterctlDeleteForMove is set by clusterctl on the source objects it deletes after a move.
+	AnnotationClusterctlDeleteForMove = "clusterctl.cluster.x-k8s.io/delete-for-move"
+	// AnnotationClusterAPIPaused is Cluster API's paused annotation (cluster.x-k8s.io/paused).
+	AnnotationClusterAPIPaused = "cluster.x-k8s.io/paused"
+)
