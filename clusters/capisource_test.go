@@ -34,7 +34,7 @@ const (
 	tenantNS = "capi-tenant"
 )
 
-var registryCAPINamespaces = []string{hubNS, capiNS}
+var registryCAPINamespaces = []string{hubNS, capiNS, "old-mgmt", "new-mgmt"} // the last two: TestClusterAPIMoveKeepsMember
 
 // installClusterAPICRD installs Cluster API's own Cluster CRD, as shipped in the
 // sigs.k8s.io/cluster-api module, into the hub of a running registry.
