@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flotilla-dev/flotilla/e2e/fleettest"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -19,7 +18,6 @@ import (
 // member and of its Services elsewhere — or, when fleet-controller gave up on an unreachable
 // member, its warning. The test plays fleet-controller: it reports and lets the
 // MemberCluster go.
-var must = fleettest.Must
 
 func TestUnregisterPrintsWhatWasRemoved(t *testing.T) {
 	f := localfleet.StartForTest(t, localfleet.Options{Members: 1})
