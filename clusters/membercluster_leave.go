@@ -3,6 +3,7 @@ package clusters
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (r *MemberClusterReconciler) findLeftovers(ctx context.Context, cluster str
 		switch {
 		case es.Spec.Source.Cluster == cluster:
 			l.exports = append(l.exports, es.Name)
-		case contains(es.Status.MirroredInto, cluster):
+		case slices.Contains(es.Status.MirroredInto, cluster):
 			l.mirrors = append(l.mirrors, es.Name)
 		}
 	}
@@ -79,15 +80,6 @@ func (r *MemberClusterReconciler) findLeftovers(ctx context.Context, cluster str
 	sort.Strings(l.exports)
 	sort.Strings(l.mirrors)
 	return l, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // reconcileDelete lets a member leave the fleet in order: the propagation and servicesync

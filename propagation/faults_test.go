@@ -111,7 +111,8 @@ func TestFrozenMemberDelaysNoOther(t *testing.T) {
 	e.waitValue(t, "member-3", "settings", "v2", 30*time.Second)
 
 	frozenAt := time.Now()
-	thaw := fleettest.FreezeAPIServer(t, e.fleet.Member("member-3").Dir)
+	member3 := e.fleet.Member("member-3")
+	fleettest.Must(t, member3.FreezeAPIServer()) // the fleet thaws it at teardown if the test fails first
 	// At once, before the hub can notice: member-3's calls hang, the others' must not wait.
 	start = time.Now()
 	e.setBaselineValue(t, "fleet-config", "settings", "v3")
@@ -129,7 +130,7 @@ func TestFrozenMemberDelaysNoOther(t *testing.T) {
 		t.Errorf("frozen member went NotReady after %s, want within %s (+2s slack)", detected, bound)
 	}
 
-	thaw()
+	fleettest.Must(t, member3.ThawAPIServer())
 	thawedAt := time.Now()
 	back := e.waitReady(t, "member-3", metav1.ConditionTrue, 30*time.Second).Sub(thawedAt)
 	caughtUp := e.waitValue(t, "member-3", "settings", "v3", 30*time.Second).Sub(thawedAt)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -68,20 +69,11 @@ func snapshotLeaving(ctx context.Context, c client.Client, cluster string) (*lea
 		switch {
 		case es.Spec.Source.Cluster == cluster:
 			l.exports = append(l.exports, es)
-		case contains(es.Status.MirroredInto, cluster):
+		case slices.Contains(es.Status.MirroredInto, cluster):
 			l.imports = append(l.imports, es)
 		}
 	}
 	return l, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // report prints what leaving the fleet removed, per Baseline and per export — or, when
