@@ -55,8 +55,13 @@ func TestUnregisterPrintsWhatWasRemoved(t *testing.T) {
 		return out.String()
 	}
 
-	must(t, hub.Create(ctx, &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "addons"}}))
-	orphan := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "policies"}}
+	configMap := func(name string) []fleetv1alpha1.ResourceSource {
+		return []fleetv1alpha1.ResourceSource{{Inline: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n  namespace: default\n"}}
+	}
+	must(t, hub.Create(ctx, &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "addons"},
+		Spec: fleetv1alpha1.BaselineSpec{Resources: configMap("addons-cm")}}))
+	orphan := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "policies"},
+		Spec: fleetv1alpha1.BaselineSpec{Resources: configMap("policies-cm")}}
 	orphan.Spec.DeletionPolicy = fleetv1alpha1.DeletionOrphan
 	must(t, hub.Create(ctx, orphan))
 	for _, b := range []string{"addons", "policies"} {

@@ -128,9 +128,12 @@ func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) err
 	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(after)) {
 		return reconcileErr
 	}
-	// The merge patch carries the full status diff against the snapshot; the object's
-	// resourceVersion is not sent, so a concurrent spec change does not make it fail.
-	if err := p.client.Status().Patch(ctx, obj, client.MergeFrom(p.before)); client.IgnoreNotFound(err) != nil {
+	// A merge patch replaces the conditions list whole, so a status written by someone else
+	// since the snapshot (a MemberCluster's RegistrationConflict comes from the Cluster API
+	// source) would be lost: the patch carries the snapshot's resourceVersion and a conflict
+	// is returned for a retry on a fresh read.
+	lock := client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})
+	if err := p.client.Status().Patch(ctx, obj, lock); client.IgnoreNotFound(err) != nil {
 		patchErr := fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err)
 		if reconcileErr == nil || errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
 			// Retried even after a user error: the status that tells the user is not written.
