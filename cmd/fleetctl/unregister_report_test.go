@@ -37,7 +37,7 @@ func TestUnregisterPrintsWhatWasRemoved(t *testing.T) {
 		}()
 		eventually(t, 20*time.Second, "MemberCluster m1 being deleted", func() error {
 			if err := hub.Get(ctx, client.ObjectKey{Name: "m1"}, mc); err != nil || mc.DeletionTimestamp == nil {
-				return fmt.Errorf("not deleting yet (%v)", err)
+				return fmt.Errorf("not deleting yet (get: %w)", err)
 			}
 			return nil
 		})
