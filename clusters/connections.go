@@ -203,7 +203,7 @@ func (c *Connections) Ensure(cluster string, creds *Credentials) error {
 		c.mu.Unlock()
 		return nil
 	}
-	m, err := newMember(c, cluster, creds)
+	m, err := newMember(c.memberConfig(), cluster, creds)
 	if err != nil {
 		c.mu.Unlock()
 		return err
@@ -439,6 +439,12 @@ func watchKey(obj client.Object) string {
 		return "metadata:" + p.GroupVersionKind().String()
 	}
 	return fmt.Sprintf("%T", obj)
+}
+
+// memberConfig is what a member of this manager is given (see member.go).
+func (c *Connections) memberConfig() memberConfig {
+	return memberConfig{opts: c.opts, scheme: c.scheme, metrics: c.metrics,
+		cacheOptions: c.cacheOptions, watchers: c.watchers, notify: c.notify}
 }
 
 func (c *Connections) notify(cluster string, kind EventKind) {

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
@@ -38,10 +39,26 @@ type Health struct {
 	Failures int
 }
 
+// memberConfig is what a member needs from the connection manager, handed to it by
+// newMember instead of a pointer to the manager, so that a member cannot reach (or lock)
+// the manager's state beyond these.
+type memberConfig struct {
+	opts    Options
+	scheme  *runtime.Scheme
+	metrics *connectionMetrics
+	// cacheOptions returns the registered watches as options of a new member cache, read
+	// when the cache is built (registrations may still arrive before the manager starts).
+	cacheOptions func() (cache.Options, []client.Object)
+	// watchers returns the event handlers and dynamic kinds to attach to a new cache.
+	watchers func() ([]watchHandler, []kindWatch)
+	// notify dispatches a connect, disconnect or probe event to the manager's listeners.
+	notify func(cluster string, kind EventKind)
+}
+
 // member is one member cluster's connection. Its own mutex guards its health and cache;
 // nothing here holds the Connections lock.
 type member struct {
-	owner  *Connections
+	cfg    memberConfig
 	name   string
 	hash   string
 	config *rest.Config
@@ -65,21 +82,21 @@ type member struct {
 	kinds map[schema.GroupVersionKind]bool
 }
 
-func newMember(owner *Connections, name string, creds *Credentials) (*member, error) {
-	cfg := memberRESTConfig(creds.Config, owner.opts.RequestTimeout)
-	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: owner.scheme})
+func newMember(mc memberConfig, name string, creds *Credentials) (*member, error) {
+	cfg := memberRESTConfig(creds.Config, mc.opts.RequestTimeout)
+	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mc.scheme})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
 	}
 	probeCfg := rest.CopyConfig(cfg)
-	probeCfg.Timeout = owner.opts.ProbeTimeout
+	probeCfg.Timeout = mc.opts.ProbeTimeout
 	disco, err := discovery.NewDiscoveryClientForConfig(probeCfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build discovery client: %w", name, err)
 	}
 	return &member{
-		owner: owner, name: name, hash: creds.Hash, config: cfg, client: cl, disco: disco,
-		deadlineClient: withDeadline(cl, owner.opts.RequestTimeout),
+		cfg: mc, name: name, hash: creds.Hash, config: cfg, client: cl, disco: disco,
+		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
 		done:           make(chan struct{}),
 		h:              Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
 	}, nil
@@ -133,10 +150,10 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 	Info(string, ...any)
 	Error(error, string, ...any)
 }) time.Duration {
-	opts := m.owner.opts
+	opts := m.cfg.opts
 	start := time.Now()
 	version, nodes, err := m.probe(ctx)
-	m.owner.metrics.probeLatency.WithLabelValues(m.name).Observe(time.Since(start).Seconds())
+	m.cfg.metrics.probeLatency.WithLabelValues(m.name).Observe(time.Since(start).Seconds())
 	if err == nil && !m.health().Connected {
 		// Connect only with a synced cache: controllers read members from it, and nothing
 		// may be garbage-collected from a cache that has not synced.
@@ -173,19 +190,19 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 	case next.Connected && !prev.Connected:
 		logger.Info("member connected", "version", version, "nodes", nodes, "after", elapsed)
 		m.everConnected = true
-		m.owner.metrics.setState(m.name, "connected")
-		m.owner.notify(m.name, EventConnected)
+		m.cfg.metrics.setState(m.name, "connected")
+		m.cfg.notify(m.name, EventConnected)
 	case !next.Connected && prev.Connected:
 		logger.Info("member disconnected", "failures", next.Failures, "reason", next.Reason)
 		m.stopCache()
-		m.owner.metrics.setState(m.name, "disconnected")
-		m.owner.metrics.reconnects.WithLabelValues(m.name).Inc()
-		m.owner.notify(m.name, EventDisconnected)
+		m.cfg.metrics.setState(m.name, "disconnected")
+		m.cfg.metrics.reconnects.WithLabelValues(m.name).Inc()
+		m.cfg.notify(m.name, EventDisconnected)
 	case prev.Reason != next.Reason || prev.Version != next.Version || prev.Nodes != next.Nodes:
 		if !next.Connected {
-			m.owner.metrics.setState(m.name, "disconnected")
+			m.cfg.metrics.setState(m.name, "disconnected")
 		}
-		m.owner.notify(m.name, EventProbed)
+		m.cfg.notify(m.name, EventProbed)
 	}
 
 	if next.Connected || m.everConnected {
@@ -203,7 +220,7 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 
 // probe asks the member for its version and counts its nodes, bounded by ProbeTimeout.
 func (m *member) probe(ctx context.Context) (string, int32, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.owner.opts.ProbeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.opts.ProbeTimeout)
 	defer cancel()
 	v, err := serverVersion(ctx, m.disco)
 	if err != nil {
@@ -231,7 +248,7 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 // hub's identity may not list must not keep the member from connecting.
 func (m *member) startCache(parent context.Context) error {
 	m.stopCache() // a cache left by an earlier, failed attempt
-	opts, objs := m.owner.cacheOptions()
+	opts, objs := m.cfg.cacheOptions()
 	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
 	// timeout; only the watches themselves run without one.
 	httpClient, err := rest.HTTPClientFor(m.config)
@@ -261,14 +278,14 @@ func (m *member) startCache(parent context.Context) error {
 			log.FromContext(ctx).Error(err, "member cache stopped", "cluster", m.name)
 		}
 	}()
-	syncCtx, syncCancel := context.WithTimeout(ctx, m.owner.opts.CacheSyncTimeout)
+	syncCtx, syncCancel := context.WithTimeout(ctx, m.cfg.opts.CacheSyncTimeout)
 	defer syncCancel()
 	if !toolscache.WaitForCacheSync(syncCtx.Done(), synced...) {
 		cancel()
 		if parent.Err() != nil {
 			return parent.Err()
 		}
-		return fmt.Errorf("cluster %q: member cache did not sync within %s: %w", m.name, m.owner.opts.CacheSyncTimeout, context.DeadlineExceeded)
+		return fmt.Errorf("cluster %q: member cache did not sync within %s: %w", m.name, m.cfg.opts.CacheSyncTimeout, context.DeadlineExceeded)
 	}
 	m.mu.Lock()
 	m.memberCache, m.cacheCancel = c, cancel
@@ -277,7 +294,7 @@ func (m *member) startCache(parent context.Context) error {
 	// Handlers registered while the cache synced attached nothing (there was no cache);
 	// take them now that the cache is set. One registered meanwhile may attach twice,
 	// which costs a duplicate enqueue, never a lost one.
-	handlers, kinds := m.owner.watchers()
+	handlers, kinds := m.cfg.watchers()
 	for _, h := range handlers {
 		m.attach(h)
 	}

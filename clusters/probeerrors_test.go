@@ -61,7 +61,7 @@ func TestProbeClassifiesHostileAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			creds, err := LoadCredentials(tt.kubeconfig, tt.policy)
 			must(t, err)
-			m, err := newMember(conns, "hostile", creds)
+			m, err := newMember(conns.memberConfig(), "hostile", creds)
 			must(t, err)
 			_, _, err = m.probe(context.Background())
 			if err == nil {
