@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -125,12 +126,13 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 		return false, r.refuse(ctx, req, es, invalid)
 	}
 
-	targets, err := r.targets(ctx, req, exp)
+	targets, away, err := r.targets(ctx, req, exp)
 	if err != nil {
 		return false, err
 	}
 	out := r.writeMirrors(ctx, req, targets, in, res)
 	gcErr := r.collect(ctx, req, targets, keepNames(in, res))
+	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
 	recordSync(es, exp, res, out)
@@ -254,22 +256,28 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, s
 }
 
 // targets are the connected members, other than the source, selected by export-to, where
-// the source's namespace exists.
-func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) ([]string, error) {
+// the source's namespace exists. away are the selected members that are not connected (yet):
+// whatever mirrors they hold stay there untouched until they are back.
+func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) (_ []string, away map[string]bool, _ error) {
 	list := &fleetv1alpha1.MemberClusterList{}
 	if err := r.Client.List(ctx, list); err != nil {
-		return nil, fmt.Errorf("list MemberClusters: %w", err)
+		return nil, nil, fmt.Errorf("list MemberClusters: %w", err)
 	}
+	away = map[string]bool{}
 	connected := map[string]bool{}
 	for _, c := range r.Members.Connected() {
 		connected[c] = true
 	}
 	var out []string
 	for _, mc := range list.Items {
-		if mc.Name == req.Cluster || !connected[mc.Name] || !mc.DeletionTimestamp.IsZero() {
+		if mc.Name == req.Cluster || !mc.DeletionTimestamp.IsZero() {
 			continue
 		}
 		if exp.ExportTo != nil && !exp.ExportTo.Matches(labels.Set(mc.Labels)) {
+			continue
+		}
+		if !connected[mc.Name] {
+			away[mc.Name] = true
 			continue
 		}
 		reader, err := r.Members.Reader(mc.Name)
@@ -280,10 +288,24 @@ func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return nil, fmt.Errorf("read Namespace %s in cluster %q: %w", req.Namespace, mc.Name, err)
+			return nil, nil, fmt.Errorf("read Namespace %s in cluster %q: %w", req.Namespace, mc.Name, err)
 		}
 		out = append(out, mc.Name)
 	}
 	sort.Strings(out)
-	return out, nil
+	return out, away, nil
+}
+
+// keepAway adds to the members now holding a current mirror those that held one before and
+// are only away: their mirrors were neither updated nor removed, so the catalog still lists
+// them (a restarted hub must not report an export as mirrored nowhere while it reconnects).
+func keepAway(mirrored, before []string, away map[string]bool) []string {
+	out := slices.Clone(mirrored)
+	for _, m := range before {
+		if away[m] && !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
