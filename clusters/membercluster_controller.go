@@ -68,7 +68,7 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.ensureFinalizer(ctx, mc); err != nil {
 		return ctrl.Result{}, err
 	}
-	p := status.NewPatcher(r.Client, mc)
+	p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock())
 	defer func() { err = p.Patch(ctx, mc, err) }()
 	lastProbe := mc.Status.LastProbeTime
 

@@ -99,7 +99,7 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 	}
 	waited := time.Since(mc.DeletionTimestamp.Time)
 	if !left.empty() && !mc.Spec.Paused && waited < r.CleanupTimeout {
-		p := status.NewPatcher(r.Client, mc)
+		p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock())
 		status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonLeaving,
 			"leaving the fleet; waiting for the clean-up of "+left.String())
 		if err := p.Patch(ctx, mc, nil); err != nil {
@@ -117,7 +117,7 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 			why = "the member is paused, so nothing was written to it"
 		}
 		msg := fmt.Sprintf("left the fleet with clean-up incomplete: %s; left behind: %s", why, left)
-		p := status.NewPatcher(r.Client, mc)
+		p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock())
 		status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonCleanupIncomplete, msg)
 		if err := p.Patch(ctx, mc, nil); err != nil {
 			return ctrl.Result{}, err

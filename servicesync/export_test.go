@@ -3,6 +3,7 @@ package servicesync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,8 +255,17 @@ func TestSourceLifecycle(t *testing.T) {
 
 	parent := t
 	t.Run("a restarted hub controller writes nothing into members", func(t *testing.T) {
+		// The catalog entry as the first controller left it, once it reports the mirror.
 		es := &fleetv1alpha1.ExportedService{}
-		must(t, e.hub.Get(ctx, types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", "web")}, es))
+		eventually(t, 30*time.Second, "the catalog entry to report the mirror in member-2", func() error {
+			if err := e.hub.Get(ctx, types.NamespacedName{Name: fleetv1alpha1.ExportedServiceName("member-1", "shop", "web")}, es); err != nil {
+				return err
+			}
+			if !slices.Equal(es.Status.MirroredInto, []string{"member-2"}) || es.Status.ObservedGeneration != es.Generation {
+				return fmt.Errorf("status %+v", es.Status)
+			}
+			return nil
+		})
 		e.stop()
 		reconciled := fleettest.Reconciles(t, "exportedservice")
 		writes := e.markControllerWrites(t)

@@ -86,12 +86,27 @@ func StalledReason(err error) (string, bool) {
 type Patcher struct {
 	client client.Client
 	before Object
+	lock   bool
 }
+
+// Option changes how a Patcher writes.
+type Option func(*Patcher)
+
+// WithOptimisticLock sends the snapshot's resourceVersion with the patch, for objects whose
+// status has more than one writer: a merge patch replaces the conditions list whole, so
+// without it one writer's condition (a MemberCluster's RegistrationConflict, written by the
+// Cluster API source) would be lost to the other's stale copy. A conflict is returned for a
+// retry on a fresh read. Single-writer objects do without it: each reconcile recomputes
+// their whole status, and a patch from a stale cache read is merely redundant.
+func WithOptimisticLock() Option { return func(p *Patcher) { p.lock = true } }
 
 // NewPatcher snapshots obj and clears the conditions that describe one reconcile only
 // (Stalled, Reconciling): the phases set them again while they still hold.
-func NewPatcher(c client.Client, obj Object) *Patcher {
+func NewPatcher(c client.Client, obj Object, opts ...Option) *Patcher {
 	p := &Patcher{client: c, before: obj.DeepCopyObject().(Object)}
+	for _, o := range opts {
+		o(p)
+	}
 	Remove(obj, fleetv1alpha1.ConditionStalled)
 	Remove(obj, fleetv1alpha1.ConditionReconciling)
 	return p
@@ -128,12 +143,11 @@ func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) err
 	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(after)) {
 		return reconcileErr
 	}
-	// A merge patch replaces the conditions list whole, so a status written by someone else
-	// since the snapshot (a MemberCluster's RegistrationConflict comes from the Cluster API
-	// source) would be lost: the patch carries the snapshot's resourceVersion and a conflict
-	// is returned for a retry on a fresh read.
-	lock := client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})
-	if err := p.client.Status().Patch(ctx, obj, lock); client.IgnoreNotFound(err) != nil {
+	patch := client.MergeFrom(p.before)
+	if p.lock {
+		patch = client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})
+	}
+	if err := p.client.Status().Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
 		patchErr := fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err)
 		if reconcileErr == nil || errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
 			// Retried even after a user error: the status that tells the user is not written.
