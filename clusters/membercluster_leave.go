@@ -39,17 +39,22 @@ func (l leftovers) empty() bool {
 	return len(l.bindings) == 0 && len(l.exports) == 0 && len(l.mirrors) == 0
 }
 
-// String lists what is left, for a condition message or an event.
+// leftoversListed is how many items of each kind String names: the event that carries it
+// holds 1 KiB (status.MaxNote), and a member can hold mirrors of hundreds of exports.
+const leftoversListed = 5
+
+// String lists what is left, for a condition message or an event: the first few of each
+// kind, and how many more.
 func (l leftovers) String() string {
 	var parts []string
 	if len(l.bindings) > 0 {
-		parts = append(parts, "Baseline objects of "+strings.Join(l.bindings, ", "))
+		parts = append(parts, "Baseline objects of "+status.List(l.bindings, leftoversListed, ", "))
 	}
 	if len(l.exports) > 0 {
-		parts = append(parts, "mirrors of its exports "+strings.Join(l.exports, ", "))
+		parts = append(parts, "mirrors of its exports "+status.List(l.exports, leftoversListed, ", "))
 	}
 	if len(l.mirrors) > 0 {
-		parts = append(parts, "mirrors in it of "+strings.Join(l.mirrors, ", "))
+		parts = append(parts, "mirrors in it of "+status.List(l.mirrors, leftoversListed, ", "))
 	}
 	return strings.Join(parts, "; ")
 }

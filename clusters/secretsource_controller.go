@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -112,6 +113,7 @@ func (r *SecretSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	inHubNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == r.HubNamespace })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("secretsource").
+		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
 		WatchesMetadata(&corev1.Secret{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(inHubNamespace)).
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(secretOfRegistration(fleetv1alpha1.RegistrationSecret))).
 		Complete(r)

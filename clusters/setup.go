@@ -9,6 +9,8 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // SetupOptions configure the cluster registry.
@@ -53,14 +55,14 @@ func Setup(mgr ctrl.Manager, opts SetupOptions) (*Connections, error) {
 		Registration:   registration,
 		Heartbeat:      opts.Heartbeat,
 		CleanupTimeout: opts.MemberCleanupTimeout,
-		Recorder:       mgr.GetEventRecorder("flotilla-membercluster"),
+		Recorder:       status.Events(mgr.GetEventRecorder("flotilla-membercluster")),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up MemberCluster controller: %w", err)
 	}
 	if err := (&SecretSourceReconciler{
 		Client:       mgr.GetClient(),
 		HubNamespace: opts.HubNamespace,
-		Recorder:     mgr.GetEventRecorder("flotilla-secret-source"),
+		Recorder:     status.Events(mgr.GetEventRecorder("flotilla-secret-source")),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up kubeconfig Secret source: %w", err)
 	}
@@ -70,7 +72,7 @@ func Setup(mgr ctrl.Manager, opts SetupOptions) (*Connections, error) {
 		interval: opts.ClusterAPIPollInterval,
 		source: &ClusterAPISourceReconciler{
 			Client:   mgr.GetClient(),
-			Recorder: mgr.GetEventRecorder("flotilla-cluster-api-source"),
+			Recorder: status.Events(mgr.GetEventRecorder("flotilla-cluster-api-source")),
 			Policy:   registration,
 		},
 	}); err != nil {

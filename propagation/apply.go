@@ -3,7 +3,6 @@ package propagation
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -51,7 +50,15 @@ type applier struct {
 	// inventory holds the UIDs of the binding's inventory: objects the Baseline owns
 	// whatever their labels say.
 	inventory map[types.UID]bool
+	// fits checks, against the hub's limit, the inventory of a Baseline that does not prune
+	// and so keeps kept objects that left it; nil accepts any.
+	fits func(kept int) error
 }
+
+// tooLargeError is a Baseline that would own more objects in the member than the hub allows.
+type tooLargeError struct{ err error }
+
+func (e *tooLargeError) Error() string { return e.err.Error() }
 
 func (a *applier) manager() *ssa.ResourceManager {
 	poller := polling.NewStatusPoller(a.member, a.member.RESTMapper(), polling.Options{})
@@ -79,6 +86,11 @@ func (a *applier) apply(ctx context.Context, desired []render.Document, inventor
 	out.Prune = p.Prune
 	if out.UnknownKinds = p.UnknownKinds; len(out.UnknownKinds) > 0 {
 		return out, nil
+	}
+	if a.fits != nil && !pruning(a.baseline) {
+		if err := a.fits(len(p.Prune)); err != nil {
+			return out, &tooLargeError{err: err}
+		}
 	}
 	for _, stage := range p.Stages {
 		for _, o := range stage.Objects {
@@ -319,13 +331,4 @@ func (a *applier) orphan(ctx context.Context, e fleetv1alpha1.InventoryEntry) er
 		return fmt.Errorf("orphan %s: %w", render.EntryRef(e), err)
 	}
 	return nil
-}
-
-// summarize joins the first few items of a list for a condition message.
-func summarize(items []string) string {
-	const show = 3
-	if len(items) <= show {
-		return strings.Join(items, "; ")
-	}
-	return fmt.Sprintf("%s; and %d more", strings.Join(items[:show], "; "), len(items)-show)
 }

@@ -82,14 +82,17 @@ func (r *BaselineReconciler) sourceFailed(b *fleetv1alpha1.Baseline, err error) 
 	msg := srcErr.msg + "; " + sourceHint(srcErr.reason)
 	r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, srcErr.reason, "Render", "%s", msg)
 	status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, srcErr.reason,
-		"stalled: no member gets a revision that does not render; members keep the one they have")
+		"stalled: no member gets a revision the hub refused; members keep the one they have")
 	return status.Stalled(srcErr.reason, errors.New(msg))
 }
 
 // sourceHint says what a person can do about a source error.
 func sourceHint(reason string) string {
-	if reason == fleetv1alpha1.ReasonSourceNotFound {
+	switch reason {
+	case fleetv1alpha1.ReasonSourceNotFound:
 		return "create it in the hub namespace or correct the reference; the Baseline is reconciled again when it appears"
+	case fleetv1alpha1.ReasonBaselineTooLarge:
+		return "split it into several Baselines, or have the hub administrator raise the limit; nothing of it is applied"
 	}
 	return "fix the source; the Baseline is reconciled again when the source or the Baseline changes"
 }

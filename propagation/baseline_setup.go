@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // sourceRefIndex indexes Baselines by "ConfigMap/<name>" and "Secret/<name>" of their sources.
@@ -44,7 +45,7 @@ func setupBaseline(mgr ctrl.Manager, sources *sourceReader, opts SetupOptions) e
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(allBaselines)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(baselinesForSource("ConfigMap")), inHubNamespace).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(baselinesForSource("Secret")), inHubNamespace).
-		Complete(&BaselineReconciler{Client: hub, Sources: sources, Recorder: mgr.GetEventRecorder("flotilla-propagation")})
+		Complete(&BaselineReconciler{Client: hub, Sources: sources, Recorder: status.Events(mgr.GetEventRecorder("flotilla-propagation"))})
 }
 
 // sourceRefs is the sourceRefIndex of a Baseline.

@@ -46,7 +46,10 @@ type BindingReconciler struct {
 	// MemberTimeout bounds one reconcile's work on a member (every single call is bounded
 	// by the connection manager as well); zero means two minutes.
 	MemberTimeout time.Duration
-	slotsOnce     sync.Once
+	// Limits bound what a Baseline may own in one member (the inventory); zero fields take
+	// the defaults.
+	Limits    Limits
+	slotsOnce sync.Once
 }
 
 // busyRequeue is when a binding whose member had no free slot comes back: soon, since a
@@ -160,17 +163,30 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if err != nil {
 		return r.failed(bb, b, fleetv1alpha1.ReasonInvalidSource, err)
 	}
+	// The fan-out into namespaces decides what the Baseline owns in this member: the
+	// inventory, which must stay bounded, so an oversized one is refused before any write.
+	limits := r.Limits.withDefaults()
+	fits := func(kept int) error {
+		return limits.checkMember(cluster, len(out.resources), len(out.perNamespace), len(desired), kept)
+	}
+	if err := fits(0); err != nil {
+		return r.failed(bb, b, fleetv1alpha1.ReasonBaselineTooLarge, err)
+	}
 	for _, d := range desired {
 		r.Kinds.EnsureKind(d.Object.GroupVersionKind())
 	}
 
 	start := time.Now()
-	a := &applier{member: member, baseline: b}
+	a := &applier{member: member, baseline: b, fits: fits}
 	if cached, err := r.Members.Reader(cluster); err == nil {
 		a.cached = cached
 	}
 	res, err := a.apply(ctx, desired, bb.Status.Inventory)
 	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
+	var tooLarge *tooLargeError
+	if errors.As(err, &tooLarge) {
+		return r.failed(bb, b, fleetv1alpha1.ReasonBaselineTooLarge, tooLarge.err)
+	}
 	if err != nil {
 		applies.WithLabelValues(cluster, "failed").Inc()
 		return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("apply to cluster %q: %w", cluster, err))
@@ -178,20 +194,21 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if len(res.UnknownKinds) > 0 {
 		applies.WithLabelValues(cluster, "failed").Inc()
 		return r.failed(bb, b, fleetv1alpha1.ReasonUnknownKind,
-			fmt.Errorf("cluster %q does not serve the kind of %s; nothing was applied", cluster, summarize(res.UnknownKinds)))
+			fmt.Errorf("cluster %q does not serve the kind of %s; nothing was applied", cluster, status.List(res.UnknownKinds, listed, "; ")))
 	}
 	applies.WithLabelValues(cluster, "succeeded").Inc()
 	objectsWritten.WithLabelValues(cluster).Add(float64(res.Written))
 
 	pruned := 0
-	if b.Spec.Policy == fleetv1alpha1.PolicyEnforce && (b.Spec.Prune == nil || *b.Spec.Prune) {
+	if pruning(b) {
 		if pruned, err = a.prune(ctx, res.Prune); err != nil {
 			return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("prune in cluster %q: %w", cluster, err))
 		}
 		prunes.WithLabelValues(cluster).Add(float64(pruned))
 	} else {
-		// Without pruning, objects that left the Baseline stay listed: they are still ours.
-		res.Owned = mergeInventory(bb.Status.Inventory, res.Owned)
+		// Without pruning, objects that left the Baseline and are still its own in the
+		// member stay listed; those gone or taken over by someone else are not ours.
+		res.Owned = keepInventory(res.Owned, res.Prune)
 	}
 	r.report(bb, b, res, pruned)
 	if len(res.Unhealthy) > 0 {
@@ -245,17 +262,17 @@ func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 	status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded, msg)
 
 	if len(res.Unhealthy) > 0 {
-		status.Set(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionFalse, fleetv1alpha1.ReasonUnhealthy, summarize(res.Unhealthy))
+		status.Set(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionFalse, fleetv1alpha1.ReasonUnhealthy, status.List(res.Unhealthy, listed, "; "))
 	} else {
 		status.Set(bb, fleetv1alpha1.ConditionHealthy, metav1.ConditionTrue, fleetv1alpha1.ReasonHealthy, "every applied object is healthy")
 	}
 
 	switch {
 	case b.Spec.Policy == fleetv1alpha1.PolicyInform && len(res.Drifted) > 0:
-		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, summarize(res.Drifted))
+		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, status.List(res.Drifted, listed, "; "))
 	case len(res.Drifted) > 0:
 		driftCorrections.WithLabelValues(cluster).Add(float64(len(res.Drifted)))
-		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+summarize(res.Drifted))
+		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+status.List(res.Drifted, listed, "; "))
 	default:
 		if c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionDrifted); c == nil || c.Status != metav1.ConditionFalse {
 			status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonInSync, "the member matches the Baseline")
@@ -264,8 +281,8 @@ func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 
 	if len(res.Conflicts) > 0 {
 		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther,
-			"left untouched: "+summarize(res.Conflicts))
-		r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, fleetv1alpha1.ReasonOwnedByOther, "Apply", "cluster %q: %s", cluster, summarize(res.Conflicts))
+			"left untouched: "+status.List(res.Conflicts, listed, "; "))
+		r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, fleetv1alpha1.ReasonOwnedByOther, "Apply", "cluster %q: %s", cluster, status.List(res.Conflicts, listed, "; "))
 	} else {
 		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionFalse, fleetv1alpha1.ReasonNoConflict, "no object is owned by someone else")
 	}
@@ -323,17 +340,32 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 	return ctrl.Result{}, r.Client.Update(ctx, bb)
 }
 
-func mergeInventory(old, current []fleetv1alpha1.InventoryEntry) []fleetv1alpha1.InventoryEntry {
+// pruning tells whether b deletes what left it: only Enforce with spec.prune on.
+func pruning(b *fleetv1alpha1.Baseline) bool {
+	return b.Spec.Policy == fleetv1alpha1.PolicyEnforce && (b.Spec.Prune == nil || *b.Spec.Prune)
+}
+
+// keepInventory is the inventory of a Baseline that does not prune: what it owns now and
+// what left it but is still its own in the member (the plan's prune list, every entry kept).
+func keepInventory(owned []fleetv1alpha1.InventoryEntry, left []plan.Prune) []fleetv1alpha1.InventoryEntry {
 	seen := map[fleetv1alpha1.InventoryEntry]bool{}
-	var out []fleetv1alpha1.InventoryEntry
-	for _, e := range append(append([]fleetv1alpha1.InventoryEntry(nil), current...), old...) {
-		if !seen[render.EntryKey(e)] {
-			seen[render.EntryKey(e)] = true
-			out = append(out, e)
+	out := make([]fleetv1alpha1.InventoryEntry, 0, len(owned)+len(left))
+	for _, e := range owned {
+		seen[render.EntryKey(e)] = true
+		out = append(out, e)
+	}
+	for _, p := range left {
+		if !seen[render.EntryKey(p.Entry)] {
+			seen[render.EntryKey(p.Entry)] = true
+			out = append(out, p.Entry)
 		}
 	}
 	return out
 }
+
+// listed is how many objects a binding's condition message names (conflicts, drift,
+// unhealthy objects, unknown kinds); the rest are counted.
+const listed = 3
 
 // jitter spreads periodic resyncs of many bindings over ±10% of the period.
 func jitter(d time.Duration) time.Duration {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // setupBinding adds the BaselineBinding controller: a binding is reconciled when it or its
@@ -51,5 +52,5 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies}).
 		Complete(&BindingReconciler{Client: hub, Sources: sources, Members: access, Kinds: kinds,
 			Slots:    clusters.NewMemberSlots(opts.MaxConcurrentPerMember),
-			Recorder: mgr.GetEventRecorder("flotilla-propagation"), Resync: opts.Resync})
+			Recorder: status.Events(mgr.GetEventRecorder("flotilla-propagation")), Resync: opts.Resync, Limits: opts.Limits})
 }

@@ -35,6 +35,8 @@ type env struct {
 	// heapBeforeMembers is the process's heap in use with the controller running and no
 	// member registered yet: benchmarks report hub heap per member as the growth from here.
 	heapBeforeMembers uint64
+	// limits are the controller's Baseline limits (zero: the defaults).
+	limits Limits
 }
 
 func newEnv(t testing.TB, members int) *env {
@@ -47,8 +49,14 @@ func newEnv(t testing.TB, members int) *env {
 // test's own in the members' audit logs.
 func newEnvWith(t testing.TB, opts localfleet.Options) *env {
 	t.Helper()
+	return newEnvLimited(t, opts, Limits{})
+}
+
+// newEnvLimited is newEnvWith for a controller with the given Baseline limits.
+func newEnvLimited(t testing.TB, opts localfleet.Options, limits Limits) *env {
+	t.Helper()
 	fleet := localfleet.StartForTest(t, opts)
-	e := &env{fleet: fleet, members: map[string]client.Client{}}
+	e := &env{fleet: fleet, members: map[string]client.Client{}, limits: limits}
 	for _, m := range fleet.Members {
 		c, err := m.Client()
 		must(t, err)
@@ -104,7 +112,7 @@ func (e *env) startController(t testing.TB) {
 		if err != nil {
 			return err
 		}
-		return Setup(mgr, conns, SetupOptions{HubNamespace: hubNS, Resync: time.Minute})
+		return Setup(mgr, conns, SetupOptions{HubNamespace: hubNS, Resync: time.Minute, Limits: e.limits})
 	})
 }
 

@@ -28,6 +28,8 @@ type SetupOptions struct {
 	MaxConcurrentApplies int
 	// MaxConcurrentPerMember bounds how many of those work on one member (see doc.go).
 	MaxConcurrentPerMember int
+	// Limits bound the size of a Baseline; zero fields take the defaults.
+	Limits Limits
 }
 
 // Setup adds the Baseline and BaselineBinding controllers to mgr (baseline_setup.go,
@@ -47,7 +49,8 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if err := access.RegisterWatch(&corev1.Namespace{}, cache.ByObject{Label: labels.Everything()}); err != nil {
 		return err
 	}
-	sources := &sourceReader{cache: mgr.GetClient(), apiReader: mgr.GetAPIReader(), hubNamespace: opts.HubNamespace}
+	opts.Limits = opts.Limits.withDefaults()
+	sources := &sourceReader{cache: mgr.GetClient(), apiReader: mgr.GetAPIReader(), hubNamespace: opts.HubNamespace, limits: opts.Limits}
 	if err := setupBaseline(mgr, sources, opts); err != nil {
 		return fmt.Errorf("set up Baseline controller: %w", err)
 	}

@@ -36,10 +36,12 @@ type sourceReader struct {
 	cache        client.Reader
 	apiReader    client.Reader
 	hubNamespace string
+	limits       Limits
 }
 
-// render reads and validates every source of b. A *sourceError means the Baseline is
-// unusable as written; any other error is transient.
+// render reads and validates every source of b, and refuses one that passes the hub's
+// limits. A *sourceError means the Baseline is unusable as written; any other error is
+// transient.
 func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*rendered, error) {
 	out, err := render.Read(ctx, s.cache, s.apiReader, s.hubNamespace, b)
 	var srcErr *render.SourceError
@@ -52,6 +54,9 @@ func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*
 			msg: fmt.Sprintf("%s: %s %s/%s not found (sources are read from the hub namespace)", srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)}
 	case err != nil:
 		return nil, err
+	}
+	if tooLarge := s.limits.checkRendered(out); tooLarge != nil {
+		return nil, tooLarge
 	}
 	return &rendered{revision: out.Revision, resources: out.Resources, perNamespace: out.PerNamespace}, nil
 }

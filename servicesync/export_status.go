@@ -2,7 +2,6 @@ package servicesync
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,9 +30,11 @@ func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirr
 			st.ReadyEndpoints++
 		}
 	}
+	// MirroredInto is not capped: it is bounded by the fleet's size, and the controller
+	// reads it back (members that are away keep their place in it).
 	st.MirroredInto = out.mirrored
-	st.Refused = res.Refused
-	st.Conflicts = out.conflicts
+	st.Refused, st.RefusedOmitted = status.Cap(res.Refused, fleetv1alpha1.MaxListed)
+	st.Conflicts, st.ConflictsOmitted = status.Cap(out.conflicts, fleetv1alpha1.MaxListed)
 
 	if len(out.conflicts) > 0 {
 		msgs := make([]string, 0, len(out.conflicts))
@@ -41,15 +42,19 @@ func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirr
 			msgs = append(msgs, c.Cluster+": "+c.Message)
 		}
 		summarize(es, metav1.ConditionFalse, fleetv1alpha1.ReasonNameClash,
-			strings.Join(msgs, "; ")+"; rename or remove the object in the way, or narrow the export with "+fleetv1alpha1.AnnotationExportTo)
+			status.List(msgs, messageItems, "; ")+"; rename or remove the object in the way, or narrow the export with "+fleetv1alpha1.AnnotationExportTo)
 		return
 	}
 	msg := fmt.Sprintf("mirrored into %d members", len(out.mirrored))
 	if len(res.Refused) > 0 {
-		msg += "; refused addresses: " + strings.Join(res.Refused, ", ")
+		msg += "; refused addresses: " + status.List(res.Refused, messageItems, ", ")
 	}
 	summarize(es, metav1.ConditionTrue, fleetv1alpha1.ReasonMirrored, msg)
 }
+
+// messageItems is how many conflicts or refused addresses the Synced message names; the
+// status lists hold more, and both count the rest.
+const messageItems = 10
 
 // recordRefusal records an export that is not honoured: nothing is published.
 func recordRefusal(es *fleetv1alpha1.ExportedService, invalid error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -72,6 +73,8 @@ type options struct {
 	allowSystemNS    bool
 	capiNamespaces   string
 	capiLabelKeys    string
+	maxObjects       int
+	maxBytes         resource.Quantity
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -131,6 +134,18 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"How long mirrors of a disconnected member's Services keep their endpoints ready.")
 	fs.BoolVar(&o.allowSystemNS, "allow-system-namespace-exports", false,
 		"Let Services in kube-system, kube-public and kube-node-lease be exported.")
+	fs.IntVar(&o.maxObjects, "max-baseline-objects", propagation.DefaultMaxObjects,
+		fmt.Sprintf("Most objects a Baseline may own in one member, after the perNamespace fan-out (at most %d); a larger one is refused (BaselineTooLarge) and nothing of it applied.", fleetv1alpha1.MaxInventory))
+	o.maxBytes = *resource.NewQuantity(propagation.DefaultMaxBytes, resource.BinarySI)
+	fs.Func("max-baseline-bytes", "Most a Baseline's rendered objects may weigh as JSON, e.g. 2Mi (the default); a larger one is refused (BaselineTooLarge).",
+		func(v string) error {
+			q, err := resource.ParseQuantity(v)
+			if err != nil {
+				return err
+			}
+			o.maxBytes = q
+			return nil
+		})
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
 	// --kubeconfig, read by ctrl.GetConfig (then $KUBECONFIG, in-cluster, ~/.kube/config). It is
@@ -146,6 +161,12 @@ func (o *options) validate() error {
 		if ns != clusters.AllNamespaces && len(validation.IsDNS1123Label(ns)) > 0 {
 			return fmt.Errorf("--cluster-api-namespaces: %q is not a namespace name", ns)
 		}
+	}
+	if o.maxObjects < 1 || o.maxObjects > fleetv1alpha1.MaxInventory {
+		return fmt.Errorf("--max-baseline-objects must be between 1 and %d (a binding's inventory lists every object)", fleetv1alpha1.MaxInventory)
+	}
+	if o.maxBytes.Sign() <= 0 {
+		return fmt.Errorf("--max-baseline-bytes must be positive")
 	}
 	if o.leaderElect && o.renewDeadline >= o.leaseDuration {
 		return fmt.Errorf("--leader-elect-renew-deadline (%s) must be shorter than --leader-elect-lease-duration (%s)",
@@ -258,6 +279,7 @@ func run(args []string) error {
 		Resync:                 opts.resync,
 		MaxConcurrentApplies:   opts.bindingWorkers,
 		MaxConcurrentPerMember: opts.perMember,
+		Limits:                 propagation.Limits{Objects: opts.maxObjects, Bytes: opts.maxBytes.Value()},
 	}); err != nil {
 		return err
 	}

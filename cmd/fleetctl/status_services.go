@@ -96,7 +96,7 @@ func portsText(ports []fleetv1alpha1.ExportedPort) string {
 // else the reason of the Synced condition.
 func serviceState(es *fleetv1alpha1.ExportedService) string {
 	if conflicts := sortedConflicts(es); len(conflicts) > 0 {
-		n := len(conflicts)
+		n := len(conflicts) + int(es.Status.ConflictsOmitted)
 		text := "Conflict in " + conflicts[0].Cluster
 		if n > 1 {
 			text += fmt.Sprintf(" (+%d more)", n-1)
@@ -126,8 +126,15 @@ func serviceProblems(services []fleetv1alpha1.ExportedService) []string {
 				Reason: fleetv1alpha1.ReasonNameClash, Message: mc.Message,
 			}, maxServiceProblemLen)))
 		}
+		if es.Status.ConflictsOmitted > 0 {
+			out = append(out, fmt.Sprintf("%s: and %d more conflicts", src, es.Status.ConflictsOmitted))
+		}
 		if len(es.Status.Refused) > 0 {
-			out = append(out, fmt.Sprintf("%s: RefusedAddresses: not mirrored: %s", src, strings.Join(es.Status.Refused, ", ")))
+			refused := strings.Join(es.Status.Refused, ", ")
+			if es.Status.RefusedOmitted > 0 {
+				refused += fmt.Sprintf(" and %d more", es.Status.RefusedOmitted)
+			}
+			out = append(out, fmt.Sprintf("%s: RefusedAddresses: not mirrored: %s", src, refused))
 		}
 	}
 	return out

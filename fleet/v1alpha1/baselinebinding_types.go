@@ -52,6 +52,11 @@ type InventoryEntry struct {
 	UID types.UID `json:"uid,omitempty"`
 }
 
+// MaxInventory is the most objects a binding's inventory can hold (its MaxItems; the marker
+// must say the same number), and so the highest --max-baseline-objects the hub accepts: at
+// a few hundred bytes per entry it keeps the binding well within the API server's object size.
+const MaxInventory = 5000
+
 // BaselineBindingStatus is the state of one Baseline in one member.
 type BaselineBindingStatus struct {
 	// +optional
@@ -62,7 +67,10 @@ type BaselineBindingStatus struct {
 	Revision string `json:"revision,omitempty"`
 
 	// Inventory lists every object applied into the member, so what leaves the Baseline can
-	// be pruned.
+	// be pruned. It is never cut (prune and clean-up rely on every entry): the hub refuses a
+	// Baseline that would own more than --max-baseline-objects in a member, at most
+	// MaxInventory.
+	// +kubebuilder:validation:MaxItems=5000
 	// +listType=atomic
 	// +optional
 	Inventory []InventoryEntry `json:"inventory,omitempty"`
@@ -132,7 +140,7 @@ func (b *BaselineBinding) SetObservedGeneration(g int64) { b.Status.ObservedGene
 // FailureReasons are the Applied=False reasons that count a member as failed in a rollout
 // (maxFailures): the member was given the revision and something must change before it can
 // hold it. Every other Applied=False reason means "not yet" (waiting, paused, unreachable).
-var FailureReasons = []string{ReasonApplyFailed, ReasonUnknownKind, ReasonInvalidSource}
+var FailureReasons = []string{ReasonApplyFailed, ReasonUnknownKind, ReasonInvalidSource, ReasonBaselineTooLarge}
 
 // Done reports whether the binding's member holds revision, applied and healthy: the
 // rollout's "updated", and fleetctl's "ok".

@@ -130,6 +130,9 @@ const (
 	ReasonInvalidExport           = "InvalidExport"
 	ReasonMirrored                = "Mirrored"
 	ReasonNameClash               = "NameClash"
+	// ReasonBaselineTooLarge: a Baseline renders to more objects or bytes than the hub's limits
+	// (--max-baseline-objects, --max-baseline-bytes); nothing of it is applied.
+	ReasonBaselineTooLarge = "BaselineTooLarge"
 	// ReasonSecretNamespaceNotAllowed: kubeconfigSecretRef names a namespace the hub does not read kubeconfigs from.
 	ReasonSecretNamespaceNotAllowed = "SecretNamespaceNotAllowed"
 	// ReasonSecretReadFailed: the hub could not read the kubeconfig Secret (not NotFound); retried with backoff.

@@ -59,6 +59,12 @@ type ExportedServiceSpec struct {
 	Source ServiceReference `json:"source"`
 }
 
+// MaxListed is how many refused addresses and conflicts an ExportedService's status lists
+// (the MaxItems of those lists; the markers must say the same number). A Service can have
+// thousands of addresses and a fleet hundreds of members: the rest are counted, so that a
+// status write can never fail for size.
+const MaxListed = 50
+
 // ExportedServiceStatus is what the hub mirrors for the Service.
 type ExportedServiceStatus struct {
 	// +optional
@@ -83,14 +89,23 @@ type ExportedServiceStatus struct {
 	// +optional
 	MirroredInto []string `json:"mirroredInto,omitempty"`
 	// Refused lists source addresses left out of the mirrors, each with the reason
-	// (loopback, link-local, unspecified, multicast, not an IP).
+	// (loopback, link-local, unspecified, multicast, not an IP): the first MaxListed, sorted.
+	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
 	Refused []string `json:"refused,omitempty"`
-	// Conflicts lists members where the mirror could not be written.
+	// RefusedOmitted counts the refused addresses Refused has no room for.
+	// +optional
+	RefusedOmitted int32 `json:"refusedOmitted,omitempty"`
+	// Conflicts lists members where the mirror could not be written: the first MaxListed,
+	// by member name.
+	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
 	Conflicts []MirrorConflict `json:"conflicts,omitempty"`
+	// ConflictsOmitted counts the conflicts Conflicts has no room for.
+	// +optional
+	ConflictsOmitted int32 `json:"conflictsOmitted,omitempty"`
 	// Conditions: Synced.
 	// +listType=map
 	// +listMapKey=type

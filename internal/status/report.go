@@ -11,6 +11,8 @@ import (
 // Report formats the errors of several members (or objects) as one report: one line per
 // error, sorted so that the same failures always read the same. Each error names its member
 // or object itself (see the error-wrapping rule in STYLE.md); Report adds only the count.
+// A fleet can fail many ways at once: the first MaxReportLines lines are listed and the rest
+// counted, so that a report stays readable wherever it goes (a log line, a condition).
 // It is a multierror.ErrorFormatFunc.
 func Report(errs []error) string {
 	if len(errs) == 1 {
@@ -21,6 +23,9 @@ func Report(errs []error) string {
 		lines[i] = "  - " + strings.ReplaceAll(err.Error(), "\n", "\n    ")
 	}
 	sort.Strings(lines)
+	if len(lines) > MaxReportLines {
+		lines = append(lines[:MaxReportLines], fmt.Sprintf("  - and %d more", len(errs)-MaxReportLines))
+	}
 	return fmt.Sprintf("%d failures:\n%s", len(errs), strings.Join(lines, "\n"))
 }
 

@@ -26,11 +26,12 @@ type Object interface {
 	SetObservedGeneration(int64)
 }
 
-// Set sets one condition, stamped with the object's generation.
+// Set sets one condition, stamped with the object's generation. A message longer than
+// MaxMessage is cut (Truncate), so that no message can make the status write fail.
 func Set(obj Object, typ string, s metav1.ConditionStatus, reason, msg string) {
 	conds := obj.GetConditions()
 	meta.SetStatusCondition(&conds, metav1.Condition{
-		Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: obj.GetGeneration(),
+		Type: typ, Status: s, Reason: reason, Message: Truncate(msg, MaxMessage), ObservedGeneration: obj.GetGeneration(),
 	})
 	obj.SetConditions(conds)
 }

@@ -3,9 +3,12 @@ package status_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/google/go-cmp/cmp"
@@ -258,6 +261,25 @@ func TestPatcherAgainstAHub(t *testing.T) {
 			t.Errorf("conditions %+v, kstatus %s; want Stalled only and Failed", b.Status.Conditions, ks)
 		}
 	})
+
+	t.Run("a user error of any length is written, cut to MaxMessage", func(t *testing.T) {
+		// 10,000 invalid documents, say: past the 32 KiB the API server allows a message.
+		huge := errors.New(strings.Repeat("resources[0] document 1: kind is missing; ", 2000))
+		if _, err := h.reconcileOnce(t, name, func(*fleetv1alpha1.Baseline) error {
+			return status.Stalled(fleetv1alpha1.ReasonInvalidSource, huge)
+		}); err != nil && strings.Contains(err.Error(), "update status") {
+			t.Fatalf("the status write failed: %v", err)
+		}
+		b, ks := h.stored(t, name)
+		c := condition(t, b, fleetv1alpha1.ConditionStalled)
+		if c.Reason != fleetv1alpha1.ReasonInvalidSource || len(c.Message) > status.MaxMessage || !strings.HasSuffix(c.Message, "more bytes)") {
+			t.Errorf("Stalled %s with a message of %d bytes ending %q; want InvalidSource, at most %d bytes, saying how much was cut",
+				c.Reason, len(c.Message), c.Message[max(0, len(c.Message)-30):], status.MaxMessage)
+		}
+		if ks != kstatus.FailedStatus {
+			t.Errorf("kstatus %s; want Failed", ks)
+		}
+	})
 }
 
 func TestReport(t *testing.T) {
@@ -290,5 +312,64 @@ func TestReport(t *testing.T) {
 	}
 	if status.Aggregate(nil) != nil || status.Aggregate(multierror.Append(nil, nil)) != nil {
 		t.Error("no errors must aggregate to nil")
+	}
+}
+
+func TestReportListsTheFirstFailuresAndCountsTheRest(t *testing.T) {
+	var e *multierror.Error
+	for i := range status.MaxReportLines + 5 {
+		e = multierror.Append(e, fmt.Errorf("bind cluster %q: forbidden", fmt.Sprintf("m-%02d", i)))
+	}
+	got := status.Aggregate(e).Error()
+	lines := strings.Split(got, "\n")
+	if want := fmt.Sprintf("%d failures:", status.MaxReportLines+5); lines[0] != want {
+		t.Errorf("first line %q, want %q", lines[0], want)
+	}
+	if len(lines) != status.MaxReportLines+2 || lines[len(lines)-1] != "  - and 5 more" {
+		t.Errorf("report of %d lines ending %q; want %d listed failures and '  - and 5 more'", len(lines), lines[len(lines)-1], status.MaxReportLines)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	long := strings.Repeat("é", 3000) // 6000 bytes, two per rune
+	tests := []struct {
+		name, msg string
+		limit     int
+		want      string
+	}{
+		{name: "a message within the limit is kept", msg: "short", limit: 10, want: "short"},
+		{name: "exactly the limit is kept", msg: "0123456789", limit: 10, want: "0123456789"},
+		{name: "a long one is cut and says how much is missing", msg: strings.Repeat("x", 100), limit: 40,
+			want: strings.Repeat("x", 20) + "… (80 more bytes)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, status.Truncate(tt.msg, tt.limit)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("cut on a rune boundary, within the limit", func(t *testing.T) {
+		got := status.Truncate(long, status.MaxNote)
+		if len(got) > status.MaxNote || !utf8.ValidString(got) {
+			t.Errorf("%d bytes, valid UTF-8 %t; want at most %d and valid", len(got), utf8.ValidString(got), status.MaxNote)
+		}
+	})
+}
+
+func TestListAndCap(t *testing.T) {
+	items := []string{"a", "b", "c", "d", "e"}
+	if got, want := status.List(items, 3, "; "), "a; b; c; and 2 more"; got != want {
+		t.Errorf("List = %q, want %q", got, want)
+	}
+	if got, want := status.List(items[:3], 3, ", "), "a, b, c"; got != want {
+		t.Errorf("List = %q, want %q", got, want)
+	}
+	kept, omitted := status.Cap(items, 2)
+	if diff := cmp.Diff([]string{"a", "b"}, kept); diff != "" || omitted != 3 {
+		t.Errorf("Cap kept %v (diff %s), omitted %d; want [a b] and 3", kept, diff, omitted)
+	}
+	if kept, omitted := status.Cap(items, 10); len(kept) != 5 || omitted != 0 {
+		t.Errorf("Cap under the limit kept %d, omitted %d", len(kept), omitted)
 	}
 }
