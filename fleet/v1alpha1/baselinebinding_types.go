@@ -68,8 +68,7 @@ type BaselineBindingStatus struct {
 
 	// Inventory lists every object applied into the member, so what leaves the Baseline can
 	// be pruned. It is never cut (prune and clean-up rely on every entry): the hub refuses a
-	// Baseline that would own more than --max-baseline-objects in a member, at most
-	// MaxInventory.
+	// Baseline that would own more than --max-baseline-objects (at most 5000) in a member.
 	// +kubebuilder:validation:MaxItems=5000
 	// +listType=atomic
 	// +optional

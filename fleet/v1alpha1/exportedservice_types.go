@@ -89,7 +89,7 @@ type ExportedServiceStatus struct {
 	// +optional
 	MirroredInto []string `json:"mirroredInto,omitempty"`
 	// Refused lists source addresses left out of the mirrors, each with the reason
-	// (loopback, link-local, unspecified, multicast, not an IP): the first MaxListed, sorted.
+	// (loopback, link-local, unspecified, multicast, not an IP): the first 50, sorted.
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
@@ -97,8 +97,8 @@ type ExportedServiceStatus struct {
 	// RefusedOmitted counts the refused addresses Refused has no room for.
 	// +optional
 	RefusedOmitted int32 `json:"refusedOmitted,omitempty"`
-	// Conflicts lists members where the mirror could not be written: the first MaxListed,
-	// by member name.
+	// Conflicts lists members where the mirror could not be written: the first 50, by
+	// member name.
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
