@@ -37,6 +37,16 @@
 // concurrently) and returns Aggregate(...): one report, one line per failure, each naming its
 // member or object.
 //
+// # Bounds
+//
+// A status write must never fail for size, or the report it carries is lost on every retry.
+// Set cuts condition messages at MaxMessage; Events wraps a controller's event recorder so
+// that notes fit the API server's 1 KiB; Report lists MaxReportLines failures and counts the
+// rest; List names the first few items of a list in a message and Cap keeps the first items
+// of a status list (one with a MaxItems marker) — both count what they leave out. Lists that
+// a controller reads back to decide something (an inventory) are not cut: their domain
+// bounds them at the source (propagation refuses oversized Baselines).
+//
 // This package must not decide anything about a domain: reasons and messages come from the
 // controllers, and condition types and reasons are constants in fleet/v1alpha1.
 package status
