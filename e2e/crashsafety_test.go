@@ -60,7 +60,7 @@ func envInt(t *testing.T, name string, def int) int {
 // undisturbed, once killed with SIGKILL a fixed number of times at seeded pseudo-random
 // moments and restarted each time. Both runs must end in the same place — every member that
 // can hold the new revision holds it, the old objects are pruned there, the two failing
-// members keep what they had, the member after them is never released — with maxConcurrent
+// members keep what they had and nothing more is released once both failed — with maxConcurrent
 // and maxFailures held at every moment, no object deleted twice, and writes
 // counted at the members' API servers for both runs.
 func TestControllerKilledDuringRolloutConverges(t *testing.T) {
