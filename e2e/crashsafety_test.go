@@ -30,7 +30,7 @@ import (
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
-// Crash-safety settings: $FLOTILLA_CRASH_MEMBERS (6), $FLOTILLA_CRASH_KILLS (4) and
+// Crash-safety settings: $FLOTILLA_CRASH_MEMBERS (10), $FLOTILLA_CRASH_KILLS (4) and
 // $FLOTILLA_CRASH_SEED (11) change the fleet size, the number of kills and the seed of the
 // kill delays; the test logs all three so that a run can be repeated.
 const (
@@ -67,7 +67,7 @@ func TestControllerKilledDuringRolloutConverges(t *testing.T) {
 	if backendName() != "local" {
 		t.Skip("the controller is killed as a process on the local backend")
 	}
-	members := envInt(t, "FLOTILLA_CRASH_MEMBERS", 6)
+	members := envInt(t, "FLOTILLA_CRASH_MEMBERS", 10)
 	kills := envInt(t, "FLOTILLA_CRASH_KILLS", 4)
 	seed := envInt(t, "FLOTILLA_CRASH_SEED", 11)
 	if members < 4 {
