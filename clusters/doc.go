@@ -46,8 +46,9 @@
 // deleted, the propagation and servicesync controllers clean up through the still-open
 // connection (their BaselineBindings and ExportedServices are what this package waits for);
 // the connection is closed and the finalizer removed only when nothing is left, or after
-// CleanupTimeout (an unreachable member), or at once for a paused member, which gets no
-// writes. What was left behind is reported in a condition and an event.
+// CleanupTimeout (an unreachable member). A paused member gets no writes: it waits only
+// for the mirrors of its own exports to leave the other members. What was left behind is
+// reported in a condition and an event.
 //
 // A Cluster API Cluster that is paused or being moved by clusterctl never unregisters its
 // member: the MemberCluster is marked, survives the Cluster's deletion, and follows the

@@ -90,8 +90,9 @@ func (r *MemberClusterReconciler) findLeftovers(ctx context.Context, cluster str
 // reconcileDelete lets a member leave the fleet in order: the propagation and servicesync
 // controllers remove what Flotilla wrote in it (per each Baseline's deletionPolicy) and its
 // exports' mirrors everywhere, through the connection this controller keeps open; only when
-// nothing is left — or after CleanupTimeout, or at once for a paused member, which gets no
-// writes — is the connection closed and the finalizer removed. What had to be left behind
+// nothing is left — or after CleanupTimeout; for a paused member, which gets no writes, as
+// soon as its exports' mirrors are gone from the other members — is the connection closed
+// and the finalizer removed. What had to be left behind
 // is reported in a condition and a warning event.
 func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleetv1alpha1.MemberCluster) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(mc, fleetv1alpha1.FinalizerMemberCleanup) {
@@ -103,7 +104,13 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 		return ctrl.Result{}, err
 	}
 	waited := time.Since(mc.DeletionTimestamp.Time)
-	if !left.empty() && !mc.Spec.Paused && waited < r.CleanupTimeout {
+	// A paused member gets no writes, so nothing in it is waited for; the mirrors of its
+	// exports are in the other members, and servicesync removes them all the same.
+	waitFor := left
+	if mc.Spec.Paused {
+		waitFor = leftovers{exports: left.exports}
+	}
+	if !waitFor.empty() && waited < r.CleanupTimeout {
 		p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock())
 		status.Set(mc, fleetv1alpha1.ConditionReady, metav1.ConditionFalse, fleetv1alpha1.ReasonLeaving,
 			"leaving the fleet; waiting for the clean-up of "+left.String())
@@ -118,7 +125,7 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 			"left the fleet: everything Flotilla wrote for this member was removed (per each Baseline's deletionPolicy)")
 	} else {
 		why := fmt.Sprintf("the clean-up did not finish within %s (member unreachable?)", r.CleanupTimeout)
-		if mc.Spec.Paused {
+		if mc.Spec.Paused && len(left.exports) == 0 {
 			why = "the member is paused, so nothing was written to it"
 		}
 		msg := fmt.Sprintf("left the fleet with clean-up incomplete: %s; left behind: %s", why, left)

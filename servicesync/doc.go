@@ -29,4 +29,23 @@
 // ReasonInvalidExport, nothing written), or export: write the mirrors into every target,
 // then collect the ones no longer wanted. Status goes through internal/status; errors of
 // per-member work, which runs concurrently, are aggregated with go-multierror.
+//
+// # A member that is busy, hung or paused
+//
+// Export workers serve the whole fleet. Each member's part of a reconcile (reading the
+// source; writing and cleaning up mirrors in a target) runs under one of that member's
+// clusters.MemberSlots and carries a deadline, and the reconcile waits for it only briefly
+// (memberwork.go): a part that finds no free slot or does not end in time is deferred, the
+// reconcile records what the other members did and returns its worker, and the export
+// comes back as soon as the member frees a slot. A member that stops answering therefore
+// delays no other member's mirror update, nor the next change of the same export.
+//
+// A MemberCluster with spec.paused gets no servicesync write at all: no mirror is created,
+// updated or removed in it, nor cleaned up when it leaves. Its mirrors stay as they are
+// (the catalog keeps listing it where it holds one), and unpausing enqueues every export
+// and the source of every mirror it holds, so it catches up writing only what differs.
+// Pausing means "do not touch this member", not "withdraw its services": the paused
+// member's own exports are still read and mirrored into the other members, and when a
+// paused member leaves the fleet the mirrors of its exports are still removed everywhere
+// else.
 package servicesync

@@ -41,6 +41,8 @@ type ExportReconciler struct {
 	AllowSystemNamespaces bool
 	// dirty records when a source change was seen, for the propagation latency metric.
 	dirty *dirtyTimes
+	// work runs each member's part of a reconcile under that member's slots (memberwork.go).
+	work *memberWork
 }
 
 // exportRequest names one exported Service: the member it lives in and its namespace/name.
@@ -76,28 +78,27 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	switch err := r.Client.Get(ctx, types.NamespacedName{Name: req.Cluster}, mc); {
 	case apierrors.IsNotFound(err) || (err == nil && !mc.DeletionTimestamp.IsZero()):
 		// The source member was unregistered: its mirrors go everywhere.
-		return ctrl.Result{}, r.unexport(ctx, req, es)
+		return r.unexport(ctx, req, es)
 	case err != nil:
 		return ctrl.Result{}, err
 	}
-	source, err := r.Members.Client(req.Cluster)
-	if errors.Is(err, clusters.ErrNotConnected) {
+	if _, err := r.Members.Client(req.Cluster); errors.Is(err, clusters.ErrNotConnected) {
 		return r.sourceUnreachable(ctx, req, mc, es)
 	}
-	if err != nil {
+	// Read from the member (the hub caches only the metadata of a member's Services), as
+	// one member part: a source that stopped answering defers this export, not the worker.
+	reads, deferred, err := onMembers(ctx, r.work, req, []string{req.Cluster}, func(ctx context.Context, _ string) (sourceRead, error) {
+		return r.readSource(ctx, req)
+	})
+	switch {
+	case err != nil:
 		return ctrl.Result{}, err
+	case len(deferred) > 0:
+		return ctrl.Result{RequeueAfter: deferredResync}, nil
 	}
-	// Read from the member: the hub caches only the metadata of a member's Services.
-	svc := &corev1.Service{}
-	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.unexport(ctx, req, es)
-		}
-		return ctrl.Result{}, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
-	}
-	exp, exported, invalid := mirror.ParseExport(svc, r.AllowSystemNamespaces)
-	if !exported {
-		return ctrl.Result{}, r.unexport(ctx, req, es)
+	read := reads[req.Cluster]
+	if !read.exported {
+		return r.unexport(ctx, req, es)
 	}
 
 	if es, err = r.ensureCatalogEntry(ctx, req, es); err != nil {
@@ -105,51 +106,95 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	}
 	p := status.NewPatcher(r.Client, es)
 	defer func() { err = p.Patch(ctx, es, err) }()
-	wrote, err = r.export(ctx, req, es, source, svc, exp, invalid)
+	wrote, deferred, err = r.export(ctx, req, es, read)
+	if len(deferred) > 0 {
+		// Woken when a deferred member frees a slot; the resync is a backstop.
+		return ctrl.Result{RequeueAfter: deferredResync}, err
+	}
 	return ctrl.Result{}, err
+}
+
+// sourceRead is what a reconcile reads of its source member: the Service, whether and how
+// it asks to be exported, and (for a valid export) what its mirrors depend on.
+type sourceRead struct {
+	exported bool
+	exp      *mirror.Export
+	invalid  error
+	in       mirror.Source
+}
+
+// readSource reads the Service of req from its member and, when it is validly exported,
+// its EndpointSlices and Nodes. A Service that is gone is not exported.
+func (r *ExportReconciler) readSource(ctx context.Context, req exportRequest) (sourceRead, error) {
+	source, err := r.Members.Client(req.Cluster)
+	if err != nil {
+		return sourceRead{}, err
+	}
+	svc := &corev1.Service{}
+	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return sourceRead{}, nil
+		}
+		return sourceRead{}, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
+	}
+	read := sourceRead{}
+	read.exp, read.exported, read.invalid = mirror.ParseExport(svc, r.AllowSystemNamespaces)
+	read.in = mirror.Source{Cluster: req.Cluster, Service: svc}
+	if read.exported && read.invalid == nil {
+		if read.in, err = r.sourceInput(ctx, req, source, svc, read.exp.Mode); err != nil {
+			return read, err
+		}
+	}
+	return read, nil
 }
 
 // export mirrors a Service that asks to be exported: it computes the mirrors, writes them
 // into every target, removes them from members no longer targeted and records the outcome
-// in the catalog entry. An export that cannot be honoured is refused.
+// in the catalog entry. An export that cannot be honoured is refused. deferred are the
+// members whose part was put off (memberWork).
 func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService,
-	source client.Client, svc *corev1.Service, exp *mirror.Export, invalid error) (wrote bool, err error) {
-	var in mirror.Source
+	read sourceRead) (wrote bool, deferred []string, err error) {
+	in, exp, invalid := read.in, read.exp, read.invalid
 	var res *mirror.Resolved
 	if invalid == nil {
-		if in, err = r.sourceInput(ctx, req, source, svc, exp.Mode); err != nil {
-			return false, err
-		}
 		res, invalid = mirror.Resolve(in, exp.Mode)
 	}
 	if invalid != nil {
-		return false, r.refuse(ctx, req, es, invalid)
+		deferred, err := r.refuse(ctx, req, es, invalid)
+		return false, deferred, err
 	}
 
 	targets, away, err := r.targets(ctx, req, exp)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	out := r.writeMirrors(ctx, req, targets, in, res)
-	gcErr := r.collect(ctx, req, targets, keepNames(in, res))
+	writable, err := r.writable(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	out := r.syncMirrors(ctx, req, writable, targets, in, res)
+	for _, m := range out.deferred {
+		away[m] = true
+	}
 	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
 	recordSync(es, exp, res, out)
-	return out.wrote, joinErrors(out.err, gcErr)
+	return out.wrote, out.deferred, out.err
 }
 
 // refuse handles an export that asks for what it cannot have (hostile or mistaken input):
 // nothing is written into any member, mirrors an earlier valid export left are removed,
 // and the catalog entry says why, as a Stalled condition a person can act on.
-func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, invalid error) error {
-	if err := r.collect(ctx, req, nil, nil); err != nil {
-		return err
+func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, invalid error) ([]string, error) {
+	deferred, err := r.collect(ctx, req)
+	if err != nil {
+		return deferred, err
 	}
 	exportMirrors.WithLabelValues(req.String()).Set(0)
 	exportConflicts.WithLabelValues(req.String()).Set(0)
 	recordRefusal(es, invalid)
-	return status.Stalled(fleetv1alpha1.ReasonInvalidExport, fmt.Errorf(
+	return deferred, status.Stalled(fleetv1alpha1.ReasonInvalidExport, fmt.Errorf(
 		"%w; nothing is mirrored until the Service or its %s* annotations are changed (or %s is removed)",
 		invalid, flotillaPrefix, fleetv1alpha1.AnnotationExport))
 }
@@ -169,7 +214,10 @@ func (r *ExportReconciler) sourceUnreachable(ctx context.Context, req exportRequ
 	p := status.NewPatcher(r.Client, es)
 	defer func() { err = p.Patch(ctx, es, err) }()
 	recordUnreachable(es, req.Cluster, since)
-	return ctrl.Result{}, r.markStale(ctx, req)
+	if deferred, err := r.markStale(ctx, req); len(deferred) > 0 || err != nil {
+		return ctrl.Result{RequeueAfter: deferredResync}, err
+	}
+	return ctrl.Result{}, nil
 }
 
 // disconnectedSince is when the member's Connected condition last turned non-True.
@@ -181,20 +229,26 @@ func disconnectedSince(mc *fleetv1alpha1.MemberCluster) time.Time {
 	return time.Now()
 }
 
-// unexport removes every mirror of req and its catalog entry.
-func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) error {
-	if err := r.collect(ctx, req, nil, nil); err != nil {
-		return err
+// unexport removes every mirror of req and then its catalog entry, which stays while a
+// member's part is deferred (the entry is what brings the export back, and what a leaving
+// member waits for).
+func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) (ctrl.Result, error) {
+	deferred, err := r.collect(ctx, req)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(deferred) > 0 {
+		return ctrl.Result{RequeueAfter: deferredResync}, nil
 	}
 	exportMirrors.DeleteLabelValues(req.String())
 	exportConflicts.DeleteLabelValues(req.String())
 	if es != nil {
 		if err := r.Client.Delete(ctx, es); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("delete ExportedService %s: %w", es.Name, err)
+			return ctrl.Result{}, fmt.Errorf("delete ExportedService %s: %w", es.Name, err)
 		}
 		log.FromContext(ctx).Info("unexported", "source", req.String())
 	}
-	return nil
+	return ctrl.Result{}, nil
 }
 
 // catalogEntry is the request's ExportedService, or nil when there is none.
@@ -256,8 +310,9 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, s
 }
 
 // targets are the connected members, other than the source, selected by export-to, where
-// the source's namespace exists. away are the selected members that are not connected (yet):
-// whatever mirrors they hold stay there untouched until they are back.
+// the source's namespace exists, and not paused. away are the selected members that are not
+// connected (yet) or paused: whatever mirrors they hold stay there untouched until they are
+// back or unpaused.
 func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) (_ []string, away map[string]bool, _ error) {
 	list := &fleetv1alpha1.MemberClusterList{}
 	if err := r.Client.List(ctx, list); err != nil {
@@ -276,7 +331,7 @@ func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *
 		if exp.ExportTo != nil && !exp.ExportTo.Matches(labels.Set(mc.Labels)) {
 			continue
 		}
-		if !connected[mc.Name] {
+		if !connected[mc.Name] || mc.Spec.Paused {
 			away[mc.Name] = true
 			continue
 		}

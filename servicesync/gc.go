@@ -3,13 +3,15 @@ package servicesync
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 
-	"github.com/hashicorp/go-multierror"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/servicesync/mirror"
 )
 
@@ -26,44 +28,41 @@ func keepNames(in mirror.Source, res *mirror.Resolved) map[string]bool {
 	return keep
 }
 
-// collect removes the mirrors of req that are not wanted: in a member of targets every
-// mirror object not named in keep (slices no longer needed, Endpoints of an ExternalName
-// mirror), in every other connected member all of them. Mirrors are found by their
-// ownership labels only. A member that is not connected keeps its mirrors until it
-// reconnects (its connect event brings every export back here).
-func (r *ExportReconciler) collect(ctx context.Context, req exportRequest, targets []string, keep map[string]bool) error {
-	targeted := map[string]bool{}
-	for _, t := range targets {
-		targeted[t] = true
+// collect removes every mirror of req from every writable member (see writable), each
+// under memberWork; deferred are the members whose part was put off. Mirrors are found by
+// their ownership labels only. A member that is not connected keeps its mirrors until it
+// reconnects (its connect event brings every export back here), and so does a paused one
+// until it is unpaused.
+func (r *ExportReconciler) collect(ctx context.Context, req exportRequest) (deferred []string, err error) {
+	writable, err := r.writable(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var g multierror.Group
-	for _, m := range r.Members.Connected() {
-		k := keep
-		if !targeted[m] {
-			k = nil
+	writable = slices.DeleteFunc(writable, func(m string) bool { return m == req.Cluster }) // a source holds no mirror of itself
+	_, deferred, err = onMembers(ctx, r.work, req, writable, func(ctx context.Context, m string) (bool, error) {
+		removed, err := r.collectFrom(ctx, m, req, nil)
+		if err != nil {
+			return removed, fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
 		}
-		g.Go(func() error {
-			if err := r.collectFrom(ctx, m, req, k); err != nil {
-				return fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait().ErrorOrNil()
+		return removed, nil
+	})
+	return deferred, err
 }
 
-func (r *ExportReconciler) collectFrom(ctx context.Context, member string, req exportRequest, keep map[string]bool) error {
+// collectFrom removes from member every mirror object of req not named in keep; removed
+// says whether it deleted anything.
+func (r *ExportReconciler) collectFrom(ctx context.Context, member string, req exportRequest, keep map[string]bool) (removed bool, _ error) {
 	reader, err := r.Members.Reader(member)
 	if err != nil {
-		return nil // disconnected since Connected(): it keeps its mirrors for now
+		return false, nil // disconnected since Connected(): it keeps its mirrors for now
 	}
 	writer, err := r.writerFor(member)
 	if err != nil {
-		return nil
+		return false, nil
 	}
 	found, err := mirrorsIn(ctx, reader, req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, f := range found {
 		if keep[f.kind+"/"+f.obj.GetName()] {
@@ -73,10 +72,34 @@ func (r *ExportReconciler) collectFrom(ctx context.Context, member string, req e
 		// it is not ours to delete.
 		uid := f.obj.GetUID()
 		if err := writer.Delete(ctx, f.obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("delete %s %s/%s: %w", f.kind, f.obj.GetNamespace(), f.obj.GetName(), err)
+			return removed, fmt.Errorf("delete %s %s/%s: %w", f.kind, f.obj.GetNamespace(), f.obj.GetName(), err)
+		}
+		removed = true
+	}
+	return removed, nil
+}
+
+// writable are the members servicesync may write into now: connected and not paused. A
+// leaving member is writable (its clean-up removes the mirrors in it) unless it is paused.
+func (r *ExportReconciler) writable(ctx context.Context) ([]string, error) {
+	list := &fleetv1alpha1.MemberClusterList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("list MemberClusters: %w", err)
+	}
+	paused := map[string]bool{}
+	for _, mc := range list.Items {
+		if mc.Spec.Paused {
+			paused[mc.Name] = true
 		}
 	}
-	return nil
+	var out []string
+	for _, m := range r.Members.Connected() {
+		if !paused[m] {
+			out = append(out, m)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // foundMirror is one mirror object found in a member cache.
@@ -112,22 +135,21 @@ func mirrorsIn(ctx context.Context, reader client.Reader, req exportRequest) ([]
 	return out, nil
 }
 
-// markStale rewrites the mirrors' endpoints in every connected member as not ready
+// markStale rewrites the mirrors' endpoints in every writable member as not ready
 // (addresses kept), so clients stop picking a source that stopped answering.
-func (r *ExportReconciler) markStale(ctx context.Context, req exportRequest) error {
-	var g multierror.Group
-	for _, m := range r.Members.Connected() {
-		if m == req.Cluster {
-			continue
-		}
-		g.Go(func() error {
-			if err := r.markStaleIn(ctx, m, req); err != nil {
-				return fmt.Errorf("mark mirrors of %s not ready in cluster %q: %w", req, m, err)
-			}
-			return nil
-		})
+func (r *ExportReconciler) markStale(ctx context.Context, req exportRequest) (deferred []string, err error) {
+	writable, err := r.writable(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return g.Wait().ErrorOrNil()
+	writable = slices.DeleteFunc(writable, func(m string) bool { return m == req.Cluster })
+	_, deferred, err = onMembers(ctx, r.work, req, writable, func(ctx context.Context, m string) (struct{}, error) {
+		if err := r.markStaleIn(ctx, m, req); err != nil {
+			return struct{}{}, fmt.Errorf("mark mirrors of %s not ready in cluster %q: %w", req, m, err)
+		}
+		return struct{}{}, nil
+	})
+	return deferred, err
 }
 
 func (r *ExportReconciler) markStaleIn(ctx context.Context, member string, req exportRequest) error {

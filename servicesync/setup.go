@@ -36,6 +36,13 @@ type SetupOptions struct {
 	AllowSystemNamespaces bool
 	// MaxConcurrentSyncs bounds how many exported Services are synced at once.
 	MaxConcurrentSyncs int
+	// MaxConcurrentPerMember bounds how many of those work on one member at once (reads of
+	// a source, writes and clean-up of mirrors), so that members which stop answering tie
+	// up only a few connections each; see memberwork.go.
+	MaxConcurrentPerMember int
+	// MemberTimeout bounds one export's work in one member (every single call is bounded by
+	// the connection manager as well); zero means one minute.
+	MemberTimeout time.Duration
 }
 
 // Member kinds servicesync caches. Services and EndpointSlices are metadata-only and
@@ -66,6 +73,12 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if opts.MaxConcurrentSyncs <= 0 {
 		opts.MaxConcurrentSyncs = 8
 	}
+	if opts.MaxConcurrentPerMember <= 0 {
+		opts.MaxConcurrentPerMember = 4
+	}
+	if opts.MemberTimeout <= 0 {
+		opts.MemberTimeout = time.Minute
+	}
 	everything := labels.Everything()
 	for _, w := range []struct {
 		obj  client.Object
@@ -83,7 +96,8 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		}
 	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
-		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes(dirtyLimit)}
+		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes(dirtyLimit),
+		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout)}
 	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty}
 
 	err := builder.TypedControllerManagedBy[exportRequest](mgr).
@@ -135,6 +149,11 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 				add(m.exports(ctx, nil))
 				return nil
 			})
+		})).
+		// No events: it hands memberWork the queue into which deferred exports are woken.
+		WatchesRawSource(source.TypedFunc[exportRequest](func(_ context.Context, q workqueue.TypedRateLimitingInterface[exportRequest]) error {
+			r.work.setQueue(q)
+			return nil
 		})).
 		WithOptions(controller.TypedOptions[exportRequest]{MaxConcurrentReconciles: opts.MaxConcurrentSyncs}).
 		Complete(r)
@@ -227,7 +246,9 @@ func (m *mapper) catalogued(ctx context.Context, req exportRequest) bool {
 }
 
 // memberChanged enqueues exports when a MemberCluster changed in a way servicesync reads:
-// its labels (export-to selectors) or deletion concern every export that selects members;
+// spec.paused concerns every export (a paused member is no target) and the source of every
+// mirror it holds (unpaused, it may hold mirrors of exports that are gone since); its
+// labels (export-to selectors) or deletion concern every export that selects members;
 // its Connected condition concerns the exports it is the source of. A heartbeat (probe
 // time, node count) enqueues nothing.
 func (m *mapper) memberChanged(ctx context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[exportRequest]) {
@@ -237,6 +258,9 @@ func (m *mapper) memberChanged(ctx context.Context, e event.TypedUpdateEvent[cli
 		return
 	}
 	switch memberChange(old, mc) {
+	case changePaused:
+		m.add(q, m.exports(ctx, nil))
+		m.add(q, m.mirroredIn(ctx, mc.Name))
 	case changeLabels:
 		m.add(q, m.exports(ctx, selective))
 		fallthrough
@@ -252,11 +276,14 @@ const (
 	changeNone   change = iota
 	changeSource        // its own exports must be reconciled (connection or deletion)
 	changeLabels        // exports selecting members by label must be reconciled too
+	changePaused        // every export, and the source of every mirror in the member
 )
 
 // memberChange classifies an update of a MemberCluster.
 func memberChange(old, mc *fleetv1alpha1.MemberCluster) change {
 	switch {
+	case old.Spec.Paused != mc.Spec.Paused:
+		return changePaused
 	case !labels.Equals(old.Labels, mc.Labels):
 		return changeLabels
 	case old.DeletionTimestamp.IsZero() != mc.DeletionTimestamp.IsZero(),
@@ -287,6 +314,26 @@ func (m *mapper) exports(ctx context.Context, match func(*fleetv1alpha1.Exported
 		if match == nil || match(&list.Items[i]) {
 			reqs = append(reqs, requestFor(&list.Items[i]))
 		}
+	}
+	return reqs
+}
+
+// mirroredIn maps every mirror Service in cluster's cache to its source, catalogued or not:
+// a mirror whose export went while the member was paused has no catalog entry left.
+func (m *mapper) mirroredIn(ctx context.Context, cluster string) []exportRequest {
+	reader, err := m.members.Reader(cluster)
+	if err != nil {
+		return nil // its connect event enqueues the sources of its mirrors (cache sync)
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceList"))
+	if err := reader.List(ctx, list, client.HasLabels{fleetv1alpha1.LabelSourceCluster}); err != nil {
+		log.FromContext(ctx).Error(err, "list mirror Services", "cluster", cluster)
+		return nil
+	}
+	var reqs []exportRequest
+	for i := range list.Items {
+		reqs = append(reqs, mirrorSource(&list.Items[i])...)
 	}
 	return reqs
 }

@@ -142,6 +142,11 @@ func TestMemberChange(t *testing.T) {
 		{"disconnected", member(func(mc *fleetv1alpha1.MemberCluster) { mc.Status.Conditions[0].Status = metav1.ConditionFalse }), changeSource},
 		{"being deleted", member(func(mc *fleetv1alpha1.MemberCluster) { mc.DeletionTimestamp = ptrTime(time.Now()) }), changeSource},
 		{"labels changed", member(func(mc *fleetv1alpha1.MemberCluster) { mc.Labels["env"] = "dev" }), changeLabels},
+		{"paused (or unpaused)", member(func(mc *fleetv1alpha1.MemberCluster) { mc.Spec.Paused = true }), changePaused},
+		{"paused and relabelled at once", member(func(mc *fleetv1alpha1.MemberCluster) {
+			mc.Spec.Paused = true
+			mc.Labels["env"] = "dev"
+		}), changePaused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

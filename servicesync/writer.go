@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
-	"sync"
 
-	"github.com/hashicorp/go-multierror"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,39 +22,68 @@ type writeOutcome struct {
 	mirrored []string
 	// conflicts are the targets where an object Flotilla does not own is in the way.
 	conflicts []fleetv1alpha1.MirrorConflict
-	// wrote is true when any object was created or updated.
+	// deferred are the members whose part was put off (busy or not answering, see
+	// memberWork): their mirrors stay as they are until the export comes back.
+	deferred []string
+	// wrote is true when any object was created, updated or deleted.
 	wrote bool
-	// err names every target a write failed in.
+	// err names every member a write failed in.
 	err error
 }
 
-// writeMirrors writes the mirrors of in into every target at once; one member's failure or
-// slowness does not hold up the others.
-func (r *ExportReconciler) writeMirrors(ctx context.Context, req exportRequest, targets []string, in mirror.Source, res *mirror.Resolved) writeOutcome {
-	var (
-		out writeOutcome
-		mu  sync.Mutex
-		g   multierror.Group
-	)
+// mirrorPart is what one member's part of an export's sync found.
+type mirrorPart struct {
+	wrote    bool
+	conflict string
+}
+
+// syncMirrors makes every writable member hold what it should of req's mirrors, in all
+// members at once, each under memberWork: targets get the mirrors of in (writing only what
+// differs) and lose mirror objects no longer wanted (slices, Endpoints of an ExternalName
+// mirror); every other writable member loses them all. One member's failure or silence
+// holds up neither the others nor the worker.
+func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, writable, targets []string, in mirror.Source, res *mirror.Resolved) writeOutcome {
+	keep := keepNames(in, res)
+	members := slices.DeleteFunc(slices.Clone(writable), func(m string) bool { return m == req.Cluster })
 	for _, t := range targets {
-		g.Go(func() error {
-			wrote, conflict, err := r.writeMirror(ctx, t, req, in, res)
-			mu.Lock()
-			defer mu.Unlock()
-			out.wrote = out.wrote || wrote
-			switch {
-			case err != nil:
-				return fmt.Errorf("mirror %s into cluster %q: %w", req, t, err)
-			case conflict != "":
-				out.conflicts = append(out.conflicts, fleetv1alpha1.MirrorConflict{Cluster: t, Message: conflict})
-			default:
-				out.mirrored = append(out.mirrored, t)
-			}
-			return nil
-		})
+		if !slices.Contains(members, t) {
+			members = append(members, t)
+		}
 	}
-	out.err = g.Wait().ErrorOrNil()
+	parts, deferred, err := onMembers(ctx, r.work, req, members, func(ctx context.Context, m string) (mirrorPart, error) {
+		if !slices.Contains(targets, m) {
+			wrote, err := r.collectFrom(ctx, m, req, nil)
+			if err != nil {
+				return mirrorPart{wrote: wrote}, fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
+			}
+			return mirrorPart{wrote: wrote}, nil
+		}
+		wrote, conflict, err := r.writeMirror(ctx, m, req, in, res)
+		if err != nil {
+			return mirrorPart{wrote: wrote}, fmt.Errorf("mirror %s into cluster %q: %w", req, m, err)
+		}
+		if conflict != "" {
+			return mirrorPart{wrote: wrote, conflict: conflict}, nil
+		}
+		removed, err := r.collectFrom(ctx, m, req, keep)
+		if err != nil {
+			return mirrorPart{wrote: wrote || removed}, fmt.Errorf("remove unwanted mirror objects of %s from cluster %q: %w", req, m, err)
+		}
+		return mirrorPart{wrote: wrote || removed}, nil
+	})
+	out := writeOutcome{deferred: deferred, err: err}
+	for m, p := range parts {
+		out.wrote = out.wrote || p.wrote
+		switch {
+		case !slices.Contains(targets, m):
+		case p.conflict != "":
+			out.conflicts = append(out.conflicts, fleetv1alpha1.MirrorConflict{Cluster: m, Message: p.conflict})
+		default:
+			out.mirrored = append(out.mirrored, m)
+		}
+	}
 	sort.Strings(out.mirrored)
+	sort.Strings(out.deferred)
 	sort.Slice(out.conflicts, func(i, j int) bool { return out.conflicts[i].Cluster < out.conflicts[j].Cluster })
 	return out
 }
@@ -168,9 +196,4 @@ func (w countingWriter) count(err error) error {
 		mirrorWrites.WithLabelValues(w.cluster).Inc()
 	}
 	return err
-}
-
-// joinErrors aggregates errors into one report (nil when all are nil).
-func joinErrors(errs ...error) error {
-	return multierror.Append(nil, errs...).ErrorOrNil()
 }

@@ -287,6 +287,8 @@ func run(args []string) error {
 		StaleWindow:           opts.staleWindow,
 		AllowSystemNamespaces: opts.allowSystemNS,
 		MaxConcurrentSyncs:    opts.exportWorkers,
+		// An export's reconcile holds a member only for one short part (see servicesync).
+		MaxConcurrentPerMember: 2 * opts.perMember,
 	}); err != nil {
 		return err
 	}
