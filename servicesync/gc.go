@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -71,6 +72,16 @@ func (r *ExportReconciler) collectFrom(ctx context.Context, member string, req e
 		// The UID precondition: an object re-created under this name since the cache saw
 		// it is not ours to delete.
 		uid := f.obj.GetUID()
+		// The cache may still list an object deleted a moment ago (by an earlier run of
+		// this export): the member says whether there is anything to delete.
+		switch err := writer.Get(ctx, client.ObjectKeyFromObject(f.obj), f.obj); {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return removed, fmt.Errorf("read %s %s/%s: %w", f.kind, f.obj.GetNamespace(), f.obj.GetName(), err)
+		case f.obj.GetUID() != uid:
+			continue // re-created since: not the mirror the cache listed
+		}
 		if err := writer.Delete(ctx, f.obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
 			return removed, fmt.Errorf("delete %s %s/%s: %w", f.kind, f.obj.GetNamespace(), f.obj.GetName(), err)
 		}

@@ -107,15 +107,15 @@ func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req e
 	}
 	// Objects are built per target: a write fills in the object it is given.
 	svc, eps, slices := mirror.Objects(in, res)
-	desired := []mirrorObject{{svc, &corev1.Service{}, live}}
+	desired := []mirrorObject{{desired: svc, existing: &corev1.Service{}}}
 	if eps != nil {
-		desired = append(desired, mirrorObject{eps, &corev1.Endpoints{}, cached})
+		desired = append(desired, mirrorObject{desired: eps, existing: &corev1.Endpoints{}, cached: cached})
 	}
 	for _, s := range slices {
-		desired = append(desired, mirrorObject{s, &discoveryv1.EndpointSlice{}, live})
+		desired = append(desired, mirrorObject{desired: s, existing: &discoveryv1.EndpointSlice{}})
 	}
 	for _, d := range desired {
-		w, c, err := r.writeOwned(ctx, d.from, writer, req, d.desired, d.existing)
+		w, c, err := r.writeOwned(ctx, d.cached, live, writer, req, d.desired, d.existing)
 		wrote = wrote || w
 		if err != nil || c != "" {
 			return wrote, c, err
@@ -125,18 +125,29 @@ func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req e
 }
 
 // mirrorObject is one desired mirror object, an empty object of its kind to read the
-// existing one into, and where to read it from.
+// existing one into, and the member cache to read it from (nil: the member itself).
 type mirrorObject struct {
 	desired, existing client.Object
-	from              client.Reader
+	cached            client.Reader
 }
 
 // writeOwned creates or updates one mirror object. An object of that name that is not a
 // mirror of this very source is never touched: that is a conflict, reported.
-func (r *ExportReconciler) writeOwned(ctx context.Context, reader client.Reader, writer client.Client, req exportRequest,
+func (r *ExportReconciler) writeOwned(ctx context.Context, cached, live client.Reader, writer client.Client, req exportRequest,
 	desired, existing client.Object) (bool, string, error) {
 	kind := kindOf(desired)
-	err := reader.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	key := client.ObjectKeyFromObject(desired)
+	reader := live
+	if cached != nil {
+		reader = cached
+	}
+	err := reader.Get(ctx, key, existing)
+	if cached != nil && (apierrors.IsNotFound(err) || err == nil && mirror.NeedsUpdate(existing, desired)) {
+		// A cache may not have seen this controller's last write yet: a write decided on
+		// its word alone could repeat that write (and fail on a conflict), so the member
+		// confirms it first. In the steady state the cache answers alone.
+		err = live.Get(ctx, key, existing)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := writer.Create(ctx, desired); err != nil {
