@@ -107,9 +107,9 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	p := status.NewPatcher(r.Client, es)
 	defer func() { err = p.Patch(ctx, es, err) }()
 	wrote, deferred, err = r.export(ctx, req, es, read)
-	if len(deferred) > 0 {
+	if len(deferred) > 0 && err == nil {
 		// Woken when a deferred member frees a slot; the resync is a backstop.
-		return ctrl.Result{RequeueAfter: deferredResync}, err
+		return ctrl.Result{RequeueAfter: deferredResync}, nil
 	}
 	return ctrl.Result{}, err
 }
@@ -214,10 +214,11 @@ func (r *ExportReconciler) sourceUnreachable(ctx context.Context, req exportRequ
 	p := status.NewPatcher(r.Client, es)
 	defer func() { err = p.Patch(ctx, es, err) }()
 	recordUnreachable(es, req.Cluster, since)
-	if deferred, err := r.markStale(ctx, req); len(deferred) > 0 || err != nil {
-		return ctrl.Result{RequeueAfter: deferredResync}, err
+	deferred, err := r.markStale(ctx, req)
+	if len(deferred) > 0 && err == nil {
+		return ctrl.Result{RequeueAfter: deferredResync}, nil
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, err
 }
 
 // disconnectedSince is when the member's Connected condition last turned non-True.
