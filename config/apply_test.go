@@ -55,6 +55,9 @@ func TestDefaultAppliesToARealHub(t *testing.T) {
 		{[]string{"list", "secrets", "-n", hubNamespace}, true},
 		{[]string{"update", "leases.coordination.k8s.io", "-n", hubNamespace}, true},
 		{[]string{"create", "events.events.k8s.io", "-n", hubNamespace}, true},
+		// The metrics endpoint checks every scrape's token and rights with the hub.
+		{[]string{"create", "tokenreviews.authentication.k8s.io"}, true},
+		{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, true},
 		// Least privilege: leases elsewhere, writing Secrets, anything on pods.
 		{[]string{"update", "leases.coordination.k8s.io", "-n", "default"}, false},
 		{[]string{"create", "secrets", "-n", hubNamespace}, false},

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,9 @@ type ControllerOptions struct {
 	LogPath string
 	// Args are added to --kubeconfig and the loopback health and metrics addresses.
 	Args []string
+	// MetricsToken is the bearer token of someone allowed to scrape the metrics (ClusterRole
+	// flotilla-metrics-reader), for ReconcileCount.
+	MetricsToken string
 }
 
 // Controller is a running fleet-controller process. It runs in its own process group and
@@ -38,8 +42,11 @@ type ControllerOptions struct {
 type Controller struct {
 	// LogPath is the controller's log file.
 	LogPath string
-	// MetricsAddr is the loopback address of its Prometheus endpoint.
+	// MetricsAddr is the loopback address of its Prometheus endpoint (HTTPS unless
+	// --metrics-secure=false is among the Args).
 	MetricsAddr string
+
+	metricsToken string
 
 	cmd     *exec.Cmd
 	done    chan struct{} // closed once the process has been reaped
@@ -72,7 +79,7 @@ func StartController(ctx context.Context, o ControllerOptions) (*Controller, err
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", o.Bin, err)
 	}
-	c := &Controller{LogPath: o.LogPath, MetricsAddr: metrics, cmd: cmd, done: make(chan struct{})}
+	c := &Controller{LogPath: o.LogPath, MetricsAddr: metrics, metricsToken: o.MetricsToken, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.waitErr = cmd.Wait()
 		logFile.Close()
@@ -156,16 +163,32 @@ func (c *Controller) Log() string {
 // from controller-runtime's controller_runtime_reconcile_total (0 before the controller
 // started, as in a standby that never led).
 func (c *Controller) ReconcileCount(ctx context.Context, controller string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.MetricsAddr+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ScrapeMetrics(ctx, c.MetricsAddr, c.metricsToken)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET https://%s/metrics: %s", c.MetricsAddr, resp.Status)
+	}
 	return sumCounter(resp.Body, "controller_runtime_reconcile_total", `controller="`+controller+`"`)
+}
+
+// ScrapeMetrics GETs https://addr/metrics as Prometheus does, with token as the bearer token
+// (none if empty). The server's certificate is not verified: by default it is self-signed,
+// made when the controller starts (as the ServiceMonitor of config/prometheus says).
+func ScrapeMetrics(ctx context.Context, addr, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a self-signed loopback server, see above
+	}}
+	return hc.Do(req)
 }
 
 // sumCounter adds up the samples of a Prometheus text-format counter whose labels contain

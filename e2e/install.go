@@ -12,6 +12,8 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -27,6 +29,8 @@ import (
 const (
 	HubNamespace   = "flotilla-system"
 	ServiceAccount = "flotilla-controller"
+	// MetricsReaderRole is the ClusterRole that lets a caller scrape fleet-controller's metrics.
+	MetricsReaderRole = "flotilla-metrics-reader"
 )
 
 // InstallHub installs config/default of the checkout at root into the hub the way `make
@@ -71,22 +75,80 @@ func InstallHub(ctx context.Context, kubectl, root, hubKubeconfig string) error 
 // the controller's ServiceAccount with a bound token (TokenRequest), so that the controller
 // has exactly the rights config/rbac gives it. admin must be allowed to request the token.
 func WriteServiceAccountKubeconfig(ctx context.Context, admin *rest.Config, path string, ttl time.Duration) error {
-	cs, err := kubernetes.NewForConfig(admin)
+	token, err := ServiceAccountToken(ctx, admin, ServiceAccount, ttl)
 	if err != nil {
 		return err
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(HubNamespace).CreateToken(ctx, ServiceAccount, &authenticationv1.TokenRequest{
+	return WriteTokenKubeconfig(admin, ServiceAccount, token, path)
+}
+
+// WriteTokenKubeconfig writes to path a kubeconfig for the hub of admin that authenticates
+// with token and nothing else.
+func WriteTokenKubeconfig(admin *rest.Config, user, token, path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["hub"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["hub"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: user}
+	cfg.CurrentContext = "hub"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// ServiceAccountToken returns a bound token (TokenRequest) of the ServiceAccount name in the
+// hub namespace.
+func ServiceAccountToken(ctx context.Context, admin *rest.Config, name string, ttl time.Duration) (string, error) {
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(HubNamespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(ttl.Seconds()))},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return fmt.Errorf("request a token for ServiceAccount %s/%s: %w", HubNamespace, ServiceAccount, err)
+		return "", fmt.Errorf("request a token for ServiceAccount %s/%s: %w", HubNamespace, name, err)
 	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["hub"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthorityData: admin.CAData}
-	cfg.AuthInfos[ServiceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["hub"] = &clientcmdapi.Context{Cluster: "hub", AuthInfo: ServiceAccount}
-	cfg.CurrentContext = "hub"
-	return clientcmd.WriteToFile(*cfg, path)
+	return tr.Status.Token, nil
+}
+
+// Grant names roles of config/rbac to bind to a ServiceAccount.
+type Grant struct {
+	// ClusterRoles are bound with ClusterRoleBindings.
+	ClusterRoles []string
+	// HubRoles are Roles of the hub namespace, bound there with RoleBindings.
+	HubRoles []string
+}
+
+// NewServiceAccount creates the ServiceAccount name in the hub namespace, binds it as g says
+// (bindings named after the ServiceAccount and the role) and returns a token of it valid for
+// ttl: someone the hub knows, with exactly these roles.
+func NewServiceAccount(ctx context.Context, admin *rest.Config, name string, g Grant, ttl time.Duration) (string, error) {
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return "", err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(HubNamespace).Create(ctx,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("create ServiceAccount %s/%s: %w", HubNamespace, name, err)
+	}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: HubNamespace}}
+	for _, role := range g.ClusterRoles {
+		if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + role},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   subjects,
+		}, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("bind ClusterRole %s to %s: %w", role, name, err)
+		}
+	}
+	for _, role := range g.HubRoles {
+		if _, err := cs.RbacV1().RoleBindings(HubNamespace).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + role},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
+			Subjects:   subjects,
+		}, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("bind Role %s/%s to %s: %w", HubNamespace, role, name, err)
+		}
+	}
+	return ServiceAccountToken(ctx, admin, name, ttl)
 }
 
 // runCmd runs a program and returns its stdout; the error carries stderr.

@@ -53,6 +53,12 @@ func TestLeaderElectionFailover(t *testing.T) {
 	if err := e2e.WriteServiceAccountKubeconfig(ctx, fleet.Hub.Config, saKubeconfig, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	// The specs count reconciles from the metrics, which only a reader may scrape.
+	metricsToken, err := e2e.NewServiceAccount(ctx, fleet.Hub.Config, "prometheus",
+		e2e.Grant{ClusterRoles: []string{e2e.MetricsReaderRole}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var members []e2e.Member
 	for _, m := range fleet.Members {
 		members = append(members, e2e.Member{Name: m.Name, Kubeconfig: m.KubeconfigPath})
@@ -66,6 +72,7 @@ func TestLeaderElectionFailover(t *testing.T) {
 	start := func(name string) *e2e.Controller {
 		c, err := e2e.StartController(ctx, e2e.ControllerOptions{
 			Bin: suite.bins.Controller, Kubeconfig: saKubeconfig, LogPath: filepath.Join(logDir, "fleet-controller-"+name+".log"),
+			MetricsToken: metricsToken,
 			Args: []string{"--leader-elect", "--allow-loopback-members", "--leader-elect-lease-duration=" + leaseDuration.String(),
 				"--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms"},
 		})

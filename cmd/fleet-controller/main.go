@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	"github.com/flotilla-dev/flotilla/cmd/internal/version"
@@ -47,7 +46,7 @@ func main() {
 // options are the controller's command-line flags.
 type options struct {
 	hubNamespace     string
-	metricsAddr      string
+	metrics          metricsOptions
 	healthAddr       string
 	leaderElect      bool
 	leaderElectionID string
@@ -80,8 +79,7 @@ type options struct {
 func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.hubNamespace, "hub-namespace", fleetv1alpha1.DefaultHubNamespace,
 		"Hub namespace holding kubeconfig Secrets and Baseline sources.")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080",
-		"Address of the Prometheus metrics endpoint; 0 disables it.")
+	o.metrics.bind(fs)
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081",
 		"Address of the /healthz and /readyz endpoints; 0 disables them.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false,
@@ -168,6 +166,9 @@ func (o *options) validate() error {
 	if o.maxBytes.Sign() <= 0 {
 		return fmt.Errorf("--max-baseline-bytes must be positive")
 	}
+	if err := o.metrics.validate(); err != nil {
+		return err
+	}
 	if o.leaderElect && o.renewDeadline >= o.leaseDuration {
 		return fmt.Errorf("--leader-elect-renew-deadline (%s) must be shorter than --leader-elect-lease-duration (%s)",
 			o.renewDeadline, o.leaseDuration)
@@ -218,6 +219,9 @@ func run(args []string) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
 	log := ctrl.Log.WithName("setup")
 	log.Info("starting fleet-controller", "version", version.String(), "hubNamespace", opts.hubNamespace)
+	if !opts.metrics.secure {
+		log.Info("serving metrics over plain HTTP without authentication (--metrics-secure=false)", "address", opts.metrics.addr)
+	}
 
 	scheme, err := newScheme()
 	if err != nil {
@@ -249,7 +253,7 @@ func run(args []string) error {
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		Metrics:                 opts.metrics.serverOptions(),
 		HealthProbeBindAddress:  opts.healthAddr,
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        opts.leaderElectionID,

@@ -1,0 +1,155 @@
+package config_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/flotilla-dev/flotilla/e2e"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+)
+
+// TestMetricsNeedAReaderRole runs fleet-controller as config/rbac's ServiceAccount on a real
+// hub with config/default installed, and scrapes its metrics endpoint as Prometheus would
+// (the ServiceMonitor of config/prometheus): nobody without a token the hub accepts, and
+// nobody without ClusterRole flotilla-metrics-reader, gets a single metric. The controller's
+// own rights (tokenreviews, subjectaccessreviews) come from the generated ClusterRole, so a
+// missing rule fails the reader's scrape too.
+func TestMetricsNeedAReaderRole(t *testing.T) {
+	ctx := t.Context()
+	bins := binaries(t)
+	fleet := localfleet.StartForTest(t, localfleet.Options{NoCRDs: true, NoControllerManager: true})
+	if err := e2e.InstallHub(ctx, bins.Kubectl, repoRoot(t), fleet.Hub.KubeconfigPath); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	saKubeconfig := filepath.Join(dir, "controller.kubeconfig")
+	if err := e2e.WriteServiceAccountKubeconfig(ctx, fleet.Hub.Config, saKubeconfig, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("a --metrics-cert-dir without the key pair is refused at start", func(t *testing.T) {
+		out, err := exec.CommandContext(ctx, bins.Controller, "--kubeconfig="+saKubeconfig, "--metrics-cert-dir="+t.TempDir()).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "--metrics-cert-dir") {
+			t.Errorf("fleet-controller with an empty --metrics-cert-dir: %v\n%s\nwant it to exit naming the flag", err, out)
+		}
+	})
+
+	certDir, roots := servingCert(t)
+	c, err := e2e.StartController(ctx, e2e.ControllerOptions{
+		Bin: bins.Controller, Kubeconfig: saKubeconfig, LogPath: filepath.Join(dir, "fleet-controller.log"),
+		Args: []string{"--metrics-cert-dir=" + certDir},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("fleet-controller log:\n%s", c.Log())
+		}
+	})
+
+	reader, err := e2e.NewServiceAccount(ctx, fleet.Hub.Config, "prometheus", e2e.Grant{ClusterRoles: []string{e2e.MetricsReaderRole}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A valid identity of the hub with no role at all, as any workload's ServiceAccount is.
+	stranger, err := e2e.NewServiceAccount(ctx, fleet.Hub.Config, "stranger", e2e.Grant{}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"a token the hub did not issue", "not-a-token", http.StatusUnauthorized},
+		{"a ServiceAccount without the reader role", stranger, http.StatusForbidden},
+	} {
+		t.Run(tc.name+" gets no metrics", func(t *testing.T) {
+			resp, err := e2e.ScrapeMetrics(ctx, c.MetricsAddr, tc.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.want || strings.Contains(body, "flotilla_") || strings.Contains(body, "controller_runtime_") {
+				t.Errorf("GET /metrics: %s\n%s\nwant %d and no metric", resp.Status, body, tc.want)
+			}
+		})
+	}
+
+	t.Run("plain HTTP gets no metrics", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.MetricsAddr+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return // the server may also just close the connection
+		}
+		if body := readAll(t, resp); resp.StatusCode == http.StatusOK || strings.Contains(body, "flotilla_") {
+			t.Errorf("plain HTTP GET /metrics: %s\n%s", resp.Status, body)
+		}
+	})
+
+	t.Run("the metrics reader gets Flotilla's metrics over a verified connection", func(t *testing.T) {
+		// Verified against the CA of --metrics-cert-dir: the certificate served is the one
+		// given, not the self-signed default.
+		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
+		}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.MetricsAddr+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		for _, want := range []string{"flotilla_service_endpoint_propagation_seconds_count", `controller_runtime_reconcile_total{controller="membercluster"`} {
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
+				t.Fatalf("GET /metrics as %s: %s, want 200 with %s:\n%.2000s", e2e.MetricsReaderRole, resp.Status, want, body)
+			}
+		}
+	})
+}
+
+// servingCert writes a key pair for localhost and 127.0.0.1, signed by a new CA, into a
+// directory as a mounted kubernetes.io/tls Secret holds it, and returns the CA to verify it.
+func servingCert(t *testing.T) (string, *x509.CertPool) {
+	t.Helper()
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(certPEM) {
+		t.Fatal("no certificate in the generated PEM")
+	}
+	return dir, roots
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
