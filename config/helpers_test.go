@@ -2,20 +2,55 @@ package config_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flotilla-dev/flotilla/e2e"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built holds the binaries of this checkout, built once for the tests that run them.
+var built struct {
+	once sync.Once
+	dir  string
+	bins e2e.Binaries
+	err  error
+}
+
+// binaries returns fleet-controller and fleetctl built from this checkout (or those of
+// $FLOTILLA_E2E_BIN_DIR) and the pinned kubectl.
+func binaries(t *testing.T) e2e.Binaries {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "flotilla-config-test-bin-"); built.err != nil {
+			return
+		}
+		built.bins, built.err = e2e.FindBinaries(context.Background(), repoRoot(t), built.dir)
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bins
+}
 
 // repoRoot is the checkout the test runs in.
 func repoRoot(t *testing.T) string {
@@ -120,6 +155,6 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, namespace, name
 			return o
 		}
 	}
-	t.Fatalf("config/default renders no %s %s/%s", kind, namespace, name)
+	t.Fatalf("rendered config holds no %s %s/%s", kind, namespace, name)
 	return nil
 }

@@ -10,7 +10,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -23,6 +27,7 @@ const (
 	serviceAccount = "flotilla-controller"
 	managerRole    = "flotilla-manager"
 	imageRepo      = "flotilla/fleet-controller"
+	metricsService = "flotilla-controller-metrics"
 )
 
 // typed converts a rendered object into its Go type, rejecting unknown fields, so that a
@@ -99,9 +104,15 @@ func TestDefaultDeploymentIsHardened(t *testing.T) {
 	if repo != imageRepo || !ok || tag == "" || tag == "latest" {
 		t.Errorf("image %q, want %s:<version> with an explicit tag that is not latest", c.Image, imageRepo)
 	}
-	for _, arg := range []string{"--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
+	for _, arg := range []string{"--leader-elect", "--metrics-bind-address=:8443", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
+		}
+	}
+	// Metrics are served over HTTPS to authorized callers only; plain HTTP is an explicit choice.
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--metrics-secure") {
+			t.Errorf("args %v set %s: the shipped controller keeps the secure default", c.Args, arg)
 		}
 	}
 
@@ -183,6 +194,11 @@ func TestDefaultBindsTheGeneratedRolesToTheControllersServiceAccount(t *testing.
 	if !grants(clusterRole.Rules, "fleet.flotilla.dev", "memberclusters/status", "patch") {
 		t.Errorf("ClusterRole %s does not allow patching memberclusters/status", managerRole)
 	}
+	// The metrics endpoint authenticates and authorizes every scrape against the hub.
+	if !grants(clusterRole.Rules, "authentication.k8s.io", "tokenreviews", "create") ||
+		!grants(clusterRole.Rules, "authorization.k8s.io", "subjectaccessreviews", "create") {
+		t.Errorf("ClusterRole %s does not allow creating tokenreviews and subjectaccessreviews: every metrics scrape would fail", managerRole)
+	}
 	// Registration scope: kubeconfig Secrets are read in the hub namespace only.
 	for _, verb := range []string{"get", "list", "watch"} {
 		if grants(clusterRole.Rules, "", "secrets", verb) || grants(clusterRole.Rules, "", "*", verb) {
@@ -217,13 +233,138 @@ func TestDefaultMetricsServiceSelectsTheController(t *testing.T) {
 	var d appsv1.Deployment
 	typed(t, find(t, objs, "Deployment", hubNamespace, deploymentName), &d)
 	var svc corev1.Service
-	typed(t, find(t, objs, "Service", hubNamespace, "flotilla-controller-metrics"), &svc)
+	typed(t, find(t, objs, "Service", hubNamespace, metricsService), &svc)
 	for k, v := range svc.Spec.Selector {
 		if d.Spec.Template.Labels[k] != v {
 			t.Errorf("Service selects %s=%s, the controller's pods have labels %v", k, v, d.Spec.Template.Labels)
 		}
 	}
-	if len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" {
-		t.Errorf("Service %v: want a selector and one port to the container's metrics port", svc.Spec)
+	if len(svc.Spec.Selector) == 0 || len(svc.Spec.Ports) != 1 {
+		t.Fatalf("Service %v: want a selector and one port", svc.Spec)
+	}
+	p := svc.Spec.Ports[0]
+	var container *corev1.ContainerPort
+	for i, cp := range d.Spec.Template.Spec.Containers[0].Ports {
+		if cp.Name == p.TargetPort.String() {
+			container = &d.Spec.Template.Spec.Containers[0].Ports[i]
+		}
+	}
+	// --metrics-bind-address=:8443 (checked above) is the port the Service must reach.
+	if p.Name != "https" || p.Port != 8443 || container == nil || container.ContainerPort != 8443 {
+		t.Errorf("Service port %+v to container port %+v: want https on 8443 to the container's 8443", p, container)
+	}
+}
+
+// TestPrometheusMonitorScrapesTheMetricsService checks the optional ServiceMonitor against
+// the Service it must find: same namespace, a selector matching the Service's labels, its
+// port by name, HTTPS with Prometheus's token.
+func TestPrometheusMonitorScrapesTheMetricsService(t *testing.T) {
+	for _, o := range render(t, "config/default") {
+		if o.GetKind() == "ServiceMonitor" {
+			t.Errorf("config/default renders ServiceMonitor %s: its CRD is not on every hub, it belongs to config/prometheus only", o.GetName())
+		}
+	}
+	var svc corev1.Service
+	typed(t, find(t, render(t, "config/default"), "Service", hubNamespace, metricsService), &svc)
+	monitor := find(t, render(t, "config/prometheus"), "ServiceMonitor", hubNamespace, metricsService)
+	var m struct {
+		Spec struct {
+			Selector  metav1.LabelSelector
+			Endpoints []struct {
+				Port, Scheme, Path, BearerTokenFile string
+				TLSConfig                           struct{ InsecureSkipVerify bool }
+			}
+		}
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(monitor.Object, &m); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(labels.Set(svc.Labels)) {
+		t.Errorf("ServiceMonitor selector %v (%v) does not select Service labels %v", m.Spec.Selector, err, svc.Labels)
+	}
+	if len(m.Spec.Endpoints) != 1 {
+		t.Fatalf("ServiceMonitor endpoints %+v, want one", m.Spec.Endpoints)
+	}
+	e := m.Spec.Endpoints[0]
+	if e.Port != svc.Spec.Ports[0].Name || e.Scheme != "https" || e.Path != "/metrics" ||
+		e.BearerTokenFile != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
+		t.Errorf("ServiceMonitor endpoint %+v: want port %q, https, /metrics and Prometheus's ServiceAccount token", e, svc.Spec.Ports[0].Name)
+	}
+}
+
+// TestDefaultShipsThePersonaRoles checks the roles people are given on the hub (README
+// "Security model"): every Flotilla kind is covered, and Secrets only by the fleet admin.
+// TestPersonasOnARealHub checks what they allow against an API server.
+func TestDefaultShipsThePersonaRoles(t *testing.T) {
+	objs := render(t, "config/default")
+	var kinds []string
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" {
+			var crd apiextensionsv1.CustomResourceDefinition
+			typed(t, o, &crd)
+			kinds = append(kinds, crd.Spec.Names.Plural)
+		}
+	}
+	clusterRole := func(name string) []rbacv1.PolicyRule {
+		var r rbacv1.ClusterRole
+		typed(t, find(t, objs, "ClusterRole", "", name), &r)
+		return r.Rules
+	}
+	role := func(name string) []rbacv1.PolicyRule {
+		var r rbacv1.Role
+		typed(t, find(t, objs, "Role", hubNamespace, name), &r)
+		return r.Rules
+	}
+	admin, author, viewer := clusterRole("flotilla-fleet-admin"), clusterRole("flotilla-baseline-author"), clusterRole("flotilla-viewer")
+	write := []string{"create", "update", "patch", "delete"}
+	read := []string{"get", "list", "watch"}
+	for _, kind := range kinds {
+		for _, verb := range append(slices.Clone(read), write...) {
+			if !grants(admin, "fleet.flotilla.dev", kind, verb) {
+				t.Errorf("flotilla-fleet-admin cannot %s %s", verb, kind)
+			}
+		}
+		for _, verb := range read {
+			if !grants(viewer, "fleet.flotilla.dev", kind, verb) || !grants(author, "fleet.flotilla.dev", kind, verb) {
+				t.Errorf("flotilla-viewer or flotilla-baseline-author cannot %s %s", verb, kind)
+			}
+		}
+		for _, verb := range write {
+			if grants(viewer, "fleet.flotilla.dev", kind, verb) {
+				t.Errorf("flotilla-viewer can %s %s", verb, kind)
+			}
+			if kind != "baselines" && grants(author, "fleet.flotilla.dev", kind, verb) {
+				t.Errorf("flotilla-baseline-author can %s %s", verb, kind)
+			}
+		}
+	}
+	for _, rules := range [][]rbacv1.PolicyRule{admin, author, viewer, role("flotilla-baseline-author")} {
+		for _, verb := range append(slices.Clone(read), write...) {
+			if grants(rules, "", "secrets", verb) {
+				t.Errorf("a persona role other than the fleet admin's Role can %s Secrets: %+v", verb, rules)
+			}
+		}
+	}
+	if !grants(role("flotilla-fleet-admin"), "", "secrets", "create") {
+		t.Error("Role flotilla-fleet-admin cannot create Secrets: fleetctl register could not store a kubeconfig")
+	}
+	// Only the viewer is aggregated into the built-in roles; writing Baselines is never a
+	// side effect of being a namespace editor.
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRole" || !strings.HasPrefix(o.GetName(), "flotilla-") {
+			continue
+		}
+		for k := range o.GetLabels() {
+			if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") && (o.GetName() != "flotilla-viewer" || k != "rbac.authorization.k8s.io/aggregate-to-view") {
+				t.Errorf("ClusterRole %s carries %s", o.GetName(), k)
+			}
+		}
+	}
+	var reader rbacv1.ClusterRole
+	typed(t, find(t, objs, "ClusterRole", "", "flotilla-metrics-reader"), &reader)
+	want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+	if !equality.Semantic.DeepEqual(reader.Rules, want) {
+		t.Errorf("flotilla-metrics-reader rules %+v, want %+v", reader.Rules, want)
 	}
 }

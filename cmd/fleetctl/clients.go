@@ -177,21 +177,27 @@ func applyObject(ctx context.Context, c client.Client, ac runtime.ApplyConfigura
 
 // createNamespaceIfMissing creates a namespace labelled as Flotilla's if it is missing, and leaves an
 // existing one alone. A namespace still being deleted (say, by an earlier unregister
-// --cleanup) cannot take new objects, so that is an error a person can wait out.
+// --cleanup) cannot take new objects, so that is an error a person can wait out. It looks
+// before it creates: a fleet admin may use the hub namespace without being allowed to create
+// namespaces (Role flotilla-fleet-admin grants get on that one namespace only).
 func createNamespaceIfMissing(ctx context.Context, c client.Client, name string) (outcome, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedLabels()}}
-	err := c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager))
-	switch {
+	ns := &corev1.Namespace{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: name}, ns); {
 	case err == nil:
-		return outcomeCreated, nil
-	case !apierrors.IsAlreadyExists(err):
-		return "", fmt.Errorf("create namespace %s: %w", name, err)
-	}
-	if err := c.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if ns.DeletionTimestamp != nil {
+			return "", fmt.Errorf("namespace %s is being deleted; run this again once it is gone", name)
+		}
+		return outcomeUnchanged, nil
+	case !apierrors.IsNotFound(err):
 		return "", fmt.Errorf("get namespace %s: %w", name, err)
 	}
-	if ns.DeletionTimestamp != nil {
-		return "", fmt.Errorf("namespace %s is being deleted; run this again once it is gone", name)
+	ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: managedLabels()}}
+	switch err := c.Create(ctx, ns, client.FieldOwner(fleetv1alpha1.FieldManager)); {
+	case err == nil:
+		return outcomeCreated, nil
+	case apierrors.IsAlreadyExists(err): // created meanwhile
+		return outcomeUnchanged, nil
+	default:
+		return "", fmt.Errorf("create namespace %s: %w", name, err)
 	}
-	return outcomeUnchanged, nil
 }

@@ -340,6 +340,14 @@ func TestParseSecretDoesNotLeak(t *testing.T) {
 			},
 		},
 		{
+			// A Baseline author names a member's kubeconfig Secret of the hub namespace as a
+			// source: it is no manifest, nothing of it is applied or quoted.
+			name: "a member kubeconfig",
+			yaml: "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster: {server: 'https://10.0.0.1:6443'}\n" +
+				"users:\n- name: u\n  user: {token: " + secret + "}\ncontexts:\n- name: c\n  context: {cluster: m, user: u}\ncurrent-context: c\n",
+			wantErr: []string{"resources[0] (Secret flotilla-system/creds, key app.yaml) document 1: no metadata.name"},
+		},
+		{
 			name:    "a bare value",
 			yaml:    secret + "\n",
 			wantErr: []string{"resources[0] (Secret flotilla-system/creds, key app.yaml) document 1: not an object"},
