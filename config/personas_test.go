@@ -54,7 +54,7 @@ func TestPersonasOnARealHub(t *testing.T) {
 		}
 	}
 
-	persona := func(name string, g e2e.Grant) (client.Client, string) {
+	persona := func(t *testing.T, name string, g e2e.Grant) (client.Client, string) {
 		t.Helper()
 		token, err := e2e.NewServiceAccount(ctx, fleet.Hub.Config, name, g, time.Hour)
 		if err != nil {
@@ -93,7 +93,7 @@ func TestPersonasOnARealHub(t *testing.T) {
 	}
 
 	t.Run("viewer", func(t *testing.T) {
-		c, _ := persona("viewer", e2e.Grant{ClusterRoles: []string{"flotilla-viewer"}})
+		c, _ := persona(t, "viewer", e2e.Grant{ClusterRoles: []string{"flotilla-viewer"}})
 		allowed(t, "list MemberClusters", c.List(ctx, &fleetv1alpha1.MemberClusterList{}))
 		allowed(t, "list BaselineBindings", c.List(ctx, &fleetv1alpha1.BaselineBindingList{}))
 		allowed(t, "list ExportedServices", c.List(ctx, &fleetv1alpha1.ExportedServiceList{}))
@@ -106,8 +106,8 @@ func TestPersonasOnARealHub(t *testing.T) {
 	})
 
 	t.Run("the built-in view role reads the fleet, edit writes no Baseline", func(t *testing.T) {
-		view, _ := persona("cluster-viewer", e2e.Grant{ClusterRoles: []string{"view"}})
-		edit, _ := persona("cluster-editor", e2e.Grant{ClusterRoles: []string{"edit"}})
+		view, _ := persona(t, "cluster-viewer", e2e.Grant{ClusterRoles: []string{"view"}})
+		edit, _ := persona(t, "cluster-editor", e2e.Grant{ClusterRoles: []string{"edit"}})
 		// The aggregation controller (kube-controller-manager) copies the rules into view.
 		fleettest.Eventually(t, 30*time.Second, "view to list MemberClusters (flotilla-viewer aggregated)", func() error {
 			return view.List(ctx, &fleetv1alpha1.MemberClusterList{})
@@ -117,7 +117,7 @@ func TestPersonasOnARealHub(t *testing.T) {
 	})
 
 	t.Run("Baseline author", func(t *testing.T) {
-		c, _ := persona("author", e2e.Grant{ClusterRoles: []string{"flotilla-baseline-author"}, HubRoles: []string{"flotilla-baseline-author"}})
+		c, _ := persona(t, "author", e2e.Grant{ClusterRoles: []string{"flotilla-baseline-author"}, HubRoles: []string{"flotilla-baseline-author"}})
 		source := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "by-author", Namespace: hubNamespace},
 			Data: map[string]string{"ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n"}}
 		allowed(t, "create a ConfigMap source in the hub namespace", c.Create(ctx, source))
@@ -136,7 +136,7 @@ func TestPersonasOnARealHub(t *testing.T) {
 	})
 
 	t.Run("fleet admin registers a member with fleetctl", func(t *testing.T) {
-		c, token := persona("fleet-admin", e2e.Grant{ClusterRoles: []string{"flotilla-fleet-admin"}, HubRoles: []string{"flotilla-fleet-admin"}})
+		c, token := persona(t, "fleet-admin", e2e.Grant{ClusterRoles: []string{"flotilla-fleet-admin"}, HubRoles: []string{"flotilla-fleet-admin"}})
 		kubeconfig := filepath.Join(t.TempDir(), "fleet-admin.kubeconfig")
 		if err := e2e.WriteTokenKubeconfig(fleet.Hub.Config, "fleet-admin", token, kubeconfig); err != nil {
 			t.Fatal(err)
