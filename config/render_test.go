@@ -269,12 +269,14 @@ func TestPrometheusMonitorScrapesTheMetricsService(t *testing.T) {
 	monitor := find(t, render(t, "config/prometheus"), "ServiceMonitor", hubNamespace, metricsService)
 	var m struct {
 		Spec struct {
-			Selector  metav1.LabelSelector
+			Selector  metav1.LabelSelector `json:"selector"`
 			Endpoints []struct {
-				Port, Scheme, Path, BearerTokenFile string
-				TLSConfig                           struct{ InsecureSkipVerify bool }
-			}
-		}
+				Port            string `json:"port"`
+				Scheme          string `json:"scheme"`
+				Path            string `json:"path"`
+				BearerTokenFile string `json:"bearerTokenFile"`
+			} `json:"endpoints"`
+		} `json:"spec"`
 	}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(monitor.Object, &m); err != nil {
 		t.Fatal(err)
