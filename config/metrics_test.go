@@ -83,6 +83,7 @@ func TestMetricsNeedAReaderRole(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer resp.Body.Close()
 			body := readAll(t, resp)
 			if resp.StatusCode != tc.want || strings.Contains(body, "flotilla_") || strings.Contains(body, "controller_runtime_") {
 				t.Errorf("GET /metrics: %s\n%s\nwant %d and no metric", resp.Status, body, tc.want)
@@ -97,6 +98,7 @@ func TestMetricsNeedAReaderRole(t *testing.T) {
 		if err != nil {
 			return // the server may also just close the connection
 		}
+		defer resp.Body.Close()
 		if body := readAll(t, resp); resp.StatusCode == http.StatusOK || strings.Contains(body, "flotilla_") {
 			t.Errorf("plain HTTP GET /metrics: %s\n%s", resp.Status, body)
 		}
@@ -114,6 +116,7 @@ func TestMetricsNeedAReaderRole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		body := readAll(t, resp)
 		for _, want := range []string{"flotilla_service_endpoint_propagation_seconds_count", `controller_runtime_reconcile_total{controller="membercluster"`} {
 			if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
@@ -146,7 +149,6 @@ func servingCert(t *testing.T) (string, *x509.CertPool) {
 
 func readAll(t *testing.T, resp *http.Response) string {
 	t.Helper()
-	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
