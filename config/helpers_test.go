@@ -12,8 +12,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flotilla-dev/flotilla/e2e"
@@ -21,6 +23,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Clients of the tests log nothing worth reading; without a logger controller-runtime
+	// prints a warning with a stack trace.
+	ctrllog.SetLogger(logr.Discard())
 	code := m.Run()
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)
