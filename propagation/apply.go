@@ -3,6 +3,7 @@ package propagation
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -38,8 +39,10 @@ type memberApply struct {
 }
 
 // applier applies desired objects to one member with server-side apply (field manager
-// "flotilla") through the fluxcd ssa engine, in the stages and with the placement that
-// propagation/plan decides (the plan `fleetctl diff` shows), dry-run diffed so that
+// "flotilla"), in the stages and with the placement that propagation/plan decides (the plan
+// `fleetctl diff` shows). It sends a dry-run diff (the fluxcd ssa engine's) only where the
+// member's copy may differ from what Flotilla applied last (apply_write.go): a missing object
+// is created at once, one unchanged since the last apply is not looked at again, and
 // unchanged objects are never written.
 type applier struct {
 	member   client.Client
@@ -53,6 +56,19 @@ type applier struct {
 	// fits checks, against the hub's limit, the inventory of a Baseline that does not prune
 	// and so keeps kept objects that left it; nil accepts any.
 	fits func(kept int) error
+	// recent is what this process's last apply of the binding recorded (appliedRecords),
+	// which the binding's cached status may not show yet.
+	recent []fleetv1alpha1.InventoryEntry
+	// records are the binding's inventory entries (the status's, then recent's) by
+	// render.EntryKey: what the last apply recorded of each object (resourceVersion, hash).
+	records map[fleetv1alpha1.InventoryEntry]fleetv1alpha1.InventoryEntry
+	// applied holds, by render.EntryKey, what this apply recorded of the objects it wrote,
+	// checked or skipped (see applyObject); the new inventory carries it.
+	applied   map[fleetv1alpha1.InventoryEntry]fleetv1alpha1.InventoryEntry
+	appliedMu sync.Mutex
+	// observed holds the member's metadata of desired objects and inventory entries, read
+	// concurrently before the plan is made (observe); Meta serves the plan from it.
+	observed map[render.Key]*metav1.PartialObjectMetadata
 }
 
 // tooLargeError is a Baseline that would own more objects in the member than the hub allows.
@@ -74,10 +90,19 @@ func (a *applier) manager() *ssa.ResourceManager {
 func (a *applier) apply(ctx context.Context, desired []render.Document, inventory []fleetv1alpha1.InventoryEntry) (*memberApply, error) {
 	out := &memberApply{}
 	a.inventory = map[types.UID]bool{}
+	a.records = map[fleetv1alpha1.InventoryEntry]fleetv1alpha1.InventoryEntry{}
 	for _, e := range inventory {
 		if e.UID != "" {
 			a.inventory[e.UID] = true
 		}
+		a.records[render.EntryKey(e)] = e
+	}
+	for _, e := range a.recent {
+		a.records[render.EntryKey(e)] = e
+	}
+	a.applied = map[fleetv1alpha1.InventoryEntry]fleetv1alpha1.InventoryEntry{}
+	if err := a.observe(ctx, desired, inventory); err != nil {
+		return out, err
 	}
 	p, err := plan.Make(ctx, plan.Input{Baseline: a.baseline, Desired: desired, Inventory: inventory, Mapper: a.member.RESTMapper(), Observer: a})
 	if err != nil {
@@ -112,56 +137,21 @@ func (a *applier) apply(ctx context.Context, desired []render.Document, inventor
 		return out, err
 	}
 	owned := p.Owned(a.baseline)
+	for i := range owned {
+		if rec, ok := a.applied[render.EntryKey(owned[i].Doc.InventoryEntry())]; ok && owned[i].UID == "" {
+			owned[i].UID = rec.UID
+		}
+	}
 	if err := a.learnUIDs(ctx, owned); err != nil {
 		return out, err
 	}
-	out.Owned = plan.Inventory(owned)
+	out.Owned = a.record(plan.Inventory(owned))
 	objs := make([]*unstructured.Unstructured, 0, len(owned))
 	for _, o := range owned {
 		objs = append(objs, o.Doc.Object)
 	}
 	out.Unhealthy, err = a.unhealthy(ctx, objs)
 	return out, err
-}
-
-// applyStages applies what the plan lets the apply write, one stage at a time, waiting
-// after the stages the next ones need (Namespaces, CRDs).
-func (a *applier) applyStages(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan, out *memberApply) error {
-	opts := ssa.DefaultApplyOptions()
-	opts.WaitInterval, opts.WaitTimeout = 100*time.Millisecond, time.Minute
-	// Adopt and re-apply after drift take fields back from other managers (the engine
-	// always applies with force ownership); Force here would delete and recreate objects
-	// on immutable-field errors, which is not ours to decide.
-	opts.Force = false
-	for _, stage := range p.Stages {
-		var objs []*unstructured.Unstructured
-		for _, o := range stage.Objects {
-			if o.Write {
-				objs = append(objs, o.Doc.Object.DeepCopy())
-			}
-		}
-		if len(objs) == 0 {
-			continue
-		}
-		changes, err := mgr.ApplyAll(ctx, objs, opts)
-		if err != nil {
-			return err
-		}
-		for _, e := range changes.Entries {
-			if e.Action == ssa.CreatedAction || e.Action == ssa.ConfiguredAction {
-				out.Written++
-				if e.Action == ssa.ConfiguredAction {
-					out.Drifted = append(out.Drifted, e.Subject+" corrected")
-				}
-			}
-		}
-		if stage.Wait {
-			if err := mgr.WaitForSet(changes.ToObjMetadataSet(), ssa.WaitOptions{Interval: opts.WaitInterval, Timeout: opts.WaitTimeout}); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // drift lists, under policy Inform, what differs from the Baseline: missing objects and
@@ -206,13 +196,21 @@ func (a *applier) learnUIDs(ctx context.Context, owned []plan.Object) error {
 	return nil
 }
 
-// Meta implements plan.Observer. It reads only the metadata of the member's copy:
+// Meta implements plan.Observer: what observe read, or else readMeta.
+func (a *applier) Meta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
+	if live, ok := a.observed[render.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: key.Namespace, Name: key.Name}]; ok {
+		return live, nil
+	}
+	return a.readMeta(ctx, gvk, key)
+}
+
+// readMeta reads the member's metadata of one object for Meta. It reads only the metadata:
 // ownership is in the labels and UID, and the object itself may be large. An object this
 // Baseline owns is normally in the member's metadata cache (it holds what Flotilla wrote),
 // which saves a request per object in steady state; anything else — missing, unowned, not
 // cached yet — is read from the API server, so a stale cache can never make an unowned
 // object look like ours.
-func (a *applier) Meta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
+func (a *applier) readMeta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(gvk)
 	if a.cached != nil {

@@ -234,6 +234,7 @@ func (r *BaselineReconciler) reconcileDelete(ctx context.Context, b *fleetv1alph
 	if len(list.Items) > 0 {
 		return ctrl.Result{}, nil // binding deletions bring us back (Owns)
 	}
+	r.Sources.forget(b)
 	if controllerutil.RemoveFinalizer(b, fleetv1alpha1.FinalizerBaselineCleanup) {
 		return ctrl.Result{}, r.Client.Update(ctx, b)
 	}

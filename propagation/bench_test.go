@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/propagation/render"
 )
@@ -46,7 +48,9 @@ const benchPoll = 250 * time.Millisecond
 //   - s-floor-<n>m: the floor — the same objects server-side applied by one goroutine per
 //     member with warm clients, no diff and no status — and ratio-create-vs-floor-<n>m;
 //   - s-update-<n>m: one object changed, until its new value is present in every member;
-//   - writes/member-create-<n>m, writes/member-update-<n>m: objects the controller wrote.
+//   - writes/member-create-<n>m, writes/member-update-<n>m: objects the controller wrote;
+//   - dryruns/member-create-<n>m: server-side dry runs the controller sent per member while
+//     creating, counted in the members' audit logs (a fresh object needs none).
 //
 // Each run uses fresh object names and is deleted (and waited for) before the next, so no
 // earlier Baseline is alive during a measurement. Then, with 10 members and one Baseline:
@@ -54,11 +58,21 @@ const benchPoll = 250 * time.Millisecond
 // reported as max below 100 samples), objects written during a steady-state window
 // (FLOTILLA_BENCH_STEADY, default 60s) and hub heap growth per member since before the
 // members were registered. ns/op is the time of the timed Flotilla creations only (fleet
-// start-up, floors and clean-up are outside the timer). Run with `make bench`.
+// start-up, floors and clean-up are outside the timer). Run with `make bench`; on a small
+// machine run one fleet size at a time, FLOTILLA_BENCH_MEMBERS=1 (or 5, 10; the sizes up to
+// it are measured, default 10), for example
+//
+//	FLOTILLA_BENCH_MEMBERS=1 FLOTILLA_BENCH_STEADY=10s go test -p 1 ./propagation/ \
+//	  -run '^$' -bench BenchmarkBaseline50 -benchtime 3x -timeout 60m
 func BenchmarkBaseline50(b *testing.B) {
 	workload, err := os.ReadFile("testdata/workload-50.yaml")
 	must(b, err)
-	e := newEnv(b, 10)
+	fleetSize := 10
+	if v := os.Getenv("FLOTILLA_BENCH_MEMBERS"); v != "" {
+		fleetSize, err = strconv.Atoi(v)
+		must(b, err)
+	}
+	e := newEnvWith(b, localfleet.Options{Members: fleetSize, AuditLog: true})
 	ctx := context.Background()
 	var names []string
 	for i, m := range e.fleet.Members {
@@ -72,8 +86,11 @@ func BenchmarkBaseline50(b *testing.B) {
 
 	run := 0
 	for _, n := range []int{1, 5, 10} {
+		if n > fleetSize {
+			break
+		}
 		members := names[:n]
-		var create, applied, floor, changed, writes, updateWrites []float64
+		var create, applied, floor, changed, writes, updateWrites, dryRuns []float64
 		for i := 0; i < b.N; i++ {
 			run++
 			name, set := fmt.Sprintf("bench-%d", run), fmt.Sprintf("run-%d", run)
@@ -82,6 +99,7 @@ func BenchmarkBaseline50(b *testing.B) {
 				Key: "idx", Operator: metav1.LabelSelectorOpIn, Values: firstN(n)}}}
 
 			w0 := writtenTotal(e)
+			marks := auditMarks(b, e, members)
 			b.StartTimer()
 			start := time.Now()
 			must(b, e.hub.Create(ctx, bl))
@@ -91,6 +109,7 @@ func BenchmarkBaseline50(b *testing.B) {
 			waitAllApplied(b, e, name, n, "")
 			applied = append(applied, time.Since(start).Seconds())
 			writes = append(writes, (writtenTotal(e)-w0)/float64(n))
+			dryRuns = append(dryRuns, float64(countDryRuns(b, e, marks))/float64(n))
 
 			// One object changes: a new revision, one write per member.
 			must(b, e.hub.Get(ctx, types.NamespacedName{Name: name}, bl))
@@ -120,6 +139,7 @@ func BenchmarkBaseline50(b *testing.B) {
 		b.ReportMetric(fleettest.Median(floor), fmt.Sprintf("s-floor-%dm", n))
 		b.ReportMetric(fleettest.Median(create)/fleettest.Median(floor), fmt.Sprintf("ratio-create-vs-floor-%dm", n))
 		b.ReportMetric(fleettest.Median(writes), fmt.Sprintf("writes/member-create-%dm", n))
+		b.ReportMetric(fleettest.Median(dryRuns), fmt.Sprintf("dryruns/member-create-%dm", n))
 		b.ReportMetric(fleettest.Median(changed), fmt.Sprintf("s-update-%dm", n))
 		b.ReportMetric(fleettest.Median(updateWrites), fmt.Sprintf("writes/member-update-%dm", n))
 	}
@@ -172,6 +192,36 @@ func benchDriftRestore(b *testing.B, e *env) {
 		restore = append(restore, time.Since(start).Seconds())
 	}
 	fleettest.ReportLatencies(b, "drift-restore", restore)
+}
+
+// auditMarks marks the end of the members' audit logs, for countDryRuns.
+func auditMarks(b *testing.B, e *env, members []string) map[*localfleet.ControlPlane]localfleet.AuditMark {
+	b.Helper()
+	marks := map[*localfleet.ControlPlane]localfleet.AuditMark{}
+	for _, m := range e.fleet.Members {
+		if slices.Contains(members, m.Name) {
+			mark, err := m.AuditMark()
+			must(b, err)
+			marks[m] = mark
+		}
+	}
+	return marks
+}
+
+// countDryRuns counts the server-side dry runs the controller sent to the members since marks.
+func countDryRuns(b *testing.B, e *env, marks map[*localfleet.ControlPlane]localfleet.AuditMark) int {
+	b.Helper()
+	n := 0
+	for m, mark := range marks {
+		reqs, err := m.Writes(mark, fleettest.HubUser)
+		must(b, err)
+		for _, r := range reqs {
+			if r.DryRun {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // runWorkload gives the workload's objects a run's name prefix and set label.

@@ -50,6 +50,9 @@ type BindingReconciler struct {
 	// the defaults.
 	Limits    Limits
 	slotsOnce sync.Once
+	// records are the inventories this process's applies recorded last, newer than a
+	// binding's cached status can be (see appliedRecords).
+	records *appliedRecords
 }
 
 // busyRequeue is when a binding whose member had no free slot comes back: soon, since a
@@ -70,6 +73,7 @@ func (r *BindingReconciler) memberWork(ctx context.Context, cluster string) (con
 		if r.MemberTimeout <= 0 {
 			r.MemberTimeout = 2 * time.Minute
 		}
+		r.records = newAppliedRecords()
 	})
 	release, ok := r.Slots.Acquire(ctx, cluster, slotWait)
 	if !ok {
@@ -146,7 +150,8 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 		return ctrl.Result{}, nil
 	}
 
-	out, err := r.Sources.render(ctx, b)
+	// The revision as the Baseline controller rendered it, parsed once for all members.
+	out, err := r.Sources.current(ctx, b)
 	var srcErr *sourceError
 	switch {
 	case errors.As(err, &srcErr):
@@ -177,11 +182,14 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	}
 
 	start := time.Now()
-	a := &applier{member: member, baseline: b, fits: fits}
+	a := &applier{member: member, baseline: b, fits: fits, recent: r.records.get(bb.UID)}
 	if cached, err := r.Members.Reader(cluster); err == nil {
 		a.cached = cached
 	}
 	res, err := a.apply(ctx, desired, bb.Status.Inventory)
+	if err == nil && len(res.UnknownKinds) == 0 {
+		r.records.set(bb.UID, res.Owned)
+	}
 	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
 	var tooLarge *tooLargeError
 	if errors.As(err, &tooLarge) {
@@ -336,6 +344,7 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 		log.FromContext(ctx).Info("member is not connected; clean-up waits", "cluster", cluster, "reason", err.Error())
 		return ctrl.Result{}, nil // the connect event brings us back
 	}
+	r.records.forget(bb.UID)
 	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)
 	return ctrl.Result{}, r.Client.Update(ctx, bb)
 }

@@ -10,6 +10,14 @@
 // It reaches members only through the clusters connection-manager interface and never
 // writes an object that it does not own unless the Baseline's conflictPolicy says Adopt.
 //
+// Rendering: the Baseline controller reads a Baseline's sources and parses each revision
+// once; bindings reuse that parse from a bounded cache (sources.go, rendercache.go) and only
+// substitute and fan out per member. Applying (apply.go, apply_write.go): a missing object is
+// server-side applied without a dry run, one whose resourceVersion is still the one recorded
+// in the inventory after the last apply is skipped unless the desired object changed, and a
+// dry-run diff is made only for objects the member changed since; an apply has at most
+// eight requests in flight to its member.
+//
 // Isolation: bindings of all members share one pool of workers (SetupOptions
 // MaxConcurrentApplies, 16 by default). A binding reconcile takes one of its member's slots
 // (MaxConcurrentPerMember, 2) for the member work, waiting at most 100ms, and bounds that

@@ -50,7 +50,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		return err
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	sources := &sourceReader{cache: mgr.GetClient(), apiReader: mgr.GetAPIReader(), hubNamespace: opts.HubNamespace, limits: opts.Limits}
+	sources := newSourceReader(mgr.GetClient(), mgr.GetAPIReader(), opts.HubNamespace, opts.Limits)
 	if err := setupBaseline(mgr, sources, opts); err != nil {
 		return fmt.Errorf("set up Baseline controller: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/sync/singleflight"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,34 +30,85 @@ type rendered struct {
 	perNamespace []render.Document
 }
 
-// sourceReader reads Baseline sources from the hub namespace with render.Read (the reading
-// `fleetctl diff` shares). Secrets are read straight from the API server so that no Secret
-// data sits in the hub's cache.
+// sourceReader reads Baseline sources from the hub namespace with render.ReadSources (the
+// reading `fleetctl diff` shares). Secrets are read straight from the API server so that no
+// Secret data sits in the hub's cache. What it parsed it keeps in rendered, so that a
+// revision is parsed once and its bindings read no source at all (see renderCache).
 type sourceReader struct {
 	cache        client.Reader
 	apiReader    client.Reader
 	hubNamespace string
 	limits       Limits
+	rendered     *renderCache
+	reading      singleflight.Group
 }
 
-// render reads and validates every source of b, and refuses one that passes the hub's
-// limits. A *sourceError means the Baseline is unusable as written; any other error is
+func newSourceReader(cache, apiReader client.Reader, hubNamespace string, limits Limits) *sourceReader {
+	return &sourceReader{cache: cache, apiReader: apiReader, hubNamespace: hubNamespace, limits: limits, rendered: newRenderCache(renderCacheObjects)}
+}
+
+// render reads every source of b and returns its validated input: the parse cached for the
+// revision the sources hash to, else a new parse, refused when it passes the hub's limits,
+// which is cached and becomes the Baseline's current revision for its bindings (current).
+// The Baseline controller calls it on every reconcile: reading is how it sees sources
+// change. A *sourceError means the Baseline is unusable as written; any other error is
 // transient.
 func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*rendered, error) {
-	out, err := render.Read(ctx, s.cache, s.apiReader, s.hubNamespace, b)
+	resources, perNS, err := render.ReadSources(ctx, s.cache, s.apiReader, s.hubNamespace, b)
+	if err != nil {
+		return nil, sourceFailure(err)
+	}
+	if out := s.rendered.get(b.UID, render.Revision(resources, perNS, b.Spec.Substitute)); out != nil {
+		s.rendered.setCurrent(b.UID, out.revision)
+		return out, nil
+	}
+	parsed, err := render.FromSources(resources, perNS, b.Spec.Substitute)
+	if err != nil {
+		return nil, sourceFailure(err)
+	}
+	if tooLarge := s.limits.checkRendered(parsed); tooLarge != nil {
+		return nil, tooLarge
+	}
+	out := &rendered{revision: parsed.Revision, resources: parsed.Resources, perNamespace: parsed.PerNamespace}
+	s.rendered.put(b.UID, out)
+	s.rendered.setCurrent(b.UID, out.revision)
+	return out, nil
+}
+
+// current returns b's current revision as the Baseline controller last rendered it, from
+// the cache; it reads and parses the sources (render) only when that revision is not cached,
+// after a restart or an eviction. Bindings call it: a binding compares it with the revision
+// the rollout released to its member.
+func (s *sourceReader) current(ctx context.Context, b *fleetv1alpha1.Baseline) (*rendered, error) {
+	if rev := s.rendered.currentOf(b.UID); rev != "" {
+		if out := s.rendered.get(b.UID, rev); out != nil {
+			return out, nil
+		}
+	}
+	// The bindings of a Baseline that missed (typically all of them, right after a
+	// restart) share one read.
+	out, err, _ := s.reading.Do(string(b.UID), func() (any, error) { return s.render(ctx, b) })
+	if err != nil {
+		return nil, err
+	}
+	return out.(*rendered), nil
+}
+
+// forget drops what is cached of a deleted Baseline.
+func (s *sourceReader) forget(b *fleetv1alpha1.Baseline) {
+	s.rendered.forget(b.UID)
+}
+
+// sourceFailure classifies an error of render.ReadSources or render.FromSources.
+func sourceFailure(err error) error {
 	var srcErr *render.SourceError
 	var invalid *render.InvalidSourcesError
 	switch {
 	case errors.As(err, &invalid):
-		return nil, &sourceError{reason: fleetv1alpha1.ReasonInvalidSource, msg: invalid.Error()}
+		return &sourceError{reason: fleetv1alpha1.ReasonInvalidSource, msg: invalid.Error()}
 	case errors.As(err, &srcErr) && apierrors.IsNotFound(srcErr.Err):
-		return nil, &sourceError{reason: fleetv1alpha1.ReasonSourceNotFound,
+		return &sourceError{reason: fleetv1alpha1.ReasonSourceNotFound,
 			msg: fmt.Sprintf("%s: %s %s/%s not found (sources are read from the hub namespace)", srcErr.Field, srcErr.Kind, srcErr.Namespace, srcErr.Name)}
-	case err != nil:
-		return nil, err
 	}
-	if tooLarge := s.limits.checkRendered(out); tooLarge != nil {
-		return nil, tooLarge
-	}
-	return &rendered{revision: out.Revision, resources: out.Resources, perNamespace: out.PerNamespace}, nil
+	return err
 }

@@ -50,6 +50,20 @@ type InventoryEntry struct {
 	// edit the object, so they cannot decide ownership on their own.
 	// +optional
 	UID types.UID `json:"uid,omitempty"`
+	// ResourceVersion is the member object's resourceVersion when Flotilla last applied it,
+	// or last found it matching the Baseline: while the object still has it, nobody has
+	// changed it since, and an apply of the same desired object (Hash) is skipped without a
+	// diff. Any change in the member gives the object a new resourceVersion and a diff.
+	// +optional
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	// Generation is the member object's metadata.generation at that time (zero for kinds
+	// that do not count generations), for people reading the inventory.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+	// Hash identifies the desired object (as rendered for this member) that ResourceVersion
+	// belongs to: a changed Baseline gives a new hash, and the object is applied again.
+	// +optional
+	Hash string `json:"hash,omitempty"`
 }
 
 // MaxInventory is the most objects a binding's inventory can hold (its MaxItems; the marker

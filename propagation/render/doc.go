@@ -18,14 +18,15 @@
 // member's variables, fans perNamespace documents out with InNamespace into the selected
 // namespaces, checks with CheckUnique that no object is defined twice, and adds the
 // ownership labels. propagation/plan sorts the result with Stage; the controller applies
-// one stage at a time with the ssa engine's ApplyAll (which orders objects by kind within
-// a stage) and waits after the stages WaitAfter names; `fleetctl diff` shows objects in the
-// same stage order.
+// one stage at a time (within a stage, one kind at a time in the ssa engine's kind order)
+// and waits after the stages WaitAfter names; `fleetctl diff` shows objects in the same
+// stage order.
 //
 // # What it must not do
 //
-// Everything here except Read is pure: no API calls, no clients, no file or network I/O,
-// no logging and no global state; Read reads only through the readers it is given, and
+// Everything here except Read and ReadSources (Read's first half; fleet-controller parses a
+// revision once and keeps the parse) is pure: no API calls, no clients, no file or network
+// I/O, no logging and no global state; they read only through the readers they are given, and
 // only ConfigMaps and Secrets of the hub namespace. The rest is table-tested without a
 // cluster and gives the same answer on every replica. It does not know which kinds a member serves or whether they are
 // namespaced; the controller asks the member. Errors are all-or-nothing: a function that

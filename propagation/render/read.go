@@ -26,15 +26,26 @@ func (e *InvalidSourcesError) Error() string { return e.Err.Error() }
 func (e *InvalidSourcesError) Unwrap() error { return e.Err }
 
 // Read reads every source of b from hubNamespace and parses it: the one way both
-// fleet-controller and `fleetctl diff` read a Baseline. ConfigMaps are read through
-// configMaps and Secrets through secrets (the controller reads Secrets past its cache, so
-// that no Secret data sits in it). A source that cannot be read is a *SourceError (its Err
-// is the API error, NotFound when it does not exist); sources that do not parse are an
-// *InvalidSourcesError; the revision is set only when both succeed.
+// fleet-controller and `fleetctl diff` read a Baseline (ReadSources, then FromSources).
+// ConfigMaps are read through configMaps and Secrets through secrets (the controller reads
+// Secrets past its cache, so that no Secret data sits in it). A source that cannot be read is
+// a *SourceError (its Err is the API error, NotFound when it does not exist); sources that do
+// not parse are an *InvalidSourcesError; the revision is set only when both succeed.
+func Read(ctx context.Context, configMaps, secrets client.Reader, hubNamespace string, b *fleetv1alpha1.Baseline) (*Rendered, error) {
+	resources, perNS, err := ReadSources(ctx, configMaps, secrets, hubNamespace, b)
+	if err != nil {
+		return nil, err
+	}
+	return FromSources(resources, perNS, b.Spec.Substitute)
+}
+
+// ReadSources reads the sources of b's resources and perNamespace.resources, as Read does,
+// without parsing them: enough for the revision (Revision), so that a caller holding the
+// parse of that revision already need not parse again.
 //
 // It is the only function of this package that does I/O, and only through the readers it
 // is given.
-func Read(ctx context.Context, configMaps, secrets client.Reader, hubNamespace string, b *fleetv1alpha1.Baseline) (*Rendered, error) {
+func ReadSources(ctx context.Context, configMaps, secrets client.Reader, hubNamespace string, b *fleetv1alpha1.Baseline) (resources, perNamespace []Source, err error) {
 	lookup := func(kind, name string) (map[string][]byte, error) {
 		key := client.ObjectKey{Namespace: hubNamespace, Name: name}
 		if kind == "Secret" {
@@ -50,21 +61,26 @@ func Read(ctx context.Context, configMaps, secrets client.Reader, hubNamespace s
 		}
 		return data, err
 	}
-	resources, err := Sources("resources", hubNamespace, b.Spec.Resources, lookup)
-	if err != nil {
-		return nil, err
+	if resources, err = Sources("resources", hubNamespace, b.Spec.Resources, lookup); err != nil {
+		return nil, nil, err
 	}
-	var perNS []Source
 	if b.Spec.PerNamespace != nil {
-		if perNS, err = Sources("perNamespace.resources", hubNamespace, b.Spec.PerNamespace.Resources, lookup); err != nil {
-			return nil, err
+		if perNamespace, err = Sources("perNamespace.resources", hubNamespace, b.Spec.PerNamespace.Resources, lookup); err != nil {
+			return nil, nil, err
 		}
 	}
-	out := &Rendered{Revision: Revision(resources, perNS, b.Spec.Substitute)}
-	if out.Resources, err = Parse(resources, b.Spec.Substitute); err != nil {
+	return resources, perNamespace, nil
+}
+
+// FromSources parses sources read by ReadSources into a Baseline's validated input and its
+// revision; sources that do not parse are an *InvalidSourcesError.
+func FromSources(resources, perNamespace []Source, substitute *fleetv1alpha1.Substitution) (*Rendered, error) {
+	out := &Rendered{Revision: Revision(resources, perNamespace, substitute)}
+	var err error
+	if out.Resources, err = Parse(resources, substitute); err != nil {
 		return nil, &InvalidSourcesError{Err: err}
 	}
-	if out.PerNamespace, err = Parse(perNS, b.Spec.Substitute); err != nil {
+	if out.PerNamespace, err = Parse(perNamespace, substitute); err != nil {
 		return nil, &InvalidSourcesError{Err: err}
 	}
 	return out, nil

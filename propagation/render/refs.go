@@ -27,10 +27,9 @@ func EntryRef(e fleetv1alpha1.InventoryEntry) string {
 	return fmt.Sprintf("%s %s", e.Kind, e.Name)
 }
 
-// EntryKey compares inventory entries without their version and UID: an object moved to a
-// newer API version of its group is the same object, and a desired object (no UID yet) is
-// the same as its inventory entry.
+// EntryKey compares inventory entries by the object's identity only, without their version,
+// UID and what the last apply recorded: an object moved to a newer API version of its group
+// is the same object, and a desired object (no UID yet) is the same as its inventory entry.
 func EntryKey(e fleetv1alpha1.InventoryEntry) fleetv1alpha1.InventoryEntry {
-	e.Version, e.UID = "", ""
-	return e
+	return fleetv1alpha1.InventoryEntry{Group: e.Group, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name}
 }

@@ -1,0 +1,314 @@
+package propagation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"github.com/fluxcd/pkg/ssa"
+	"github.com/fluxcd/pkg/ssa/utils"
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation/plan"
+	"github.com/flotilla-dev/flotilla/propagation/render"
+)
+
+// How the Enforce (and CreateOnly) apply writes one object, at the cost server-side apply
+// itself sets: a dry-run diff only where the member's copy may differ from what Flotilla
+// last applied.
+
+// perMemberRequests bounds the requests one apply has in flight to its member (reads before
+// the plan, writes of one kind within a stage). With MaxConcurrentPerMember reconciles per
+// member it bounds what a member receives from the hub at once.
+const perMemberRequests = 8
+
+// stageWait is how often a stage's objects that are not ready yet are polled, and for how
+// long at most, before the next stage.
+const (
+	stageWaitInterval = 100 * time.Millisecond
+	stageWaitTimeout  = time.Minute
+)
+
+// write is how the apply writes one object of the plan.
+type write string
+
+const (
+	// writeCreate: the object does not exist (read from the API server, not only from the
+	// cache); it is applied at once, with no dry run.
+	writeCreate write = "create"
+	// writeSkip: the member's copy is the one Flotilla applied last (same resourceVersion)
+	// and the desired object has not changed since (same hash): nothing to do.
+	writeSkip write = "skip"
+	// writeUpdate: the Baseline changed and the member's copy did not since Flotilla applied
+	// it: applied at once; the apply writes only if the object changes.
+	writeUpdate write = "update"
+	// writeCheck: the member's copy changed since Flotilla applied it (someone may have
+	// edited it), was never recorded, or is adopted: a dry-run diff decides, and the object
+	// is applied only when it differs (drift corrected).
+	writeCheck write = "check"
+)
+
+// howToWrite decides how to write o from the member's resourceVersion of it (liveRV, empty
+// when it does not exist) and what the last apply recorded (rec, ok false when nothing),
+// comparing the desired object's hash. Only an unchanged resourceVersion proves that nobody
+// but Flotilla wrote the object since: every write, even of metadata, changes it.
+func howToWrite(o plan.Object, liveRV string, rec fleetv1alpha1.InventoryEntry, ok bool, hash string) write {
+	switch {
+	case o.Placement == plan.Missing:
+		return writeCreate
+	case o.Placement != plan.Mine || !ok || rec.ResourceVersion == "" || liveRV == "" ||
+		rec.UID != o.UID || rec.ResourceVersion != liveRV:
+		return writeCheck
+	case rec.Hash == hash:
+		return writeSkip
+	default:
+		return writeUpdate
+	}
+}
+
+// desiredHash identifies a desired object as rendered for the member: its JSON (map keys
+// sorted, so equal objects hash equally), SHA-256, 16 hex digits.
+func desiredHash(obj *unstructured.Unstructured) (string, error) {
+	b, err := json.Marshal(obj.Object)
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", render.ObjectRef(obj), err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// observe reads, perMemberRequests at a time, the member's metadata of every desired
+// object and inventory entry (readMeta: the cache for what is Flotilla's, the API server
+// for the rest), so that the plan, which reads them one by one, finds them ready. A read
+// that fails is left to the plan to retry and report.
+func (a *applier) observe(ctx context.Context, desired []render.Document, inventory []fleetv1alpha1.InventoryEntry) error {
+	type target struct {
+		gvk schema.GroupVersionKind
+		key types.NamespacedName
+	}
+	var targets []target
+	for _, d := range desired {
+		targets = append(targets, target{d.Object.GroupVersionKind(), types.NamespacedName{Namespace: d.Object.GetNamespace(), Name: d.Object.GetName()}})
+	}
+	for _, e := range inventory {
+		targets = append(targets, target{schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
+	}
+	results := make([]*metav1.PartialObjectMetadata, len(targets))
+	failed := make([]bool, len(targets))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(perMemberRequests)
+	for i, t := range targets {
+		g.Go(func() error {
+			live, err := a.readMeta(gctx, t.gvk, t.key)
+			results[i], failed[i] = live, err != nil
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	a.observed = make(map[render.Key]*metav1.PartialObjectMetadata, len(targets))
+	for i, t := range targets {
+		if !failed[i] {
+			a.observed[render.Key{Group: t.gvk.Group, Kind: t.gvk.Kind, Namespace: t.key.Namespace, Name: t.key.Name}] = results[i]
+		}
+	}
+	return nil
+}
+
+// applyStages writes what the plan lets the apply write, one stage at a time and, within a
+// stage, one kind at a time in the ssa engine's kind order (a ClusterRole before the
+// bindings that grant it), the objects of one kind concurrently. After the stages the next
+// ones need (Namespaces, CRDs) it waits until they are ready.
+func (a *applier) applyStages(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan, out *memberApply) error {
+	for _, stage := range p.Stages {
+		var objs []plan.Object
+		for _, o := range stage.Objects {
+			if o.Write {
+				objs = append(objs, o)
+			}
+		}
+		slices.SortStableFunc(objs, func(x, y plan.Object) int {
+			gx, gy := x.Doc.Object.GroupVersionKind().GroupKind(), y.Doc.Object.GroupVersionKind().GroupKind()
+			switch {
+			case ssa.IsLessThan(gx, gy):
+				return -1
+			case ssa.IsLessThan(gy, gx):
+				return 1
+			}
+			return 0
+		})
+		var notReady object.ObjMetadataSet
+		for _, kind := range byKind(objs) {
+			results := make([]objectWrite, len(kind))
+			g, gctx := errgroup.WithContext(ctx)
+			g.SetLimit(perMemberRequests)
+			for i, o := range kind {
+				g.Go(func() (err error) {
+					results[i], err = a.applyObject(gctx, mgr, o)
+					return err
+				})
+			}
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			for i, r := range results {
+				switch r.action {
+				case ssa.CreatedAction:
+					out.Written++
+				case ssa.ConfiguredAction:
+					out.Written++
+					if r.drifted {
+						out.Drifted = append(out.Drifted, render.ObjectRef(kind[i].Doc.Object)+" corrected")
+					}
+				}
+				if stage.Wait && !r.ready {
+					notReady = append(notReady, object.UnstructuredToObjMetadata(kind[i].Doc.Object))
+				}
+			}
+		}
+		if len(notReady) > 0 {
+			if err := mgr.WaitForSetWithContext(ctx, notReady, ssa.WaitOptions{Interval: stageWaitInterval, Timeout: stageWaitTimeout}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// byKind splits objs, sorted by kind, into runs of one kind each.
+func byKind(objs []plan.Object) [][]plan.Object {
+	var out [][]plan.Object
+	for i := 0; i < len(objs); {
+		gk := objs[i].Doc.Object.GroupVersionKind().GroupKind()
+		j := i + 1
+		for j < len(objs) && objs[j].Doc.Object.GroupVersionKind().GroupKind() == gk {
+			j++
+		}
+		out = append(out, objs[i:j])
+		i = j
+	}
+	return out
+}
+
+// objectWrite is what writing one object did.
+type objectWrite struct {
+	action ssa.Action
+	// drifted: the member's copy differed from the Baseline while the Baseline had not
+	// changed since the last apply: someone else changed it, and the apply corrected it.
+	drifted bool
+	// ready: the object, as the member returned it, is ready for what the next stage
+	// needs (kstatus Current), or is known to have been when it was last applied.
+	ready bool
+}
+
+// applyObject writes one object as howToWrite decides and records what it found.
+func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o plan.Object) (objectWrite, error) {
+	obj := o.Doc.Object.DeepCopy()
+	utils.RemoveCABundleFromCRD(obj)
+	hash, err := desiredHash(obj)
+	if err != nil {
+		return objectWrite{}, err
+	}
+	entry := render.EntryKey(o.Doc.InventoryEntry())
+	rec, ok := a.records[entry]
+	liveRV := ""
+	if live := a.observed[o.Doc.Key()]; live != nil {
+		liveRV = live.GetResourceVersion()
+	}
+	switch how := howToWrite(o, liveRV, rec, ok, hash); how {
+	case writeSkip:
+		a.setApplied(entry, rec)
+		// Ready when last applied (a stage waits for what it wrote); a kind whose readiness
+		// can change later is looked at again.
+		return objectWrite{action: ssa.UnchangedAction, ready: !healthKinds[obj.GroupVersionKind().GroupKind()]}, nil
+	case writeCreate, writeUpdate:
+		if err := a.serverSideApply(ctx, obj); err != nil {
+			return objectWrite{}, err
+		}
+		action := ssa.CreatedAction
+		if how == writeUpdate {
+			action = ssa.ConfiguredAction
+			if obj.GetResourceVersion() == liveRV {
+				action = ssa.UnchangedAction // the apply changed nothing
+			}
+		}
+		a.setApplied(entry, recordOf(obj, hash))
+		return objectWrite{action: action, ready: isCurrent(obj)}, nil
+	default:
+		return a.checkAndApply(ctx, mgr, o, obj, hash, ok && rec.Hash == hash)
+	}
+}
+
+// checkAndApply is writeCheck: a server-side dry run shows whether the member's copy
+// differs from obj; only then is it applied. sameDesired says the desired object is the one
+// last applied, so that a difference is drift (someone else's change) and not the Baseline's.
+func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o plan.Object, obj *unstructured.Unstructured,
+	hash string, sameDesired bool) (objectWrite, error) {
+	entry := render.EntryKey(o.Doc.InventoryEntry())
+	change, _, dryRun, err := mgr.Diff(ctx, obj.DeepCopy(), ssa.DefaultDiffOptions())
+	if err != nil {
+		return objectWrite{}, fmt.Errorf("dry-run %s: %w", render.ObjectRef(obj), err)
+	}
+	if change.Action == ssa.UnchangedAction {
+		a.setApplied(entry, recordOf(dryRun, hash))
+		return objectWrite{action: ssa.UnchangedAction, ready: isCurrent(dryRun)}, nil
+	}
+	if err := a.serverSideApply(ctx, obj); err != nil {
+		return objectWrite{}, err
+	}
+	a.setApplied(entry, recordOf(obj, hash))
+	return objectWrite{action: change.Action, drifted: change.Action == ssa.ConfiguredAction && sameDesired, ready: isCurrent(obj)}, nil
+}
+
+// serverSideApply applies obj as field manager "flotilla", taking over fields other managers
+// hold (the Baseline's values win), and leaves the member's answer in obj.
+func (a *applier) serverSideApply(ctx context.Context, obj *unstructured.Unstructured) error {
+	if err := a.member.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
+		client.FieldOwner(fleetv1alpha1.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply %s: %w", render.ObjectRef(obj), err)
+	}
+	return nil
+}
+
+func (a *applier) setApplied(entry, rec fleetv1alpha1.InventoryEntry) {
+	a.appliedMu.Lock()
+	defer a.appliedMu.Unlock()
+	a.applied[entry] = rec
+}
+
+// recordOf is what the inventory records of live, the member's object as Flotilla applied
+// it (or found it matching) with the desired object's hash.
+func recordOf(live *unstructured.Unstructured, hash string) fleetv1alpha1.InventoryEntry {
+	return fleetv1alpha1.InventoryEntry{UID: live.GetUID(), ResourceVersion: live.GetResourceVersion(), Generation: live.GetGeneration(), Hash: hash}
+}
+
+// record adds to the inventory entries what this apply recorded of each object; an entry
+// whose UID is not the recorded object's keeps none.
+func (a *applier) record(entries []fleetv1alpha1.InventoryEntry) []fleetv1alpha1.InventoryEntry {
+	for i, e := range entries {
+		rec, ok := a.applied[render.EntryKey(e)]
+		if ok && rec.UID == e.UID {
+			entries[i].ResourceVersion, entries[i].Generation, entries[i].Hash = rec.ResourceVersion, rec.Generation, rec.Hash
+		}
+	}
+	return entries
+}
+
+// isCurrent reports whether kstatus finds obj ready (Current).
+func isCurrent(obj *unstructured.Unstructured) bool {
+	res, err := status.Compute(obj)
+	return err == nil && res.Status == status.CurrentStatus
+}
