@@ -94,16 +94,26 @@ func desiredHash(obj *unstructured.Unstructured) (string, error) {
 // for the rest), so that the plan, which reads them one by one, finds them ready. A read
 // that fails is left to the plan to retry and report.
 func (a *applier) observe(ctx context.Context, desired []render.Document, inventory []fleetv1alpha1.InventoryEntry) error {
+	if len(plan.UnknownKinds(desired, a.member.RESTMapper())) > 0 {
+		return nil // the plan stops at the unknown kinds and reads nothing
+	}
 	type target struct {
 		gvk schema.GroupVersionKind
 		key types.NamespacedName
 	}
 	var targets []target
+	seen := map[render.Key]bool{}
+	add := func(gvk schema.GroupVersionKind, namespace, name string) {
+		if k := (render.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: namespace, Name: name}); !seen[k] {
+			seen[k] = true
+			targets = append(targets, target{gvk, types.NamespacedName{Namespace: namespace, Name: name}})
+		}
+	}
 	for _, d := range desired {
-		targets = append(targets, target{d.Object.GroupVersionKind(), types.NamespacedName{Namespace: d.Object.GetNamespace(), Name: d.Object.GetName()}})
+		add(d.Object.GroupVersionKind(), d.Object.GetNamespace(), d.Object.GetName())
 	}
 	for _, e := range inventory {
-		targets = append(targets, target{schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
+		add(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, e.Namespace, e.Name)
 	}
 	results := make([]*metav1.PartialObjectMetadata, len(targets))
 	failed := make([]bool, len(targets))
