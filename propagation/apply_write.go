@@ -268,13 +268,18 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o plan.Object, obj *unstructured.Unstructured,
 	hash string, sameDesired bool) (objectWrite, error) {
 	entry := render.EntryKey(o.Doc.InventoryEntry())
-	change, _, dryRun, err := mgr.Diff(ctx, obj.DeepCopy(), ssa.DefaultDiffOptions())
+	change, _, _, err := mgr.Diff(ctx, obj.DeepCopy(), ssa.DefaultDiffOptions())
 	if err != nil {
-		return objectWrite{}, fmt.Errorf("dry-run %s: %w", render.ObjectRef(obj), err)
+		return objectWrite{}, err // names the object
 	}
 	if change.Action == ssa.UnchangedAction {
-		a.setApplied(entry, recordOf(dryRun, hash))
-		return objectWrite{action: ssa.UnchangedAction, ready: isCurrent(dryRun)}, nil
+		// The member's copy matches: recorded as observed (the engine does not return the
+		// dry run of an unchanged object). Were the observation older than the object, the
+		// next apply finds a newer resourceVersion and checks once more.
+		if live := a.observed[o.Doc.Key()]; live != nil {
+			a.setApplied(entry, fleetv1alpha1.InventoryEntry{UID: live.GetUID(), ResourceVersion: live.GetResourceVersion(), Generation: live.GetGeneration(), Hash: hash})
+		}
+		return objectWrite{action: ssa.UnchangedAction, ready: !healthKinds[obj.GroupVersionKind().GroupKind()]}, nil
 	}
 	if err := a.serverSideApply(ctx, obj); err != nil {
 		return objectWrite{}, err
@@ -288,7 +293,8 @@ func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o
 func (a *applier) serverSideApply(ctx context.Context, obj *unstructured.Unstructured) error {
 	if err := a.member.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
 		client.FieldOwner(fleetv1alpha1.FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("apply %s: %w", render.ObjectRef(obj), err)
+		// Worded as the ssa engine words its errors: "Kind/namespace/name apply failed".
+		return fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(obj), err)
 	}
 	return nil
 }
