@@ -41,6 +41,15 @@ type MemberAccess interface {
 	// that kind; opts.Transform, if set, replaces the default transform (which only strips
 	// managedFields). Call it while setting up controllers, before the manager starts.
 	RegisterWatch(obj client.Object, opts cache.ByObject) error
+	// RegisterOnDemand declares a kind that a member caches only while some holder needs
+	// it there (see Demand), scoped by opts like RegisterWatch. Handlers of WatchSource for
+	// it are attached whenever its informer runs. Call it before the manager starts.
+	RegisterOnDemand(obj client.Object, opts cache.ByObject) error
+	// Demand records whether holder needs the on-demand kind of obj cached in cluster. The
+	// member's informer runs while at least one holder needs it (also after a reconnect)
+	// and is removed, with what it held, when the last holder lets go. Reads through
+	// Reader wait for a new informer's sync; without demand they fail.
+	Demand(cluster string, obj client.Object, holder string, needed bool)
 	// WatchSource delivers events for obj in every connected member (now and later),
 	// mapped to hub requests by mapFn. obj must have been registered.
 	WatchSource(obj client.Object, mapFn MapFunc) source.Source
@@ -126,6 +135,8 @@ type listener func(cluster string, kind EventKind)
 type watchRegistration struct {
 	obj  client.Object
 	opts cache.ByObject
+	// onDemand kinds are not started with a member cache, only on Demand.
+	onDemand bool
 }
 
 // kindWatch is one dynamically watched kind and the handler of its KindSource.
@@ -139,6 +150,8 @@ type watchHandler struct {
 	mapFn MapFunc
 	queue workqueue.TypedRateLimitingInterface[reconcile.Request]
 	ctx   context.Context
+	// onDemand: obj's kind runs only on Demand; the handler is attached when it starts.
+	onDemand bool
 }
 
 // Connections keeps one connection per member cluster: a client, a scoped cache and a
@@ -301,6 +314,15 @@ func (c *Connections) connected(cluster string) (*member, error) {
 
 // RegisterWatch implements MemberAccess.
 func (c *Connections) RegisterWatch(obj client.Object, opts cache.ByObject) error {
+	return c.register(obj, opts, false)
+}
+
+// RegisterOnDemand implements MemberAccess.
+func (c *Connections) RegisterOnDemand(obj client.Object, opts cache.ByObject) error {
+	return c.register(obj, opts, true)
+}
+
+func (c *Connections) register(obj client.Object, opts cache.ByObject, onDemand bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cachesMade {
@@ -317,21 +339,44 @@ func (c *Connections) RegisterWatch(obj client.Object, opts cache.ByObject) erro
 		if fmt.Sprint(r.opts.Label) != fmt.Sprint(opts.Label) || fmt.Sprint(r.opts.Field) != fmt.Sprint(opts.Field) {
 			return fmt.Errorf("register %T: already registered with another scope (label %v, field %v)", obj, r.opts.Label, r.opts.Field)
 		}
+		if r.onDemand != onDemand {
+			return fmt.Errorf("register %T: already registered, on demand %v", obj, r.onDemand)
+		}
 		return nil
 	}
-	c.registered = append(c.registered, watchRegistration{obj: obj, opts: opts})
+	c.registered = append(c.registered, watchRegistration{obj: obj, opts: opts, onDemand: onDemand})
 	return nil
+}
+
+// Demand implements MemberAccess. A cluster without a connection records nothing: its
+// holders demand again when it connects (its connect event reaches them).
+func (c *Connections) Demand(cluster string, obj client.Object, holder string, needed bool) {
+	c.mu.Lock()
+	m := c.members[cluster]
+	reg, ok := c.registration(obj)
+	var handlers []watchHandler
+	for _, h := range c.handlers {
+		if watchKey(h.obj) == watchKey(obj) {
+			handlers = append(handlers, h)
+		}
+	}
+	c.mu.Unlock()
+	if m == nil || !ok || !reg.onDemand {
+		return
+	}
+	m.demand(reg.obj, holder, needed, handlers)
 }
 
 // WatchSource implements MemberAccess.
 func (c *Connections) WatchSource(obj client.Object, mapFn MapFunc) source.Source {
 	return source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-		h := watchHandler{obj: obj, mapFn: mapFn, queue: q, ctx: ctx}
 		c.mu.Lock()
-		if !c.isRegistered(obj) {
+		reg, ok := c.registration(obj)
+		if !ok {
 			c.mu.Unlock()
 			return fmt.Errorf("watch %T: not registered with RegisterWatch", obj)
 		}
+		h := watchHandler{obj: obj, mapFn: mapFn, queue: q, ctx: ctx, onDemand: reg.onDemand}
 		c.handlers = append(c.handlers, h)
 		ms := make([]*member, 0, len(c.members))
 		for _, m := range c.members {
@@ -422,13 +467,13 @@ func (c *Connections) eventSource(filter func(EventKind) bool, mapFn func(ctx co
 	})
 }
 
-func (c *Connections) isRegistered(obj client.Object) bool {
+func (c *Connections) registration(obj client.Object) (watchRegistration, bool) {
 	for _, r := range c.registered {
 		if watchKey(r.obj) == watchKey(obj) {
-			return true
+			return r, true
 		}
 	}
-	return false
+	return watchRegistration{}, false
 }
 
 // watchKey identifies a registered watch: its Go type, and for a metadata-only watch
@@ -465,8 +510,11 @@ func (c *Connections) cacheOptions() (cache.Options, []client.Object) {
 	byObject := map[client.Object]cache.ByObject{}
 	objs := make([]client.Object, 0, len(c.registered))
 	for _, r := range c.registered {
+		// On-demand kinds are scoped like the others but started only on Demand.
 		byObject[r.obj] = r.opts
-		objs = append(objs, r.obj)
+		if !r.onDemand {
+			objs = append(objs, r.obj)
+		}
 	}
 	return cache.Options{
 		Scheme:                      c.scheme,

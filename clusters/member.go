@@ -80,6 +80,21 @@ type member struct {
 	cacheCancel context.CancelFunc
 	// kinds are the dynamically watched kinds attached to the current cache.
 	kinds map[schema.GroupVersionKind]bool
+	// running are the on-demand kinds (by watchKey) whose informer runs in the current cache.
+	running map[string]client.Object
+
+	// demandMu serializes starting and removing on-demand informers of this member (the
+	// cache calls happen outside mu). demands holds, per on-demand kind, who needs it; it
+	// outlives a cache, so that a reconnected member starts what is still needed.
+	demandMu sync.Mutex
+	demands  map[string]*demand
+}
+
+// demand is one on-demand kind of a member and the holders that need it.
+type demand struct {
+	obj      client.Object
+	holders  map[string]bool
+	handlers []watchHandler
 }
 
 func newMember(mc memberConfig, name string, creds *Credentials) (*member, error) {
@@ -290,7 +305,9 @@ func (m *member) startCache(parent context.Context) error {
 	m.mu.Lock()
 	m.memberCache, m.cacheCancel = c, cancel
 	m.kinds = map[schema.GroupVersionKind]bool{}
+	m.running = map[string]client.Object{}
 	m.mu.Unlock()
+	m.startDemanded()
 	// Handlers registered while the cache synced attached nothing (there was no cache);
 	// take them now that the cache is set. One registered meanwhile may attach twice,
 	// which costs a duplicate enqueue, never a lost one.
@@ -319,9 +336,10 @@ func (m *member) stopCache() {
 func (m *member) attach(h watchHandler) {
 	m.mu.Lock()
 	c := m.memberCache
+	idle := h.onDemand && m.running[watchKey(h.obj)] == nil
 	m.mu.Unlock()
-	if c == nil {
-		return // attached when the member connects
+	if c == nil || idle {
+		return // attached when the member connects, or when its kind is demanded
 	}
 	inf, err := c.GetInformer(h.ctx, h.obj, cache.BlockUntilSynced(false))
 	if err != nil {
@@ -379,5 +397,74 @@ func (m *member) addHandler(inf cache.Informer, h watchHandler) {
 	})
 	if err != nil {
 		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
+	}
+}
+
+// demand records whether holder needs obj's on-demand kind, and starts or removes the
+// kind's informer in the current cache when that turns the kind needed or unneeded.
+func (m *member) demand(obj client.Object, holder string, needed bool, handlers []watchHandler) {
+	key := watchKey(obj)
+	m.demandMu.Lock()
+	defer m.demandMu.Unlock()
+	if m.demands == nil {
+		m.demands = map[string]*demand{}
+	}
+	d := m.demands[key]
+	switch {
+	case needed && d == nil:
+		d = &demand{obj: obj, holders: map[string]bool{}}
+		m.demands[key] = d
+		fallthrough
+	case needed:
+		d.holders[holder] = true
+		d.handlers = handlers
+	case d != nil:
+		delete(d.holders, holder)
+		if len(d.holders) == 0 {
+			delete(m.demands, key)
+		}
+	}
+	m.syncDemand(key, d)
+}
+
+// startDemanded starts, in a new cache, every on-demand kind some holder still needs.
+func (m *member) startDemanded() {
+	m.demandMu.Lock()
+	defer m.demandMu.Unlock()
+	for key, d := range m.demands {
+		m.syncDemand(key, d)
+	}
+}
+
+// syncDemand makes the current cache run key's informer exactly while d has holders.
+// Called with demandMu held.
+func (m *member) syncDemand(key string, d *demand) {
+	m.mu.Lock()
+	c, obj := m.memberCache, m.running[key]
+	m.mu.Unlock()
+	needed := d != nil && len(d.holders) > 0
+	if c == nil || needed == (obj != nil) {
+		return
+	}
+	ctx := context.Background()
+	if !needed {
+		// The informer stops and its store goes: nothing of the kind stays in the hub.
+		m.mu.Lock()
+		delete(m.running, key)
+		m.mu.Unlock()
+		if err := c.RemoveInformer(ctx, obj); err != nil {
+			log.FromContext(ctx).Error(err, "stop on-demand member watch", "cluster", m.name, "kind", key)
+		}
+		return
+	}
+	if _, err := c.GetInformer(ctx, d.obj, cache.BlockUntilSynced(false)); err != nil {
+		log.FromContext(ctx).Error(err, "start on-demand member watch", "cluster", m.name, "kind", key)
+		return
+	}
+	m.mu.Lock()
+	m.running[key] = d.obj
+	m.mu.Unlock()
+	for _, h := range d.handlers {
+		m.attach(h)
 	}
 }

@@ -236,11 +236,16 @@ func (r *BindingReconciler) desiredObjects(ctx context.Context, b *fleetv1alpha1
 		if err != nil {
 			return nil, err
 		}
-		list := &corev1.NamespaceList{}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
 		if err := reader.List(ctx, list); err != nil {
 			return nil, fmt.Errorf("list namespaces of cluster %q: %w", mc.Name, err)
 		}
-		namespaces = list.Items
+		// The cache holds metadata only: a terminating Namespace shows by its deletion time.
+		namespaces = make([]corev1.Namespace, len(list.Items))
+		for i := range list.Items {
+			namespaces[i].ObjectMeta = list.Items[i].ObjectMeta
+		}
 	}
 	return plan.Desired(b, &render.Rendered{Revision: out.revision, Resources: out.resources, PerNamespace: out.perNamespace}, mc, member.RESTMapper(), namespaces)
 }

@@ -3,7 +3,6 @@ package propagation
 import (
 	"context"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,7 +44,7 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 				return bindingsOfCluster(ctx, o.GetName())
 			})).
 		WatchesRawSource(kindSource).
-		WatchesRawSource(access.WatchSource(&corev1.Namespace{}, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
+		WatchesRawSource(access.WatchSource(namespaceMeta(), func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
 			return bindingsOfCluster(ctx, cluster)
 		})).
 		WatchesRawSource(access.ConnectionSource(bindingsOfCluster)).

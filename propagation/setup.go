@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,8 +46,9 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if opts.MaxConcurrentPerMember <= 0 {
 		opts.MaxConcurrentPerMember = 2
 	}
-	// Every Namespace of every member, for the perNamespace fan-out (new namespaces included).
-	if err := access.RegisterWatch(&corev1.Namespace{}, cache.ByObject{Label: labels.Everything()}); err != nil {
+	// Every Namespace of every member, for the perNamespace fan-out (new namespaces included):
+	// metadata only (names, labels, deletion), the informer servicesync shares.
+	if err := access.RegisterWatch(namespaceMeta(), cache.ByObject{Label: labels.Everything()}); err != nil {
 		return err
 	}
 	opts.Limits = opts.Limits.withDefaults()
@@ -76,4 +78,11 @@ func requestsFor(ctx context.Context, hub client.Reader, list client.ObjectList,
 		return nil
 	})
 	return reqs
+}
+
+// namespaceMeta is the metadata-only Namespace watched in every member.
+func namespaceMeta() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
 }

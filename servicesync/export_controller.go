@@ -140,6 +140,7 @@ func (r *ExportReconciler) readSource(ctx context.Context, req exportRequest) (s
 	read := sourceRead{}
 	read.exp, read.exported, read.invalid = mirror.ParseExport(svc, r.AllowSystemNamespaces)
 	read.in = mirror.Source{Cluster: req.Cluster, Service: svc}
+	r.demandNodes(req, read.exported && read.invalid == nil && mirror.NeedsNodes(svc, read.exp.Mode))
 	if read.exported && read.invalid == nil {
 		if read.in, err = r.sourceInput(ctx, req, source, svc, read.exp.Mode); err != nil {
 			return read, err
@@ -230,10 +231,17 @@ func disconnectedSince(mc *fleetv1alpha1.MemberCluster) time.Time {
 	return time.Now()
 }
 
+// demandNodes tells the connection manager whether this export needs its member's Nodes:
+// the member caches them only while one of its exports publishes node addresses.
+func (r *ExportReconciler) demandNodes(req exportRequest, needed bool) {
+	r.Members.Demand(req.Cluster, nodeKind, req.String(), needed)
+}
+
 // unexport removes every mirror of req and then its catalog entry, which stays while a
 // member's part is deferred (the entry is what brings the export back, and what a leaving
 // member waits for).
 func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) (ctrl.Result, error) {
+	r.demandNodes(req, false)
 	deferred, err := r.collect(ctx, req)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -282,7 +290,7 @@ func (r *ExportReconciler) ensureCatalogEntry(ctx context.Context, req exportReq
 
 // sourceInput collects what the mirrors depend on: the source's EndpointSlices, read from
 // the member (the hub does not cache them in full), and for node addresses the member's
-// Nodes from its trimmed cache.
+// Nodes from its trimmed cache (cached only while such an export demands them).
 func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, source client.Client, svc *corev1.Service,
 	mode fleetv1alpha1.AddressMode) (mirror.Source, error) {
 	in := mirror.Source{Cluster: req.Cluster, Service: svc}
@@ -296,7 +304,7 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, s
 			in.Slices = append(in.Slices, s)
 		}
 	}
-	if mode == fleetv1alpha1.AddressModeNodePort || mode == fleetv1alpha1.AddressModeAuto {
+	if mirror.NeedsNodes(svc, mode) { // demanded by export
 		reader, err := r.Members.Reader(req.Cluster)
 		if err != nil {
 			return in, err
@@ -340,7 +348,7 @@ func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *
 		if err != nil {
 			continue
 		}
-		if err := reader.Get(ctx, types.NamespacedName{Name: req.Namespace}, &corev1.Namespace{}); err != nil {
+		if err := reader.Get(ctx, types.NamespacedName{Name: req.Namespace}, namespaceMeta()); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}

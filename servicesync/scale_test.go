@@ -2,6 +2,7 @@ package servicesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -207,4 +209,60 @@ func TestCatalogStatusIsReadableByKstatus(t *testing.T) {
 	eventually(t, 30*time.Second, "the fixed export mirrored", func() error {
 		return e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: mirror.Name("api", "member-1")}, &corev1.Service{})
 	})
+}
+
+// TestNodesAreHeldOnlyWhileAnExportNeedsThem: a member's Nodes are cached only while one of
+// its exports publishes node addresses; a Node change then reaches the mirror, and when the
+// last such export goes the hub lets go of the Nodes.
+func TestNodesAreHeldOnlyWhileAnExportNeedsThem(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	src := e.members["member-1"]
+	addNode := func(i int) {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)}}
+		must(t, src.Create(ctx, n))
+		updateStatus(t, src, n, func() {
+			n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", 10+i)}}
+			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+			n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/app:v1"}, SizeBytes: 1 << 20}}
+		})
+	}
+	addNode(0)
+	reader, err := e.conns.Reader("member-1")
+	must(t, err)
+	cachedNodes := func() ([]corev1.Node, error) {
+		list := &corev1.NodeList{}
+		err := reader.List(ctx, list)
+		return list.Items, err
+	}
+	notCached := func() error {
+		var missing *cache.ErrResourceNotCached
+		if _, err := cachedNodes(); !errors.As(err, &missing) {
+			return fmt.Errorf("listing cached Nodes: %v, want ErrResourceNotCached", err)
+		}
+		return nil
+	}
+
+	must(t, e.createServiceWithSlice(ctx, src, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"}), 2, 100))
+	e.waitExported(t, "web", 2)
+	if err := notCached(); err != nil {
+		t.Fatalf("with a PodIP export only: %v", err)
+	}
+
+	np := exported("np", nil)
+	np.Spec.Type = corev1.ServiceTypeNodePort
+	must(t, src.Create(ctx, np))
+	name := mirror.Name("np", "member-1")
+	e.waitEndpoints(t, "member-2", name, []string{"192.0.2.10"}, nil)
+	nodes, err := cachedNodes()
+	must(t, err)
+	if len(nodes) != 1 || len(nodes[0].Status.Images) > 0 || len(nodes[0].ManagedFields) > 0 {
+		t.Errorf("cached Nodes %+v, want node-0 trimmed (no images, no managedFields)", nodes)
+	}
+	addNode(1) // reaches the mirror through the on-demand watch
+	e.waitEndpoints(t, "member-2", name, []string{"192.0.2.10", "192.0.2.11"}, nil)
+
+	must(t, src.Delete(ctx, np))
+	eventually(t, 30*time.Second, "mirror of np removed", gone(e.members["member-2"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}))
+	eventually(t, 30*time.Second, "member-1's Nodes dropped from the hub", notCached)
 }

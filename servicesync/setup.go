@@ -53,6 +53,16 @@ func serviceMeta() *metav1.PartialObjectMetadata {
 	return metadataOf(corev1.SchemeGroupVersion.WithKind("Service"))
 }
 
+// namespaceMeta: Namespaces are metadata-only (a name, labels, annotations), the same
+// informer propagation's perNamespace fan-out reads.
+func namespaceMeta() *metav1.PartialObjectMetadata {
+	return metadataOf(corev1.SchemeGroupVersion.WithKind("Namespace"))
+}
+
+// nodeKind names the on-demand Node watch: a member's Nodes are cached (trimmed) only while
+// one of its exports publishes node addresses (see ExportReconciler.demandNodes).
+var nodeKind = &corev1.Node{}
+
 func sliceMeta() *metav1.PartialObjectMetadata {
 	return metadataOf(discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"))
 }
@@ -64,8 +74,9 @@ func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
 }
 
 // Setup adds the export controller to mgr and registers what it watches in members:
-// trimmed metadata of every Service and EndpointSlice, trimmed Nodes, Namespaces (shared
-// with propagation), and the Endpoints Flotilla wrote.
+// trimmed metadata of every Service and EndpointSlice, metadata of Namespaces (shared with
+// propagation), the Endpoints Flotilla wrote, and trimmed Nodes only while an export of the
+// member needs node addresses.
 func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) error {
 	if opts.StaleWindow <= 0 {
 		opts.StaleWindow = time.Minute
@@ -86,14 +97,16 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	}{
 		{serviceMeta(), cache.ByObject{Label: everything, Transform: trimServiceMeta}},
 		{sliceMeta(), cache.ByObject{Label: everything, Transform: trimSliceMeta}},
-		{&corev1.Node{}, cache.ByObject{Label: everything, Transform: trimNode}},
-		{&corev1.Namespace{}, cache.ByObject{Label: everything}},
+		{namespaceMeta(), cache.ByObject{Label: everything}},
 		// Endpoints only as mirrors (the dynamic default scope: managed-by flotilla).
 		{&corev1.Endpoints{}, cache.ByObject{}},
 	} {
 		if err := access.RegisterWatch(w.obj, w.opts); err != nil {
 			return err
 		}
+	}
+	if err := access.RegisterOnDemand(nodeKind, cache.ByObject{Label: everything, Transform: trimNode}); err != nil {
+		return err
 	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
 		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes(dirtyLimit),
@@ -132,13 +145,13 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 			})
 		})).
 		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
-			return access.WatchSource(&corev1.Node{}, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
+			return access.WatchSource(nodeKind, func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
 				add(m.exports(ctx, usingNodesOf(cluster)))
 				return nil
 			})
 		})).
 		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
-			return access.WatchSource(&corev1.Namespace{}, func(ctx context.Context, _ string, o client.Object) []reconcile.Request {
+			return access.WatchSource(namespaceMeta(), func(ctx context.Context, _ string, o client.Object) []reconcile.Request {
 				add(m.exports(ctx, inNamespace(o.GetName())))
 				return nil
 			})

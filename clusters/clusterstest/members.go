@@ -34,6 +34,7 @@ type Members struct {
 	mu         sync.Mutex
 	registered []client.Object
 	kinds      []schema.GroupVersionKind
+	demands    map[string]map[string]bool
 }
 
 var _ clusters.MemberAccess = (*Members)(nil)
@@ -82,6 +83,41 @@ func (f *Members) RegisterWatch(obj client.Object, _ cache.ByObject) error {
 	defer f.mu.Unlock()
 	f.registered = append(f.registered, obj)
 	return nil
+}
+
+// RegisterOnDemand records obj like RegisterWatch; see Registered.
+func (f *Members) RegisterOnDemand(obj client.Object, opts cache.ByObject) error {
+	return f.RegisterWatch(obj, opts)
+}
+
+// Demand records whether holder needs obj's kind in cluster; see Demanded.
+func (f *Members) Demand(cluster string, obj client.Object, holder string, needed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := fmt.Sprintf("%s/%T", cluster, obj)
+	if f.demands == nil {
+		f.demands = map[string]map[string]bool{}
+	}
+	if f.demands[key] == nil {
+		f.demands[key] = map[string]bool{}
+	}
+	if needed {
+		f.demands[key][holder] = true
+	} else {
+		delete(f.demands[key], holder)
+	}
+}
+
+// Demanded lists, in name order, the holders that need obj's kind in cluster now.
+func (f *Members) Demanded(cluster string, obj client.Object) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for h := range f.demands[fmt.Sprintf("%s/%T", cluster, obj)] {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Registered returns the objects passed to RegisterWatch, in call order.

@@ -109,6 +109,16 @@ func Resolve(src Source, mode fleetv1alpha1.AddressMode) (*Resolved, error) {
 	return r.finish(), nil
 }
 
+// NeedsNodes reports whether the mirrors of svc exported in mode are computed from the
+// source cluster's Nodes (NodePort, also when Auto picks it): only then does the hub need
+// that member's Nodes.
+func NeedsNodes(svc *corev1.Service, mode fleetv1alpha1.AddressMode) bool {
+	if mode == "" || mode == fleetv1alpha1.AddressModeAuto {
+		mode = autoMode(svc)
+	}
+	return mode == fleetv1alpha1.AddressModeNodePort
+}
+
 // autoMode resolves Auto for svc.
 func autoMode(svc *corev1.Service) fleetv1alpha1.AddressMode {
 	if len(svc.Status.LoadBalancer.Ingress) > 0 {
