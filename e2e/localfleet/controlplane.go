@@ -273,12 +273,24 @@ func (c *ControlPlane) launch(name string, args []string) (*process, error) {
 	if c.out != nil {
 		also = c.out(name)
 	}
-	p, err := startProcess(name, filepath.Join(c.opts.assetsDir, name), args, nil, filepath.Join(c.Dir, name+".log"), also)
+	p, err := startProcess(name, filepath.Join(c.opts.assetsDir, name), args, c.leanEnv(name), filepath.Join(c.Dir, name+".log"), also)
 	if err != nil {
 		return nil, err
 	}
 	c.wd.add(p.pid())
 	return p, nil
+}
+
+// leanEnv is the Go runtime's memory tuning of a Lean fleet's processes (nil otherwise).
+func (c *ControlPlane) leanEnv(name string) []string {
+	if !c.opts.lean {
+		return nil
+	}
+	limit := "256MiB"
+	if name == "etcd" {
+		limit = "96MiB"
+	}
+	return []string{"GOGC=50", "GOMEMLIMIT=" + limit}
 }
 
 // waitFor polls check until it succeeds, failing early with the process's log when one of

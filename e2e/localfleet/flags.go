@@ -12,7 +12,7 @@ import (
 func (c *ControlPlane) etcdArgs() []string {
 	client := fmt.Sprintf("http://127.0.0.1:%d", c.etcdClientPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", c.etcdPeerPort)
-	return []string{
+	args := []string{
 		"--name=" + c.Name,
 		"--data-dir=" + filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls=" + client,
@@ -22,6 +22,11 @@ func (c *ControlPlane) etcdArgs() []string {
 		"--initial-cluster=" + c.Name + "=" + peer,
 		"--unsafe-no-fsync", // throwaway data; fsync dominates start-up and write latency
 	}
+	if c.opts.lean {
+		// The raft log kept in memory between snapshots (default 10,000 entries).
+		args = append(args, "--snapshot-count=1000")
+	}
+	return args
 }
 
 func (c *ControlPlane) apiserverArgs() []string {

@@ -1,0 +1,642 @@
+package scale
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flotilla-dev/flotilla/clusters"
+	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/propagation"
+	"github.com/flotilla-dev/flotilla/servicesync"
+)
+
+const (
+	hubNS = fleetv1alpha1.DefaultHubNamespace
+	// setLabel marks every object of the 50-object workload; its value tells runs apart.
+	setLabel = "benchmark.flotilla.dev/set"
+	// poll is how often members are looked into: the same for Flotilla and for the floor.
+	poll = 250 * time.Millisecond
+	// exports is the number of exported Services in the fleet, each mirrored everywhere else.
+	exports = 10
+)
+
+var must = fleettest.Must
+
+// BenchmarkFleetScale runs the hub controller in process against FLOTILLA_FLEET_SIZES
+// (default "10") real members — local control planes without kube-controller-manager and
+// with memory-tuned etcd and kube-apiserver (localfleet Lean) — each fleet with the shared
+// 50-object Baseline on every member and 10 exported Services (from members 1..10 in turn,
+// each mirrored into every other member). Per size (sub-benchmark members=N):
+//
+//   - MiB-heap/member, goroutines/member: hub heap in use and goroutines once everything
+//     converged, minus the same with the controller running and no member registered;
+//   - watches/member: WATCH requests open at each member's API server, minus those open
+//     before the hub connected (the members run no other client that watches);
+//   - ms-cpu/member/min: the hub process's CPU (getrusage, user+system) over a steady window
+//     of FLOTILLA_BENCH_STEADY (default 60s) in which nothing changes, per member per minute;
+//   - s-create, s-floor-create, ratio-create-vs-floor: the Baseline created until all 50
+//     objects are present in every member, polled every 250ms; the floor is the same objects
+//     (fresh names) server-side applied to every member at once with warm clients;
+//   - s-change, s-floor-change, ratio-change-vs-floor: one object of the Baseline changed,
+//     until every member shows it; the floor applies that one change to every member.
+//
+// The sub-benchmark projection-1000 fits a line through the sizes measured (and the hub
+// with no member) and reports heap, goroutines and CPU per minute at 1,000 members. Check
+// the machine first: a trimmed member costs ≈ 200 MiB.
+func BenchmarkFleetScale(b *testing.B) {
+	sizes := fleetSizes(b)
+	root, err := localfleet.RepoRoot()
+	must(b, err)
+	workload, err := os.ReadFile(filepath.Join(root, "propagation", "testdata", "workload-50.yaml"))
+	must(b, err)
+	var points []fleetPoint
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			var runs []fleetPoint
+			for i := 0; i < b.N; i++ {
+				runs = append(runs, fleetRun(b, n, string(workload)))
+			}
+			p := medianPoint(runs)
+			points = append(points, p)
+			nf := float64(n)
+			b.ReportMetric(p.heap/nf/(1<<20), "MiB-heap/member")
+			b.ReportMetric(p.goroutines/nf, "goroutines/member")
+			b.ReportMetric(p.watches, "watches/member")
+			b.ReportMetric(p.cpuPerMin/nf*1000, "ms-cpu/member/min")
+			b.ReportMetric(p.create, "s-create")
+			b.ReportMetric(p.floorCreate, "s-floor-create")
+			b.ReportMetric(p.create/p.floorCreate, "ratio-create-vs-floor")
+			b.ReportMetric(p.change, "s-change")
+			b.ReportMetric(p.floorChange, "s-floor-change")
+			b.ReportMetric(p.change/p.floorChange, "ratio-change-vs-floor")
+		})
+	}
+	b.Run("projection-1000", func(b *testing.B) {
+		if len(points) == 0 {
+			b.Skip("no fleet size measured")
+		}
+		heapA, heapB := fit(points, func(p fleetPoint) float64 { return p.heap / (1 << 20) })
+		gA, gB := fit(points, func(p fleetPoint) float64 { return p.goroutines })
+		cA, cB := fit(points, func(p fleetPoint) float64 { return p.cpuPerMin })
+		b.ReportMetric(heapA+1000*heapB, "MiB-heap-1000m")
+		b.ReportMetric(gA+1000*gB, "goroutines-1000m")
+		b.ReportMetric(cA+1000*cB, "s-cpu/min-1000m")
+		b.ReportMetric(heapB, "MiB-heap/member-fit")
+		b.ReportMetric(gB, "goroutines/member-fit")
+		b.ReportMetric(cB*1000, "ms-cpu/member/min-fit")
+		b.Logf("fit over %v members: heap %.2f + %.3f·N MiB, goroutines %.0f + %.1f·N, CPU %.3f + %.4f·N s/min",
+			sizesOf(points), heapA, heapB, gA, gB, cA, cB)
+	})
+}
+
+// fleetPoint is what one fleet size measured; heap, goroutines and CPU are growth over the
+// hub with no member (totals, not per member), watches are per member.
+type fleetPoint struct {
+	members                                  int
+	heap, goroutines, watches, cpuPerMin     float64
+	create, floorCreate, change, floorChange float64
+}
+
+func fleetRun(b *testing.B, n int, workload string) fleetPoint {
+	b.Helper()
+	ctx := context.Background()
+	started := time.Now()
+	fleet, err := localfleet.Start(ctx, localfleet.Options{Members: n, NoControllerManager: true, Lean: true})
+	must(b, err)
+	defer func() { must(b, fleet.Stop()) }()
+	b.Logf("%d members started in %s", n, time.Since(started).Round(time.Second))
+	names := make([]string, n)
+	members := map[string]client.Client{}
+	for i, m := range fleet.Members {
+		names[i] = m.Name
+		members[m.Name] = fastClient(b, m.Config)
+	}
+	watches0 := openWatches(b, fleet)
+
+	hub, stop := runHub(b, fleet.Hub.Config)
+	defer stop()
+	must(b, client.IgnoreAlreadyExists(hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	heap0, g0 := heapInUse(), runtime.NumGoroutine()
+
+	// Register every member and give each the namespace the exports live in.
+	must(b, forEach(names, func(m string) error {
+		if err := members[m].Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+			return err
+		}
+		return hub.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: m, Namespace: hubNS,
+				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
+				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "env=bench,name=" + m}},
+			Data: map[string][]byte{"value": fleettest.MemberKubeconfig(b, fleet.Member(m))},
+		})
+	}))
+	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d members Ready", n), func() error {
+		list := &fleetv1alpha1.MemberClusterList{}
+		if err := hub.List(ctx, list); err != nil {
+			return err
+		}
+		ready := 0
+		for _, mc := range list.Items {
+			if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				ready++
+			}
+		}
+		if ready < n {
+			return fmt.Errorf("%d of %d Ready", ready, n)
+		}
+		return nil
+	})
+
+	createExports(b, hub, members, names)
+	warmClients(b, members, workload)
+
+	var p fleetPoint
+	p.members = n
+	// The Baseline, created and then changed; each against its floor.
+	bl := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "scale"}}
+	bl.Spec.Resources = []fleetv1alpha1.ResourceSource{{Inline: runWorkload(workload, "", "flotilla")}}
+	start := time.Now()
+	must(b, hub.Create(ctx, bl))
+	waitPresent(b, members, "flotilla")
+	p.create = time.Since(start).Seconds()
+	waitApplied(b, hub, n, "")
+
+	floorObjs := decodeWorkload(b, runWorkload(workload, "f-", "floor"))
+	start = time.Now()
+	applyAll(b, members, floorObjs)
+	waitPresent(b, members, "floor")
+	p.floorCreate = time.Since(start).Seconds()
+
+	must(b, hub.Get(ctx, client.ObjectKeyFromObject(bl), bl))
+	before := bl.Status.Revision
+	start = time.Now()
+	fleettest.Update(b, hub, bl, func() {
+		bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, `pods: "20"`, `pods: "30"`, 1)
+	})
+	waitQuotaPods(b, members, "bench-ns-00", "bench-quota", "30")
+	p.change = time.Since(start).Seconds()
+	waitApplied(b, hub, n, before)
+
+	var quota *unstructured.Unstructured
+	for _, o := range floorObjs {
+		if o.GetKind() == "ResourceQuota" && o.GetNamespace() == "f-bench-ns-00" {
+			quota = o.DeepCopy()
+		}
+	}
+	must(b, unstructured.SetNestedField(quota.Object, "30", "spec", "hard", "pods"))
+	start = time.Now()
+	applyAll(b, members, []*unstructured.Unstructured{quota})
+	waitQuotaPods(b, members, "f-bench-ns-00", "f-bench-quota", "30")
+	p.floorChange = time.Since(start).Seconds()
+
+	// Steady state: nothing changes from here on.
+	time.Sleep(envDuration(b, "FLOTILLA_BENCH_SETTLE", 15*time.Second))
+	p.heap = float64(heapInUse()) - float64(heap0)
+	p.goroutines = float64(runtime.NumGoroutine() - g0)
+	watches1 := openWatches(b, fleet)
+	for _, m := range names {
+		p.watches += float64(watches1[m]-watches0[m]) / float64(n)
+	}
+	window := envDuration(b, "FLOTILLA_BENCH_STEADY", 60*time.Second)
+	cpu0 := cpuTime(b)
+	time.Sleep(window)
+	p.cpuPerMin = (cpuTime(b) - cpu0).Seconds() / window.Minutes()
+	b.Logf("%d members: heap +%.1f MiB, goroutines +%.0f, %.1f watches/member, CPU %.3f s/min; create %.1fs (floor %.1fs), change %.1fs (floor %.1fs)",
+		n, p.heap/(1<<20), p.goroutines, p.watches, p.cpuPerMin, p.create, p.floorCreate, p.change, p.floorChange)
+	return p
+}
+
+// runHub runs the hub controller's three domains in process with fleet-controller's
+// defaults (probe interval, heartbeat, resync, workers) and its hub cache scoping; the
+// log goes to the benchmark's log at info level.
+func runHub(b *testing.B, cfg *rest.Config) (client.Client, func()) {
+	b.Helper()
+	scheme := k8sruntime.NewScheme()
+	must(b, clientgoscheme.AddToScheme(scheme))
+	must(b, fleetv1alpha1.AddToScheme(scheme))
+	logger := zap.New(zap.WriteTo(fleettest.LogWriter{TB: b}))
+	ctrl.SetLogger(logger)
+	clusterOpts := clusters.SetupOptions{
+		HubNamespace: hubNS,
+		Policy:       clusters.CredentialPolicy{AllowLoopback: true}, // local members listen on loopback
+		Connections: clusters.Options{
+			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Logger: logger, Scheme: scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{hubNS: {}}},
+			&corev1.Secret{}:    clusters.SecretCacheOptions(clusterOpts),
+		}},
+	})
+	must(b, err)
+	conns, err := clusters.Setup(mgr, clusterOpts)
+	must(b, err)
+	must(b, propagation.Setup(mgr, conns, propagation.SetupOptions{HubNamespace: hubNS}))
+	must(b, servicesync.Setup(mgr, conns, servicesync.SetupOptions{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Errorf("manager: %v", err)
+			}
+		})
+	}
+	return mgr.GetClient(), stop
+}
+
+// createExports exports Services svc-00..09 in shop, from members 1..10 in turn, each with a
+// slice of 3 endpoints, and waits until each is mirrored into every other member.
+func createExports(b *testing.B, hub client.Client, members map[string]client.Client, names []string) {
+	b.Helper()
+	ctx := context.Background()
+	for j := 0; j < exports; j++ {
+		src := members[names[j%len(names)]]
+		name := fmt.Sprintf("svc-%02d", j)
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name + "-pods", Labels: map[string]string{
+				discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "bench.flotilla.dev"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}
+		for k := 0; k < 3; k++ {
+			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.64.%d.%d", j, 10+k)},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+		}
+		must(b, src.Create(ctx, slice))
+		must(b, src.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Annotations: map[string]string{
+				fleetv1alpha1.AnnotationExport: "true", fleetv1alpha1.AnnotationAddressMode: "PodIP"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
+		}))
+	}
+	want := len(names) - 1
+	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d exports mirrored into %d members", exports, want), func() error {
+		list := &fleetv1alpha1.ExportedServiceList{}
+		if err := hub.List(ctx, list); err != nil {
+			return err
+		}
+		done := 0
+		for _, es := range list.Items {
+			if len(es.Status.MirroredInto) == want && es.Status.ReadyEndpoints == 3 {
+				done++
+			}
+		}
+		if done < exports {
+			return fmt.Errorf("%d of %d", done, exports)
+		}
+		return nil
+	})
+}
+
+// waitApplied waits until every binding of the Baseline "scale" holds its current revision,
+// applied and healthy, and that revision is not notRevision.
+func waitApplied(b *testing.B, hub client.Client, n int, notRevision string) {
+	b.Helper()
+	ctx := context.Background()
+	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d bindings applied", n), func() error {
+		bl := &fleetv1alpha1.Baseline{}
+		if err := hub.Get(ctx, types.NamespacedName{Name: "scale"}, bl); err != nil {
+			return err
+		}
+		if bl.Status.Revision == "" || bl.Status.Revision == notRevision {
+			return errors.New("new revision not observed yet")
+		}
+		list := &fleetv1alpha1.BaselineBindingList{}
+		if err := hub.List(ctx, list, client.MatchingLabels{fleetv1alpha1.LabelBaseline: "scale"}); err != nil {
+			return err
+		}
+		done := 0
+		for _, bb := range list.Items {
+			if bb.Status.Revision == bl.Status.Revision && meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionApplied) &&
+				meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy) {
+				done++
+			}
+		}
+		if done < n {
+			return fmt.Errorf("%d of %d", done, n)
+		}
+		return nil
+	})
+}
+
+// fastClient is a member client with a raised rate limit, for the floor and the probes.
+func fastClient(b *testing.B, cfg *rest.Config) client.Client {
+	b.Helper()
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 500, 1000
+	c, err := client.New(cfg, client.Options{})
+	must(b, err)
+	return c
+}
+
+// warmClients resolves the workload's REST mappings and opens connections, as a
+// long-running applier's clients would have.
+func warmClients(b *testing.B, members map[string]client.Client, workload string) {
+	b.Helper()
+	objs := decodeWorkload(b, workload)
+	must(b, forEach(keys(members), func(m string) error {
+		for _, obj := range objs {
+			gvk := obj.GroupVersionKind()
+			if _, err := members[m].RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return err
+			}
+		}
+		_, err := countSet(members[m], "warm-up")
+		return err
+	}))
+}
+
+// applyAll server-side applies objs to every member at once, one goroutine per member, in
+// order (Namespaces first): no diff, no status, no health checks.
+func applyAll(b *testing.B, members map[string]client.Client, objs []*unstructured.Unstructured) {
+	b.Helper()
+	must(b, forEach(keys(members), func(m string) error {
+		for _, obj := range objs {
+			if err := members[m].Apply(context.Background(), client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+				client.FieldOwner("bench-floor"), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply %s/%s to %s: %w", obj.GetKind(), obj.GetName(), m, err)
+			}
+		}
+		return nil
+	}))
+}
+
+// kinds of the workload, listed to count a set's objects in a member.
+var kinds = []schema.GroupVersionKind{
+	{Version: "v1", Kind: "NamespaceList"},
+	{Version: "v1", Kind: "ResourceQuotaList"},
+	{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicyList"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleList"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBindingList"},
+}
+
+// waitPresent polls every member, one goroutine each, every poll until it holds the 50
+// objects of set (metadata-only lists).
+func waitPresent(b *testing.B, members map[string]client.Client, set string) {
+	b.Helper()
+	must(b, forEach(keys(members), func(m string) error {
+		deadline := time.Now().Add(15 * time.Minute)
+		for {
+			n, err := countSet(members[m], set)
+			if err == nil && n >= 50 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %v)", m, n, set, err)
+			}
+			time.Sleep(poll)
+		}
+	}))
+}
+
+// waitQuotaPods polls every member until quota ns/name says pods: want.
+func waitQuotaPods(b *testing.B, members map[string]client.Client, ns, name, want string) {
+	b.Helper()
+	must(b, forEach(keys(members), func(m string) error {
+		deadline := time.Now().Add(15 * time.Minute)
+		for {
+			q := &corev1.ResourceQuota{}
+			err := members[m].Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, q)
+			if err == nil && q.Spec.Hard.Pods().String() == want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%v)", m, ns, name, q.Spec.Hard.Pods(), want, err)
+			}
+			time.Sleep(poll)
+		}
+	}))
+}
+
+func countSet(c client.Client, set string) (int, error) {
+	n := 0
+	for _, gvk := range kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk)
+		if err := c.List(context.Background(), list, client.MatchingLabels{setLabel: set}); err != nil {
+			return n, err
+		}
+		n += len(list.Items)
+	}
+	return n, nil
+}
+
+// runWorkload gives the workload's objects a name prefix and a set label.
+func runWorkload(workload, prefix, set string) string {
+	y := strings.ReplaceAll(workload, "bench-", prefix+"bench-")
+	return strings.ReplaceAll(y, setLabel+": workload-50", setLabel+": "+set)
+}
+
+func decodeWorkload(b *testing.B, y string) []*unstructured.Unstructured {
+	b.Helper()
+	var objs []*unstructured.Unstructured
+	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(y), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		err := dec.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		must(b, err)
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
+}
+
+// openWatches sums, per member, the WATCH requests its API server holds open
+// (apiserver_longrunning_requests).
+func openWatches(b *testing.B, fleet *localfleet.Fleet) map[string]int {
+	b.Helper()
+	out := map[string]int{}
+	var mu sync.Mutex
+	must(b, forEach(memberNames(fleet), func(m string) error {
+		cfg := rest.CopyConfig(fleet.Member(m).Config)
+		hc, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Get(cfg.Host + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		n := 0
+		s := bufio.NewScanner(resp.Body)
+		s.Buffer(make([]byte, 1<<20), 1<<20)
+		for s.Scan() {
+			line := s.Text()
+			if !strings.HasPrefix(line, "apiserver_longrunning_requests{") || !strings.Contains(line, `verb="WATCH"`) {
+				continue
+			}
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				return fmt.Errorf("metrics of %s: %q: %w", m, line, err)
+			}
+			n += int(v)
+		}
+		mu.Lock()
+		out[m] = n
+		mu.Unlock()
+		return s.Err()
+	}))
+	return out
+}
+
+// cpuTime is the user and system CPU time this process (the hub controller and the
+// benchmark, which is idle while it is read) has used; members are other processes.
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	must(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// fit is the least-squares line y = a + b·N through the hub with no member (0, 0) and the
+// points measured.
+func fit(points []fleetPoint, y func(fleetPoint) float64) (a, slope float64) {
+	xs, ys := []float64{0}, []float64{0}
+	for _, p := range points {
+		xs, ys = append(xs, float64(p.members)), append(ys, y(p))
+	}
+	var sx, sy, sxx, sxy float64
+	for i := range xs {
+		sx, sy, sxx, sxy = sx+xs[i], sy+ys[i], sxx+xs[i]*xs[i], sxy+xs[i]*ys[i]
+	}
+	k := float64(len(xs))
+	slope = (k*sxy - sx*sy) / (k*sxx - sx*sx)
+	return (sy - slope*sx) / k, slope
+}
+
+// medianPoint is the per-field median of runs of one size.
+func medianPoint(runs []fleetPoint) fleetPoint {
+	med := func(f func(fleetPoint) float64) float64 {
+		var xs []float64
+		for _, r := range runs {
+			xs = append(xs, f(r))
+		}
+		return fleettest.Median(xs)
+	}
+	return fleetPoint{members: runs[0].members,
+		heap:        med(func(p fleetPoint) float64 { return p.heap }),
+		goroutines:  med(func(p fleetPoint) float64 { return p.goroutines }),
+		watches:     med(func(p fleetPoint) float64 { return p.watches }),
+		cpuPerMin:   med(func(p fleetPoint) float64 { return p.cpuPerMin }),
+		create:      med(func(p fleetPoint) float64 { return p.create }),
+		floorCreate: med(func(p fleetPoint) float64 { return p.floorCreate }),
+		change:      med(func(p fleetPoint) float64 { return p.change }),
+		floorChange: med(func(p fleetPoint) float64 { return p.floorChange }),
+	}
+}
+
+func fleetSizes(b *testing.B) []int {
+	b.Helper()
+	v := os.Getenv("FLOTILLA_FLEET_SIZES")
+	if v == "" {
+		return []int{10}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		must(b, err)
+		out = append(out, n)
+	}
+	return out
+}
+
+func sizesOf(points []fleetPoint) []int {
+	var out []int
+	for _, p := range points {
+		out = append(out, p.members)
+	}
+	return out
+}
+
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	b.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	must(b, err)
+	return d
+}
+
+func memberNames(fleet *localfleet.Fleet) []string {
+	var out []string
+	for _, m := range fleet.Members {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func keys(m map[string]client.Client) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// forEach runs do for every name at once and returns the first error.
+func forEach(names []string, do func(string) error) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() { errs[i] = do(n) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
