@@ -15,6 +15,14 @@
 //   - classified probe errors (probeerrors.go): status carries a reason and a message written
 //     here, never text from a member's answer.
 //
+// # Member caches
+//
+// A member cache holds only the kinds controllers registered, each scoped as registered.
+// RegisterWatch kinds start with the cache; RegisterOnDemand kinds start only while some
+// holder (an export that publishes node addresses, say) Demands them in that member, are
+// started again after a reconnect while still demanded, and are removed with their store
+// when the last holder lets go, so that the hub holds them only while they are used.
+//
 // It must not know what other controllers do with a member: propagation and servicesync
 // consume its small connection-manager interface, never its internals.
 //

@@ -12,8 +12,11 @@
 // The hub's cost must follow what Flotilla manages, not the member's size. The member cache
 // holds trimmed metadata of every Service and EndpointSlice (a name, Flotilla's labels and
 // annotations: an export is an annotation, so no server-side selector can pick exports),
-// Nodes trimmed to addresses, readiness and schedulability, the Endpoints Flotilla wrote, and
-// Namespaces (shared with propagation). Full Services and EndpointSlices are read from the
+// the Endpoints Flotilla wrote, and metadata of Namespaces (one informer shared with
+// propagation). Nodes, trimmed to addresses, readiness and schedulability, are cached only
+// while an export of that member publishes node addresses (NodePort): the export demands
+// them from the connection manager and lets go when it no longer needs them, and the last
+// one to let go removes the informer. Full Services and EndpointSlices are read from the
 // member on demand, and only for exported Services and their mirrors (transform.go).
 //
 // # Events
