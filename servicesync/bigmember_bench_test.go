@@ -2,6 +2,7 @@ package servicesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -77,13 +79,20 @@ func bigMemberRun(b *testing.B, services, nodes int) bigMemberResult {
 	out.empty = e.timeExports(b, "empty")
 	before := heapInUse()
 
-	must(b, parallel(32, nodes, func(j int) error { return createNode(ctx, fill, j) }))
-	must(b, parallel(32, services, func(j int) error {
+	must(b, parallel(16, nodes, func(j int) error { return createNode(ctx, fill, j) }))
+	must(b, parallel(16, services, func(j int) error {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("plain-%05d", j),
 			Labels:      map[string]string{"app": fmt.Sprintf("plain-%05d", j), "team": "payments"},
 			Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: fmt.Sprintf(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"plain-%05d","namespace":"shop"}}`, j)}},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
-		return e.createServiceWithSlice(ctx, fill, svc, 30, j)
+		eps := map[string]bool{}
+		for x := 0; x < 30; x++ {
+			eps[fmt.Sprintf("10.%d.%d.%d", 64+j/250, j%250, 10+x)] = true
+		}
+		if err := retryBusy(func() error { return client.IgnoreAlreadyExists(fill.Create(ctx, podSlice(svc.Name, eps))) }); err != nil {
+			return err
+		}
+		return retryBusy(func() error { return client.IgnoreAlreadyExists(fill.Create(ctx, svc.DeepCopy())) })
 	}))
 	// Watches deliver in order per kind: once this export's Service and slice are seen, so
 	// is everything created before them.
@@ -127,7 +136,7 @@ func createNode(ctx context.Context, c client.Client, j int) error {
 		corev1.LabelHostname: fmt.Sprintf("node-%04d", j), corev1.LabelTopologyZone: fmt.Sprintf("zone-%d", j%3),
 		corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64", corev1.LabelInstanceTypeStable: "m6i.2xlarge"}},
 		Spec: corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.%d.%d.0/24", 128+j/256, j%256), ProviderID: fmt.Sprintf("aws:///eu-west-1a/i-%016x", j)}}
-	if err := c.Create(ctx, n); err != nil {
+	if err := retryBusy(func() error { return client.IgnoreAlreadyExists(c.Create(ctx, n.DeepCopy())) }); err != nil {
 		return fmt.Errorf("create Node %s: %w", n.Name, err)
 	}
 	now := metav1.Now()
@@ -152,10 +161,29 @@ func createNode(ctx context.Context, c client.Client, j int) error {
 		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{
 			Names: []string{img + "@sha256:" + digest, img + ":v1." + fmt.Sprint(k)}, SizeBytes: int64(20+k) << 20})
 	}
-	if err := c.Status().Update(ctx, n); err != nil {
+	// A merge patch needs no resourceVersion (the create may have been a retried one).
+	if err := retryBusy(func() error { return c.Status().Patch(ctx, n.DeepCopy(), client.Merge) }); err != nil {
 		return fmt.Errorf("status of Node %s: %w", n.Name, err)
 	}
 	return nil
+}
+
+// retryBusy retries a call the API server, busy on these shared cores, timed out (callers
+// make their calls idempotent: a timed-out create may have happened).
+func retryBusy(create func() error) error {
+	var err error
+	for range 5 {
+		err = create()
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err), errors.Is(err, context.DeadlineExceeded):
+			time.Sleep(time.Second)
+		default:
+			return err
+		}
+	}
+	return err
 }
 
 func envInt(b *testing.B, name string, def int) int {
