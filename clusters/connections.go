@@ -204,7 +204,10 @@ func (c *Connections) Start(ctx context.Context) error {
 
 // Ensure makes sure a connection for cluster exists with these credentials. It rebuilds
 // the connection only when the credential hash changed, and returns without waiting for
-// the member: the first probe runs in the background and reports through listeners.
+// the member: the first probe runs in the background and reports through listeners. A
+// connected member whose kubeconfig changed in its bearer token only (a renewal) takes the
+// new token in place: rebuilding would drop its cache and make every controller catch up
+// with it again, once per renewal.
 func (c *Connections) Ensure(cluster string, creds *Credentials) error {
 	c.mu.Lock()
 	if c.ctx == nil {
@@ -214,6 +217,12 @@ func (c *Connections) Ensure(cluster string, creds *Credentials) error {
 	old := c.members[cluster]
 	if old != nil && old.hash == creds.Hash {
 		c.mu.Unlock()
+		return nil
+	}
+	if old != nil && old.takeToken(creds) {
+		ctx := c.ctx
+		c.mu.Unlock()
+		log.FromContext(ctx).V(1).Info("member token replaced in place", "cluster", cluster)
 		return nil
 	}
 	m, err := newMember(c.memberConfig(), cluster, creds)

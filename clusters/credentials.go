@@ -5,12 +5,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/membertoken"
 )
 
 // CredentialPolicy says which kinds of kubeconfig credentials the hub accepts. It is set by
@@ -47,10 +52,25 @@ func (e *CredentialError) Error() string {
 type Credentials struct {
 	// Config connects to the member. It is never logged or copied into API objects.
 	Config *rest.Config
-	// Hash identifies the kubeconfig bytes; the connection is rebuilt only when it changes.
+	// Hash identifies the kubeconfig bytes; the connection changes only when it changes.
 	Hash string
+	// ConnectionHash identifies everything in the kubeconfig but a bearer token. When only
+	// the token changed (the hub renewed it), a connected member takes the new token in
+	// place instead of rebuilding its client and cache (see Connections.Ensure).
+	ConnectionHash string
 	// Host is the member's API server URL (safe to show).
 	Host string
+	// token carries the bearer token into Config's requests, nil when the user has none.
+	token *bearerToken
+}
+
+// Claims are the claims of a short-lived ServiceAccount token in the kubeconfig; ok is false
+// for credentials that do not expire (a legacy token, a client certificate).
+func (c *Credentials) Claims() (membertoken.Claims, bool) {
+	if c.token == nil {
+		return membertoken.Claims{}, false
+	}
+	return membertoken.Parse(c.token.get())
 }
 
 // CredentialHash is the hash recorded in status.observedCredentialHash. Only a prefix of a
@@ -130,8 +150,57 @@ func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, 
 	}
 	// Every connection made with these credentials goes through the endpoint policy's dialer.
 	rc.Dial = guardedDialer(policy).DialContext
-	return &Credentials{Config: rc, Hash: CredentialHash(kubeconfig), Host: cluster.Server}, nil
+	creds := &Credentials{Config: rc, Hash: CredentialHash(kubeconfig), Host: cluster.Server}
+	if user.Token != "" && rc.BearerTokenFile == "" {
+		// The token travels through a holder that a renewal can update under a live connection.
+		creds.token = newBearerToken(user.Token)
+		rc.BearerToken = ""
+		rc.WrapTransport = creds.token.wrap
+	}
+	tokenless := user.DeepCopy()
+	tokenless.Token = ""
+	minimal.AuthInfos[kctx.AuthInfo] = tokenless
+	withoutToken, err := clientcmd.Write(*minimal)
+	if err != nil {
+		return nil, &CredentialError{Reason: fleetv1alpha1.ReasonInvalidKubeconfig, Detail: fmt.Sprintf("kubeconfig is unusable: %v", err)}
+	}
+	creds.ConnectionHash = CredentialHash(withoutToken)
+	return creds, nil
 }
+
+// bearerToken is a member's bearer token, shared by every client of one connection, so that
+// a renewed token is used from the next request on while informers keep their watches.
+type bearerToken struct{ v atomic.Pointer[string] }
+
+func newBearerToken(token string) *bearerToken {
+	b := &bearerToken{}
+	b.set(token)
+	return b
+}
+
+func (b *bearerToken) get() string    { return *b.v.Load() }
+func (b *bearerToken) set(tok string) { b.v.Store(&tok) }
+func (b *bearerToken) wrap(rt http.RoundTripper) http.RoundTripper {
+	return &bearerRoundTripper{token: b, next: rt}
+}
+
+// bearerRoundTripper adds the current token to every request (as client-go's bearer round
+// tripper does for a static token).
+type bearerRoundTripper struct {
+	token *bearerToken
+	next  http.RoundTripper
+}
+
+func (rt *bearerRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Authorization") != "" {
+		return rt.next.RoundTrip(req)
+	}
+	req = utilnet.CloneRequest(req)
+	req.Header.Set("Authorization", "Bearer "+rt.token.get())
+	return rt.next.RoundTrip(req)
+}
+
+func (rt *bearerRoundTripper) WrappedRoundTripper() http.RoundTripper { return rt.next }
 
 func checkPolicy(clusterName string, cluster *clientcmdapi.Cluster, userName string, user *clientcmdapi.AuthInfo, p CredentialPolicy) error {
 	userField := func(f string) string { return fmt.Sprintf("users[%s].user.%s", userName, f) }

@@ -58,10 +58,14 @@ type memberConfig struct {
 // member is one member cluster's connection. Its own mutex guards its health and cache;
 // nothing here holds the Connections lock.
 type member struct {
-	cfg    memberConfig
-	name   string
-	hash   string
-	config *rest.Config
+	cfg  memberConfig
+	name string
+	// hash and connHash are the credentials' Hash and ConnectionHash (guarded by the
+	// Connections lock); token is the bearer token every client of this member sends.
+	hash     string
+	connHash string
+	token    *bearerToken
+	config   *rest.Config
 	// client is the member's direct client (probes); deadlineClient bounds every call of
 	// the other controllers (see withDeadline).
 	client         client.Client
@@ -110,11 +114,24 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 		return nil, fmt.Errorf("cluster %q: build discovery client: %w", name, err)
 	}
 	return &member{
-		cfg: mc, name: name, hash: creds.Hash, config: cfg, client: cl, disco: disco,
+		cfg: mc, name: name, hash: creds.Hash, connHash: creds.ConnectionHash, token: creds.token,
+		config: cfg, client: cl, disco: disco,
 		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
 		done:           make(chan struct{}),
 		h:              Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
 	}, nil
+}
+
+// takeToken gives a connected member the bearer token of creds, if creds differ from the
+// member's credentials in that token only, and tells whether it did. A member that is not
+// connected is rebuilt instead, so that it is probed with the new token at once.
+func (m *member) takeToken(creds *Credentials) bool {
+	if m.token == nil || creds.token == nil || m.connHash != creds.ConnectionHash || !m.health().Connected {
+		return false
+	}
+	m.token.set(creds.token.get())
+	m.hash = creds.Hash
+	return true
 }
 
 func (m *member) health() Health {

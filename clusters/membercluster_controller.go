@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/membertoken"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
@@ -76,6 +77,16 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if readErr != nil {
 		return ctrl.Result{}, r.secretReadFailed(mc, readErr)
 	}
+	var claims membertoken.Claims
+	hasExpiry := false
+	if credErr == nil {
+		claims, hasExpiry = creds.Claims()
+		mc.Status.CredentialsExpireAt = nil
+		if hasExpiry {
+			mc.Status.CredentialsExpireAt = &metav1.Time{Time: claims.Expiry}
+			credErr = tokenExpired(mc, claims, time.Now())
+		}
+	}
 	if credErr != nil {
 		if !awaitsUnregistration(mc, credErr) {
 			r.Connections.Remove(mc.Name)
@@ -89,7 +100,33 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	h, _ := r.Connections.Health(mc.Name)
 	setConnected(mc, creds.Hash, h)
 	r.throttleHeartbeat(mc, lastProbe)
-	return ctrl.Result{RequeueAfter: r.Heartbeat}, nil
+	next := r.Heartbeat
+	if hasExpiry {
+		// Back at the moment the token expires, to say so even if no probe fails before.
+		next = min(next, time.Until(claims.Expiry)+time.Second)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// tokenExpired reports a member token past its exp claim: the hub renews tokens before they
+// expire, but an expired one cannot be renewed (renewal authenticates with it), so only a
+// person with admin access to the member can issue a new one; the message says how. The
+// hub's clock decides, so an expired token is never sent to the member at all.
+func tokenExpired(mc *fleetv1alpha1.MemberCluster, claims membertoken.Claims, now time.Time) *CredentialError {
+	if now.Before(claims.Expiry) {
+		return nil
+	}
+	ref := mc.Spec.KubeconfigSecretRef
+	fix := fmt.Sprintf("write a kubeconfig with a valid token into Secret %s/%s", ref.Namespace, ref.Name)
+	if mc.Labels[fleetv1alpha1.LabelRegistration] == fleetv1alpha1.RegistrationFleetctl {
+		fix = fmt.Sprintf("issue a new one with admin access to the member: fleetctl rotate-credentials %s --member-kubeconfig <member admin kubeconfig>", mc.Name)
+		if ref.Namespace != fleetv1alpha1.DefaultHubNamespace {
+			fix += " --hub-namespace " + ref.Namespace
+		}
+	}
+	return &CredentialError{Reason: fleetv1alpha1.ReasonTokenExpired, Detail: fmt.Sprintf(
+		"the member token in Secret %s/%s expired at %s and cannot be renewed any more (the hub renews tokens well before they expire, but was not running or could not reach the member in time); %s",
+		ref.Namespace, ref.Name, claims.Expiry.UTC().Format(time.RFC3339), fix)}
 }
 
 // throttleHeartbeat keeps the last written probe time while it is younger than the heartbeat:
@@ -173,7 +210,11 @@ func setCredentialsInvalid(mc *fleetv1alpha1.MemberCluster, ce *CredentialError)
 }
 
 func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
-	status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionTrue, fleetv1alpha1.ReasonValid, "kubeconfig passes the hub's credential policy")
+	msg := "kubeconfig passes the hub's credential policy"
+	if exp := mc.Status.CredentialsExpireAt; exp != nil {
+		msg += fmt.Sprintf("; its member token expires at %s", exp.UTC().Format(time.RFC3339))
+	}
+	status.Set(mc, fleetv1alpha1.ConditionCredentialsValid, metav1.ConditionTrue, fleetv1alpha1.ReasonValid, msg)
 	mc.Status.ObservedCredentialHash = hash
 	if !h.LastProbe.IsZero() {
 		t := metav1.NewTime(h.LastProbe)
@@ -200,7 +241,7 @@ func setConnected(mc *fleetv1alpha1.MemberCluster, hash string, h Health) {
 			fmt.Sprintf("connected; Kubernetes %s, %d nodes", h.Version, h.Nodes))
 		return
 	}
-	msg := h.Message
+	msg = h.Message
 	if h.Failures > 0 {
 		msg = fmt.Sprintf("%s (%d failed probes in a row)", msg, h.Failures)
 	}

@@ -57,7 +57,7 @@ func (r *MemberClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("membercluster").
 		For(&fleetv1alpha1.MemberCluster{}).
 		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clustersForSecret)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(clustersForSecret(r.Client))).
 		WatchesRawSource(r.Connections.eventSource(func(EventKind) bool { return true },
 			func(_ context.Context, cluster string) []reconcile.Request {
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: cluster}}}
@@ -65,15 +65,19 @@ func (r *MemberClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *MemberClusterReconciler) clustersForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &fleetv1alpha1.MemberClusterList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{secretRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "list MemberClusters for Secret", "secret", o.GetNamespace()+"/"+o.GetName())
-		return nil
+// clustersForSecret maps a Secret to the MemberClusters whose kubeconfig it is (the index
+// is registered by the MemberCluster controller's SetupWithManager).
+func clustersForSecret(c client.Client) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &fleetv1alpha1.MemberClusterList{}
+		if err := c.List(ctx, list, client.MatchingFields{secretRefIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "list MemberClusters for Secret", "secret", o.GetNamespace()+"/"+o.GetName())
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, mc := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: mc.Name}})
+		}
+		return reqs
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, mc := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: mc.Name}})
-	}
-	return reqs
 }

@@ -34,6 +34,12 @@ type SetupOptions struct {
 	// ClusterAPIPollInterval is how often the hub is checked for Cluster API's Cluster kind
 	// until it appears.
 	ClusterAPIPollInterval time.Duration
+	// MemberTokenLifetime is the lifetime of the member tokens the hub requests when it renews
+	// one (default DefaultMemberTokenLifetime, at least MinMemberTokenLifetime);
+	// MemberTokenRenewFraction of a token's lifetime after which it is renewed (default
+	// DefaultMemberTokenRenewFraction).
+	MemberTokenLifetime      time.Duration
+	MemberTokenRenewFraction float64
 }
 
 // Setup adds the connection manager and the registry's controllers to mgr and returns the
@@ -58,6 +64,18 @@ func Setup(mgr ctrl.Manager, opts SetupOptions) (*Connections, error) {
 		Recorder:       status.Events(mgr.GetEventRecorder("flotilla-membercluster")),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up MemberCluster controller: %w", err)
+	}
+	if err := (&TokenRenewalReconciler{
+		Client:         mgr.GetClient(),
+		SecretReader:   mgr.GetAPIReader(),
+		Policy:         opts.Policy,
+		HubNamespace:   opts.HubNamespace,
+		Lifetime:       opts.MemberTokenLifetime,
+		RenewFraction:  opts.MemberTokenRenewFraction,
+		RequestTimeout: opts.Connections.RequestTimeout,
+		Recorder:       mgr.GetEventRecorder("flotilla-token-renewal"),
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up member token renewal: %w", err)
 	}
 	if err := (&SecretSourceReconciler{
 		Client:       mgr.GetClient(),

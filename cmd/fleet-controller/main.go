@@ -74,6 +74,8 @@ type options struct {
 	capiLabelKeys    string
 	maxObjects       int
 	maxBytes         resource.Quantity
+	tokenLifetime    time.Duration
+	tokenRenewAt     float64
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -130,6 +132,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"Backstop period of each binding's drift check, in addition to watches (jittered ±10%).")
 	fs.DurationVar(&o.staleWindow, "mirror-stale-window", time.Minute,
 		"How long mirrors of a disconnected member's Services keep their endpoints ready.")
+	fs.DurationVar(&o.tokenLifetime, "member-token-lifetime", clusters.DefaultMemberTokenLifetime,
+		"Lifetime of the member tokens the hub requests when it renews one (at least 10m, the API server's minimum).")
+	fs.Float64Var(&o.tokenRenewAt, "member-token-renew-fraction", clusters.DefaultMemberTokenRenewFraction,
+		"Fraction of a member token's lifetime after which the hub renews it (0.5: a one-hour token is renewed after 30 minutes).")
 	fs.BoolVar(&o.allowSystemNS, "allow-system-namespace-exports", false,
 		"Let Services in kube-system, kube-public and kube-node-lease be exported.")
 	fs.IntVar(&o.maxObjects, "max-baseline-objects", propagation.DefaultMaxObjects,
@@ -168,6 +174,12 @@ func (o *options) validate() error {
 	}
 	if err := o.metrics.validate(); err != nil {
 		return err
+	}
+	if o.tokenLifetime < clusters.MinMemberTokenLifetime {
+		return fmt.Errorf("--member-token-lifetime (%s) must be at least %s: the API server issues no shorter tokens", o.tokenLifetime, clusters.MinMemberTokenLifetime)
+	}
+	if o.tokenRenewAt <= 0 || o.tokenRenewAt >= 1 {
+		return fmt.Errorf("--member-token-renew-fraction (%g) must be between 0 and 1", o.tokenRenewAt)
 	}
 	if o.leaderElect && o.renewDeadline >= o.leaseDuration {
 		return fmt.Errorf("--leader-elect-renew-deadline (%s) must be shorter than --leader-elect-lease-duration (%s)",
@@ -248,8 +260,10 @@ func run(args []string) error {
 			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
 			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
 		},
-		Heartbeat:            opts.heartbeat,
-		MemberCleanupTimeout: opts.cleanupTimeout,
+		Heartbeat:                opts.heartbeat,
+		MemberCleanupTimeout:     opts.cleanupTimeout,
+		MemberTokenLifetime:      opts.tokenLifetime,
+		MemberTokenRenewFraction: opts.tokenRenewAt,
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/membertoken"
 )
 
 // Names of what `fleetctl register` creates in a member for the hub's identity.
@@ -31,8 +33,15 @@ const (
 	// hubServiceAccount is the identity the hub acts as in the member; the ClusterRole,
 	// ClusterRoleBinding and token Secret are named after it.
 	hubServiceAccount = "flotilla-hub"
-	// hubTokenSecret holds the ServiceAccount's long-lived token and the member's CA.
+	// hubTokenSecret holds the ServiceAccount's long-lived token and the member's CA (with
+	// --long-lived-token only).
 	hubTokenSecret = hubServiceAccount + "-token"
+	// hubTokenRole is the Role and RoleBinding that let the hub's ServiceAccount request
+	// tokens for itself, and for nothing else, so that the hub renews its own short-lived token.
+	hubTokenRole = hubServiceAccount + "-token"
+	// rootCAConfigMap is published into every namespace by kube-controller-manager with the
+	// member's root CA (key ca.crt).
+	rootCAConfigMap = "kube-root-ca.crt"
 	// clusterAdminRole is the built-in role bound instead of ours with --cluster-admin.
 	clusterAdminRole = "cluster-admin"
 )
@@ -102,8 +111,22 @@ func isManaged(obj client.Object) bool {
 // CA bundle to verify the member's API server. Never printed or logged.
 type hubCredentials struct {
 	token []byte
-	// rootCA is the member's root CA from the token Secret (ca.crt).
+	// rootCA is the member's root CA (ca.crt of the token Secret or of kube-root-ca.crt).
 	rootCA []byte
+	// expiry of a short-lived token; zero for a long-lived one.
+	expiry time.Time
+}
+
+// tokenOptions say which kind of token register gives the hub.
+type tokenOptions struct {
+	// longLived: a ServiceAccount token Secret, which never expires (the legacy mode).
+	longLived bool
+	// lifetime of a short-lived token issued by register.
+	lifetime time.Duration
+	// current is the token in the hub's kubeconfig Secret from an earlier run, if any: a
+	// short-lived one with at least half its lifetime left is kept, so that re-running
+	// register changes nothing.
+	current string
 }
 
 // memberAccess sets up and removes the hub's identity in one member, with the user's own
@@ -115,15 +138,15 @@ type memberAccess struct {
 	steps stepPrinter
 }
 
-// ensure creates or updates the namespace, ServiceAccount, RBAC and token Secret, and waits
-// for the token controller to fill the Secret in.
-func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool) (*hubCredentials, error) {
+// ensure creates or updates the namespace, ServiceAccount and RBAC, and returns the hub's
+// credentials: a short-lived token (by default) or a long-lived token Secret's.
+func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool, tokens tokenOptions) (*hubCredentials, error) {
 	if err := a.ensureNamespace(ctx); err != nil {
 		return nil, err
 	}
 	sa := corev1ac.ServiceAccount(hubServiceAccount, memberNamespace).WithLabels(managedLabels())
-	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, sa,
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}); err != nil {
+	liveSA := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}
+	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, sa, liveSA); err != nil {
 		return nil, err
 	}
 	if clusterAdmin {
@@ -131,13 +154,9 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool) (*hubCrede
 			return nil, err
 		}
 		// A role left from an earlier run without --cluster-admin would be granted to nobody.
-		what := "clusterrole " + hubServiceAccount
-		res, err := a.deleteManaged(ctx, what, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}})
-		if err != nil {
+		if err := a.removeLeftover(ctx, "clusterrole "+hubServiceAccount, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}},
+			"not needed with --cluster-admin"); err != nil {
 			return nil, err
-		}
-		if res != deleteNotFound {
-			a.steps.printf("%s %s (not needed with --cluster-admin)", what, res)
 		}
 	} else {
 		role := rbacv1ac.ClusterRole(hubServiceAccount).WithLabels(managedLabels()).WithRules(policyRulesApply(hubAccessRules)...)
@@ -148,10 +167,115 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool) (*hubCrede
 			return nil, err
 		}
 	}
-	// A long-lived token Secret rather than the TokenRequest API: the hub needs a credential
-	// that does not expire while nobody is around to renew it from outside the member.
-	// Created by hand (not listed in the ServiceAccount), it is not subject to the cleanup of
-	// unused auto-generated legacy tokens.
+	if tokens.longLived {
+		// The hub cannot renew a long-lived token, so it gets no right to request tokens.
+		for _, o := range tokenRoleObjects() {
+			if err := a.removeLeftover(ctx, o.what, o.obj, "not needed with --long-lived-token"); err != nil {
+				return nil, err
+			}
+		}
+		return a.ensureLongLivedToken(ctx)
+	}
+	if err := a.ensureTokenRole(ctx); err != nil {
+		return nil, err
+	}
+	// A token that never expires would outlive every rotation: switching to short-lived
+	// tokens revokes it (deleting a token Secret invalidates its token).
+	if err := a.removeLeftover(ctx, "secret "+memberNamespace+"/"+hubTokenSecret,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: hubTokenSecret, Namespace: memberNamespace}},
+		"its long-lived token is revoked; the hub uses short-lived tokens"); err != nil {
+		return nil, err
+	}
+	rootCA, err := a.waitForRootCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := membertoken.Parse(tokens.current); ok && c.Namespace == memberNamespace && c.ServiceAccount == hubServiceAccount &&
+		c.UID == string(liveSA.UID) && time.Until(c.Expiry) > tokens.lifetime/2 {
+		a.steps.printf("token kept: the hub's current token is valid until %s", formatTime(c.Expiry))
+		return &hubCredentials{token: []byte(tokens.current), rootCA: rootCA, expiry: c.Expiry}, nil
+	}
+	token, expiry, err := a.requestToken(ctx, liveSA, tokens.lifetime)
+	if err != nil {
+		return nil, err
+	}
+	a.steps.printf("token requested for serviceaccount %s/%s, valid until %s", memberNamespace, hubServiceAccount, formatTime(expiry))
+	return &hubCredentials{token: token, rootCA: rootCA, expiry: expiry}, nil
+}
+
+// formatTime is how fleetctl shows a token's expiry.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// tokenRoleObjects are the Role and RoleBinding of ensureTokenRole.
+func tokenRoleObjects() []struct {
+	what string
+	obj  client.Object
+} {
+	return []struct {
+		what string
+		obj  client.Object
+	}{
+		{"rolebinding " + memberNamespace + "/" + hubTokenRole, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}}},
+		{"role " + memberNamespace + "/" + hubTokenRole, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}}},
+	}
+}
+
+// ensureTokenRole lets the hub's ServiceAccount request tokens for itself only (create on
+// serviceaccounts/token, resourceNames: itself): the hub renews its token with the token
+// it holds, and that token can mint no other identity's.
+func (a *memberAccess) ensureTokenRole(ctx context.Context) error {
+	role := rbacv1ac.Role(hubTokenRole, memberNamespace).WithLabels(managedLabels()).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("serviceaccounts/token").
+			WithResourceNames(hubServiceAccount).WithVerbs("create"))
+	if err := a.apply(ctx, "role "+memberNamespace+"/"+hubTokenRole, role,
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}}); err != nil {
+		return err
+	}
+	binding := rbacv1ac.RoleBinding(hubTokenRole, memberNamespace).WithLabels(managedLabels()).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(hubTokenRole)).
+		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithNamespace(memberNamespace).WithName(hubServiceAccount))
+	return a.apply(ctx, "rolebinding "+memberNamespace+"/"+hubTokenRole, binding,
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}})
+}
+
+// requestToken issues a token for the hub's ServiceAccount with the user's credentials
+// (TokenRequest API), bound to no object: it is valid until it expires.
+func (a *memberAccess) requestToken(ctx context.Context, sa *corev1.ServiceAccount, lifetime time.Duration) ([]byte, time.Time, error) {
+	seconds := int64(lifetime / time.Second)
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds}}
+	if err := a.c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return nil, time.Time{}, fmt.Errorf("request a token for serviceaccount %s/%s: %w", memberNamespace, hubServiceAccount, err)
+	}
+	return []byte(tr.Status.Token), tr.Status.ExpirationTimestamp.Time, nil
+}
+
+// waitForRootCA reads the member's root CA from the kube-root-ca.crt ConfigMap that
+// kube-controller-manager publishes into every namespace (right after the namespace is made).
+func (a *memberAccess) waitForRootCA(ctx context.Context) ([]byte, error) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: rootCAConfigMap, Namespace: memberNamespace}}
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, tokenWaitTimeout, true, func(context.Context) (bool, error) {
+		lastErr = a.c.Get(ctx, client.ObjectKeyFromObject(cm), cm)
+		return lastErr == nil && cm.Data[corev1.ServiceAccountRootCAKey] != "", nil
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil && lastErr != nil && !apierrors.IsNotFound(lastErr):
+		return nil, fmt.Errorf("read configmap %s/%s: %w", memberNamespace, rootCAConfigMap, lastErr)
+	case err != nil:
+		return nil, fmt.Errorf("configmap %s/%s has no ca.crt after %s: the member's kube-controller-manager did not publish "+
+			"the root CA (is kube-controller-manager running, with --root-ca-file?)", memberNamespace, rootCAConfigMap, tokenWaitTimeout)
+	}
+	return []byte(cm.Data[corev1.ServiceAccountRootCAKey]), nil
+}
+
+// ensureLongLivedToken creates the token Secret and waits for the token controller to fill
+// it in.
+func (a *memberAccess) ensureLongLivedToken(ctx context.Context) (*hubCredentials, error) {
+	// A token Secret rather than the TokenRequest API (--long-lived-token): a credential that
+	// does not expire while nobody is around to renew it. Created by hand (not listed in the
+	// ServiceAccount), it is not subject to the cleanup of unused auto-generated legacy tokens.
 	token := corev1ac.Secret(hubTokenSecret, memberNamespace).
 		WithLabels(managedLabels()).
 		WithAnnotations(map[string]string{corev1.ServiceAccountNameKey: hubServiceAccount}).
@@ -161,6 +285,19 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool) (*hubCrede
 		return nil, err
 	}
 	return a.waitForToken(ctx, live)
+}
+
+// removeLeftover deletes an object fleetctl made in an earlier run that the current one does
+// not need, saying why; nothing is printed when there was none.
+func (a *memberAccess) removeLeftover(ctx context.Context, what string, obj client.Object, why string) error {
+	res, err := a.deleteManaged(ctx, what, obj)
+	if err != nil {
+		return err
+	}
+	if res != deleteNotFound {
+		a.steps.printf("%s %s (%s)", what, res, why)
+	}
+	return nil
 }
 
 // ensureNamespace creates the member namespace if it is missing and otherwise leaves it
@@ -254,7 +391,7 @@ func (a *memberAccess) waitForToken(ctx context.Context, secret *corev1.Secret) 
 // remove deletes what ensure created, each object only if it carries Flotilla's label; the
 // namespace only if nothing else is left in it.
 func (a *memberAccess) remove(ctx context.Context) error {
-	objects := []struct {
+	objects := append(tokenRoleObjects(), []struct {
 		what string
 		obj  client.Object
 	}{
@@ -262,7 +399,7 @@ func (a *memberAccess) remove(ctx context.Context) error {
 		{"clusterrolebinding " + hubServiceAccount, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}}},
 		{"clusterrole " + hubServiceAccount, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}}},
 		{"serviceaccount " + memberNamespace + "/" + hubServiceAccount, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}},
-	}
+	}...)
 	for _, o := range objects {
 		res, err := a.deleteManaged(ctx, o.what, o.obj)
 		if err != nil {

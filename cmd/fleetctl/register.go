@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/membertoken"
 )
 
 // registerOptions are the flags and argument of `fleetctl register`.
@@ -37,7 +38,16 @@ type registerOptions struct {
 	labels       string
 	clusterAdmin bool
 	hubNamespace string
+	longLived    bool
+	lifetime     time.Duration
 }
+
+// defaultTokenLifetime is the lifetime of the tokens fleetctl issues; the hub renews them
+// with its own --member-token-lifetime.
+const (
+	defaultTokenLifetime = time.Hour
+	minTokenLifetime     = 10 * time.Minute // the API server issues no shorter token
+)
 
 func newRegisterCommand(hub *hubFlags) *cobra.Command {
 	o := &registerOptions{}
@@ -46,13 +56,24 @@ func newRegisterCommand(hub *hubFlags) *cobra.Command {
 		Short: "Register a member cluster with the hub, giving the hub its own least-privilege identity in the member",
 		Long: `register uses your credentials for the member (--member-kubeconfig) to create, in
 the member, a ServiceAccount flotilla-system/flotilla-hub, a ClusterRole granting what
-Flotilla needs (or cluster-admin with --cluster-admin), its binding and a long-lived
-token. It then stores a kubeconfig holding only that token and the member's CA in the
-hub Secret <hub-namespace>/NAME-kubeconfig, and creates the MemberCluster NAME
-pointing at it. Your own credentials never leave this machine.
+Flotilla needs (or cluster-admin with --cluster-admin) and its binding, and a Role
+flotilla-hub-token that lets the ServiceAccount request tokens for itself only. It issues
+a short-lived token (--token-lifetime, 1h) and stores a kubeconfig holding only that token
+and the member's CA in the hub Secret <hub-namespace>/NAME-kubeconfig, annotated
+fleet.flotilla.dev/renew-token: "true", then creates the MemberCluster NAME pointing at
+it. Your own credentials never leave this machine.
+
+The hub renews the token itself before it expires (at half its lifetime by default) and
+writes the new one into the Secret; 'fleetctl rotate-credentials NAME' renews it at once.
+If the hub was down for longer than a token's lifetime, the MemberCluster says
+TokenExpired and 'fleetctl rotate-credentials NAME --member-kubeconfig FILE' issues a
+new one.
+
+--long-lived-token instead creates a ServiceAccount token Secret flotilla-hub-token whose
+token never expires and is never renewed (the legacy mode).
 
 Re-running is safe: every step says whether it created, updated or left an object
-unchanged.`,
+unchanged (a token with at least half its lifetime left is kept).`,
 		Example: `  fleetctl register eu-1 --member-kubeconfig ~/.kube/eu-1.yaml --labels env=prod,region=eu
   fleetctl register dev --member-kubeconfig kind.yaml --member-server https://dev-control-plane:6443`,
 		Args: cobra.ExactArgs(1),
@@ -68,6 +89,10 @@ unchanged.`,
 	cmd.Flags().BoolVar(&o.clusterAdmin, "cluster-admin", false,
 		"Bind the hub's ServiceAccount to cluster-admin instead of Flotilla's least-privilege ClusterRole.")
 	cmd.Flags().StringVar(&o.hubNamespace, "hub-namespace", fleetv1alpha1.DefaultHubNamespace, "Hub namespace that holds the member's kubeconfig Secret.")
+	cmd.Flags().BoolVar(&o.longLived, "long-lived-token", false,
+		"Give the hub a ServiceAccount token Secret that never expires and is never renewed, instead of a short-lived token the hub renews (legacy).")
+	cmd.Flags().DurationVar(&o.lifetime, "token-lifetime", defaultTokenLifetime,
+		"Lifetime of the short-lived token register issues (at least 10m); the hub renews it with its own --member-token-lifetime.")
 	_ = cmd.MarkFlagRequired("member-kubeconfig")
 	return cmd
 }
@@ -86,6 +111,9 @@ func (o *registerOptions) validate() (map[string]string, error) {
 		if err != nil || u.Scheme != "https" || u.Host == "" {
 			return nil, fmt.Errorf("invalid --member-server %q: want an https:// URL", o.memberServer)
 		}
+	}
+	if !o.longLived && o.lifetime < minTokenLifetime {
+		return nil, fmt.Errorf("invalid --token-lifetime %s: the API server issues no token shorter than %s", o.lifetime, minTokenLifetime)
 	}
 	labels, err := fleetv1alpha1.ParseClusterLabels(o.labels)
 	if err != nil {
@@ -128,7 +156,8 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 	}
 	// Conflicts on the hub are found before the member is changed, so a refused registration
 	// leaves nothing behind.
-	if err := checkHubConflicts(ctx, hubClient, o.name, secretRef); err != nil {
+	current, err := checkHubConflicts(ctx, hubClient, o.name, secretRef)
+	if err != nil {
 		return err
 	}
 
@@ -138,7 +167,11 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 	}
 	steps := memberSteps(out, o.name)
 	access := &memberAccess{c: memberClient, cfg: memberCfg, steps: steps}
-	creds, err := access.ensure(ctx, o.clusterAdmin)
+	tokens := tokenOptions{longLived: o.longLived, lifetime: o.lifetime}
+	if current != nil {
+		tokens.current, _ = membertoken.FromKubeconfig(current.Data[secretRef.Key])
+	}
+	creds, err := access.ensure(ctx, o.clusterAdmin, tokens)
 	if err != nil {
 		return fmt.Errorf("member %q: %w", o.name, err)
 	}
@@ -171,6 +204,10 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 		}).
 		WithType(corev1.SecretTypeOpaque).
 		WithData(map[string][]byte{secretRef.Key: kubeconfig})
+	if !creds.expiry.IsZero() {
+		// Without it (--long-lived-token) the apply removes the annotation again.
+		secret.WithAnnotations(map[string]string{fleetv1alpha1.AnnotationRenewToken: "true"})
+	}
 	res, err := applyObject(ctx, hubClient, secret, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretRef.Name, Namespace: secretRef.Namespace}})
 	if err != nil {
 		return fmt.Errorf("hub: apply secret %s/%s: %w", secretRef.Namespace, secretRef.Name, err)
@@ -183,6 +220,11 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 		return fmt.Errorf("hub: apply membercluster %s: %w", o.name, err)
 	}
 	hs.printf("membercluster %s %s", o.name, res)
+	if creds.expiry.IsZero() {
+		hs.printf("the member token never expires (--long-lived-token); rotate it with: fleetctl rotate-credentials %s --member-kubeconfig FILE", o.name)
+	} else {
+		hs.printf("the hub renews the member token before it expires (%s)", formatTime(creds.expiry))
+	}
 	fmt.Fprintf(out, "Registered %q. Watch it connect with: %s\n", o.name, hub.kubectl("get membercluster "+o.name))
 	return nil
 }
@@ -190,39 +232,41 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 // checkHubConflicts refuses to take over a MemberCluster or Secret another registration
 // source manages: the secret source or Cluster API would fight fleetctl over it, and
 // overwriting a Cluster API kubeconfig Secret would break that cluster's management.
-func checkHubConflicts(ctx context.Context, c client.Client, name string, ref fleetv1alpha1.SecretKeyReference) error {
+// It returns the kubeconfig Secret of an earlier registration, if any.
+func checkHubConflicts(ctx context.Context, c client.Client, name string, ref fleetv1alpha1.SecretKeyReference) (*corev1.Secret, error) {
 	mc := &fleetv1alpha1.MemberCluster{}
 	switch err := c.Get(ctx, client.ObjectKey{Name: name}, mc); {
 	case meta.IsNoMatchError(err):
-		return fmt.Errorf("hub: the Flotilla API %s is not installed on the hub (install the CRDs first): %w", fleetv1alpha1.GroupVersion, err)
+		return nil, fmt.Errorf("hub: the Flotilla API %s is not installed on the hub (install the CRDs first): %w", fleetv1alpha1.GroupVersion, err)
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return fmt.Errorf("hub: get membercluster %s: %w", name, err)
+		return nil, fmt.Errorf("hub: get membercluster %s: %w", name, err)
 	default:
 		if src := mc.Labels[fleetv1alpha1.LabelRegistration]; src != fleetv1alpha1.RegistrationFleetctl {
-			return fmt.Errorf("hub: membercluster %s already exists and was registered by %s, not fleetctl; "+
+			return nil, fmt.Errorf("hub: membercluster %s already exists and was registered by %s, not fleetctl; "+
 				"unregister it through that source first, or choose another name", name, describeSource(src))
 		}
 		if mc.DeletionTimestamp != nil {
-			return fmt.Errorf("hub: membercluster %s is being deleted (finalizers: %s); register it again once it is gone",
+			return nil, fmt.Errorf("hub: membercluster %s is being deleted (finalizers: %s); register it again once it is gone",
 				name, strings.Join(mc.Finalizers, ", "))
 		}
 		if got := mc.Spec.KubeconfigSecretRef; got.Namespace != ref.Namespace || got.Name != ref.Name {
-			return fmt.Errorf("hub: membercluster %s already exists and uses secret %s/%s, not %s/%s; "+
+			return nil, fmt.Errorf("hub: membercluster %s already exists and uses secret %s/%s, not %s/%s; "+
 				"pass the --hub-namespace it was registered with, or unregister it first", name, got.Namespace, got.Name, ref.Namespace, ref.Name)
 		}
 	}
 	secret := &corev1.Secret{}
 	switch err := c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, secret); {
 	case apierrors.IsNotFound(err):
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("hub: get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		return nil, fmt.Errorf("hub: get secret %s/%s: %w", ref.Namespace, ref.Name, err)
 	case secret.Labels[fleetv1alpha1.LabelRegistration] != fleetv1alpha1.RegistrationFleetctl:
-		return fmt.Errorf("hub: secret %s/%s already exists and was not created by fleetctl (no label %s=%s); "+
+		return nil, fmt.Errorf("hub: secret %s/%s already exists and was not created by fleetctl (no label %s=%s); "+
 			"it may be another registration's kubeconfig, so it is left alone: choose another name or --hub-namespace",
 			ref.Namespace, ref.Name, fleetv1alpha1.LabelRegistration, fleetv1alpha1.RegistrationFleetctl)
 	}
-	return nil
+	return secret, nil
 }
 
 func describeSource(label string) string {

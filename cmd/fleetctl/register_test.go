@@ -35,7 +35,9 @@ func TestRegister(t *testing.T) {
 			`member "m1": serviceaccount flotilla-system/flotilla-hub created`,
 			`member "m1": clusterrole flotilla-hub created`,
 			`member "m1": clusterrolebinding flotilla-hub created`,
-			`member "m1": secret flotilla-system/flotilla-hub-token created`,
+			`member "m1": role flotilla-system/flotilla-hub-token created`,
+			`member "m1": rolebinding flotilla-system/flotilla-hub-token created`,
+			`member "m1": token requested for serviceaccount flotilla-system/flotilla-hub, valid until`,
 			`hub: secret flotilla-system/m1-kubeconfig created`,
 			`hub: membercluster m1 created`,
 			"kubectl --kubeconfig "+f.Hub.KubeconfigPath+" get membercluster m1",
@@ -69,7 +71,8 @@ func TestRegister(t *testing.T) {
 			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub", Namespace: "flotilla-system"}},
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub"}},
 			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub"}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
 		} {
 			if err := member.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {
 				t.Errorf("member object %T %s: %v", obj, obj.GetName(), err)
@@ -128,7 +131,9 @@ func TestRegister(t *testing.T) {
 			`member "m1": serviceaccount flotilla-system/flotilla-hub unchanged`,
 			`member "m1": clusterrole flotilla-hub unchanged`,
 			`member "m1": clusterrolebinding flotilla-hub unchanged`,
-			`member "m1": secret flotilla-system/flotilla-hub-token unchanged`,
+			`member "m1": role flotilla-system/flotilla-hub-token unchanged`,
+			`member "m1": rolebinding flotilla-system/flotilla-hub-token unchanged`,
+			`member "m1": token kept: the hub's current token is valid until`,
 			`hub: secret flotilla-system/m1-kubeconfig unchanged`,
 			`hub: membercluster m1 unchanged`,
 		)
@@ -233,14 +238,19 @@ func TestRegister(t *testing.T) {
 	})
 }
 
-// TestRegisterWithoutTokenController checks the message a user gets when the member never
-// fills in the token, and that the hub is left untouched.
+// TestRegisterWithoutTokenController checks the messages a user gets when the member's
+// kube-controller-manager never publishes the root CA or fills in a long-lived token, and
+// that the hub is left untouched.
 func TestRegisterWithoutTokenController(t *testing.T) {
 	f := localfleet.StartForTest(t, localfleet.Options{Members: 1, NoControllerManager: true})
 	defer func(old time.Duration) { tokenWaitTimeout = old }(tokenWaitTimeout)
 	tokenWaitTimeout = 2 * time.Second
 
-	out, err := fleetctl(t, registerArgs(f, "m1", f.Members[0])...)
+	_, err := fleetctl(t, registerArgs(f, "m1", f.Members[0])...)
+	if err == nil || !strings.Contains(err.Error(), "kube-controller-manager did not publish the root CA") {
+		t.Errorf("got error %v, want one saying the root CA was not published", err)
+	}
+	out, err := fleetctl(t, registerArgs(f, "m1", f.Members[0], "--long-lived-token")...)
 	if err == nil || !strings.Contains(err.Error(), "kube-controller-manager token controller did not populate it") {
 		t.Fatalf("got error %v, want one saying the token controller did not populate the token", err)
 	}

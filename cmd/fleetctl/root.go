@@ -51,7 +51,7 @@ cluster are always named --member-...`,
 	hub.bind(root)
 	root.AddCommand(
 		newVersionCommand(hub),
-		newRegisterCommand(hub), newUnregisterCommand(hub), newStatusCommand(hub),
+		newRegisterCommand(hub), newUnregisterCommand(hub), newRotateCommand(hub), newStatusCommand(hub),
 		newDiffCommand(hub), newRolloutCommand(hub),
 	)
 	return root

@@ -72,7 +72,8 @@ func TestUnregister(t *testing.T) {
 		assertContains(t, out.String(),
 			"hub: membercluster m1 deleted",
 			"hub: secret flotilla-system/m1-kubeconfig deleted",
-			`member "m1": secret flotilla-system/flotilla-hub-token deleted`,
+			`member "m1": rolebinding flotilla-system/flotilla-hub-token deleted`,
+			`member "m1": role flotilla-system/flotilla-hub-token deleted`,
 			`member "m1": clusterrolebinding flotilla-hub deleted`,
 			`member "m1": clusterrole flotilla-hub deleted`,
 			`member "m1": serviceaccount flotilla-system/flotilla-hub deleted`,
@@ -173,7 +174,8 @@ func registeredMemberObjects() []client.Object {
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub", Namespace: "flotilla-system"}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub"}},
 		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "flotilla-hub-token", Namespace: "flotilla-system"}},
 	}
 }
 

@@ -29,6 +29,10 @@ rules:
 - level: Metadata
 `
 
+// credentialIDKey is the user extra under which API servers name the credential a request
+// authenticated with.
+const credentialIDKey = "authentication.kubernetes.io/credential-id"
+
 // mutatingVerbs are the audit verbs that change state (server-side apply is a patch).
 var mutatingVerbs = []string{"create", "update", "patch", "delete", "deletecollection"}
 
@@ -71,6 +75,9 @@ type AuditedRequest struct {
 	// DryRun says the request asked for dryRun=All: served, validated, never persisted (a
 	// server-side apply diff is one).
 	DryRun bool
+	// CredentialID identifies the credential the request authenticated with, as the API
+	// server names it (a ServiceAccount token's "JTI=<jti>"); empty when it names none.
+	CredentialID string
 }
 
 func (r AuditedRequest) String() string {
@@ -125,6 +132,24 @@ func (c *ControlPlane) Writes(since AuditMark, users ...string) ([]AuditedReques
 	return writes, nil
 }
 
+// Requests returns every request (reads too) made since mark by user.
+func (c *ControlPlane) Requests(since AuditMark, user string) ([]AuditedRequest, error) {
+	if since.cluster != c.Name {
+		return nil, fmt.Errorf("cluster %q: audit mark belongs to cluster %q", c.Name, since.cluster)
+	}
+	all, err := c.auditedSince(since.offset)
+	if err != nil {
+		return nil, err
+	}
+	var out []AuditedRequest
+	for _, r := range all {
+		if r.User == user {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 // counted says whether Writes counts a request of user: one of users, or with no users, anyone
 // but the cluster's own components.
 func counted(user string, users []string) bool {
@@ -140,7 +165,8 @@ type auditEvent struct {
 	Verb       string `json:"verb"`
 	RequestURI string `json:"requestURI"`
 	User       struct {
-		Username string `json:"username"`
+		Username string              `json:"username"`
+		Extra    map[string][]string `json:"extra"`
 	} `json:"user"`
 	ObjectRef *struct {
 		APIGroup    string `json:"apiGroup"`
@@ -181,6 +207,9 @@ func (c *ControlPlane) auditedSince(offset int64) ([]AuditedRequest, error) {
 			return nil, fmt.Errorf("cluster %q: audit log line %.200q: %w", c.Name, line, err)
 		}
 		r := AuditedRequest{User: ev.User.Username, Verb: ev.Verb, DryRun: isDryRun(ev.RequestURI)}
+		if id := ev.User.Extra[credentialIDKey]; len(id) > 0 {
+			r.CredentialID = id[0]
+		}
 		if o := ev.ObjectRef; o != nil {
 			r.APIGroup, r.Resource, r.Subresource, r.Namespace, r.Name = o.APIGroup, o.Resource, o.Subresource, o.Namespace, o.Name
 		}

@@ -55,6 +55,27 @@ const (
 	AnnotationPrune = "fleet.flotilla.dev/prune"
 )
 
+// Short-lived member credentials.
+const (
+	// AnnotationRenewToken ("true") on a kubeconfig Secret in the hub namespace lets the hub renew
+	// the short-lived ServiceAccount token in it (TokenRequest) and write the new one back.
+	AnnotationRenewToken = "fleet.flotilla.dev/renew-token"
+	// AnnotationRotateCredentials on a MemberCluster asks the hub for a new member token now; its
+	// value (a timestamp, by fleetctl rotate-credentials) identifies the request.
+	AnnotationRotateCredentials = "fleet.flotilla.dev/rotate-credentials"
+	// AnnotationRotatedFor on a kubeconfig Secret is the rotate-credentials request its token was
+	// issued for, written with the token, so that a request is served once and seen to be served.
+	AnnotationRotatedFor = "fleet.flotilla.dev/rotated-for"
+	// ReasonTokenExpired: the member token in the kubeconfig expired; only a person with admin
+	// access to the member can issue a new one (the message says how).
+	ReasonTokenExpired = "TokenExpired"
+	// ReasonCredentialsRenewed (event): the hub replaced a member token with a new one.
+	ReasonCredentialsRenewed = "CredentialsRenewed"
+	// ReasonCredentialRenewalFailed (event): the hub could not renew a member token; it retries
+	// until the token expires.
+	ReasonCredentialRenewalFailed = "CredentialRenewalFailed"
+)
+
 // Finalizers.
 const (
 	// FinalizerBaselineCleanup lets a Baseline remove (or orphan) what it applied before it goes away.

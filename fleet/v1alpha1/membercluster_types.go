@@ -65,6 +65,11 @@ type MemberClusterStatus struct {
 	// ObservedCredentialHash is a hash of the kubeconfig in use; a change rebuilds the connection.
 	// +optional
 	ObservedCredentialHash string `json:"observedCredentialHash,omitempty"`
+
+	// CredentialsExpireAt is when the member token in the kubeconfig expires (its exp claim);
+	// unset for credentials that do not expire (a long-lived token, a client certificate).
+	// +optional
+	CredentialsExpireAt *metav1.Time `json:"credentialsExpireAt,omitempty"`
 }
 
 // MemberCluster is a Kubernetes cluster the hub manages. Its labels are the cluster's labels,
