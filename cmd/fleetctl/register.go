@@ -303,8 +303,9 @@ func memberClusterApply(name string, labels map[string]string, ref fleetv1alpha1
 // hubKubeconfig is the kubeconfig the hub uses for a member: the ServiceAccount token and
 // CAs only. The user's own credentials and any exec plugin or file reference stay behind.
 // The CA bundle holds the CA the user's kubeconfig trusts for the member (it verified the
-// server just now) and the member's root CA from the token Secret (which verifies the API
-// server at an address given by --member-server), without duplicates.
+// server just now) and the member's root CA, from kube-root-ca.crt or the token Secret's
+// ca.crt (which verifies the API server at an address given by --member-server), without
+// duplicates.
 func hubKubeconfig(cluster, server string, member *rest.Config, creds *hubCredentials) ([]byte, error) {
 	userCA := member.CAData
 	if len(userCA) == 0 && member.CAFile != "" {
@@ -349,7 +350,7 @@ func pemBundle(inputs ...[]byte) ([]byte, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no CA certificate for the member: neither --member-kubeconfig nor the token Secret's ca.crt holds one")
+		return nil, fmt.Errorf("no CA certificate for the member: neither --member-kubeconfig nor the member's root CA (kube-root-ca.crt or the token Secret's ca.crt) holds one")
 	}
 	return out, nil
 }
