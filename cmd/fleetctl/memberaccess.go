@@ -144,9 +144,8 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool, tokens tok
 	if err := a.ensureNamespace(ctx); err != nil {
 		return nil, err
 	}
-	sa := corev1ac.ServiceAccount(hubServiceAccount, memberNamespace).WithLabels(managedLabels())
-	liveSA := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}
-	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, sa, liveSA); err != nil {
+	liveSA, err := a.ensureServiceAccount(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if clusterAdmin {
@@ -201,6 +200,16 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool, tokens tok
 	}
 	a.steps.printf("token requested for serviceaccount %s/%s, valid until %s", memberNamespace, hubServiceAccount, formatTime(expiry))
 	return &hubCredentials{token: token, rootCA: rootCA, expiry: expiry}, nil
+}
+
+// ensureServiceAccount applies the hub's ServiceAccount and returns it as it is now.
+func (a *memberAccess) ensureServiceAccount(ctx context.Context) (*corev1.ServiceAccount, error) {
+	sa := corev1ac.ServiceAccount(hubServiceAccount, memberNamespace).WithLabels(managedLabels())
+	live := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}
+	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, sa, live); err != nil {
+		return nil, err
+	}
+	return live, nil
 }
 
 // formatTime is how fleetctl shows a token's expiry.

@@ -41,8 +41,9 @@ previous token stays valid until it expires.
 With --member-kubeconfig, fleetctl issues the new token itself with your credentials for
 the member and writes it into the hub's Secret. That is the way back for a member whose
 token expired (the MemberCluster says TokenExpired): an expired token cannot renew itself.
-It is also the only way to rotate a long-lived token (register --long-lived-token): its
-token Secret in the member is deleted, which revokes the old token at once, and made again.`,
+It is also the only way to rotate a long-lived token (register --long-lived-token): the
+hub's ServiceAccount and its token Secret in the member are deleted, which revokes the old
+token at once, and made again.`,
 		Example: `  fleetctl rotate-credentials eu-1
   fleetctl rotate-credentials eu-1 --member-kubeconfig ~/.kube/eu-1.yaml`,
 		Args: cobra.ExactArgs(1),
@@ -201,9 +202,22 @@ func rotateWithMemberAccess(ctx context.Context, out, errOut io.Writer, hubClien
 		}
 		access.steps.printf("token requested for serviceaccount %s/%s, valid until %s", memberNamespace, hubServiceAccount, formatTime(expiry))
 	} else {
-		// Deleting a token Secret revokes its token: the old one stops working now.
-		if err := access.removeLeftover(ctx, "secret "+memberNamespace+"/"+hubTokenSecret,
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: hubTokenSecret, Namespace: memberNamespace}}, "revokes the old token"); err != nil {
+		// A long-lived token names its Secret and its ServiceAccount's UID and nothing that
+		// changes: a token Secret made again under the same name holds the very same token.
+		// So the ServiceAccount is made again too, which revokes every token of the old one
+		// at once (RBAC bindings name it by name and carry over).
+		for _, obj := range []struct {
+			what string
+			obj  client.Object
+		}{
+			{"secret " + memberNamespace + "/" + hubTokenSecret, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: hubTokenSecret, Namespace: memberNamespace}}},
+			{"serviceaccount " + memberNamespace + "/" + hubServiceAccount, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}},
+		} {
+			if err := access.removeLeftover(ctx, obj.what, obj.obj, "revokes the old token"); err != nil {
+				return fmt.Errorf("member %q: %w", o.name, err)
+			}
+		}
+		if _, err := access.ensureServiceAccount(ctx); err != nil {
 			return fmt.Errorf("member %q: %w", o.name, err)
 		}
 		creds, err := access.ensureLongLivedToken(ctx)

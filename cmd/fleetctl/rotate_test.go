@@ -270,11 +270,22 @@ func memberClusterOf(t *testing.T, hub client.Client, name string) *fleetv1alpha
 	return mc
 }
 
-// waitReady waits for the MemberCluster to be Ready and returns its Ready condition.
+// waitReady waits for the MemberCluster to be Ready with the kubeconfig its Secret holds now
+// and returns its Ready condition.
 func waitReady(t *testing.T, hub client.Client, name string) metav1.Condition {
 	t.Helper()
-	mc := waitCondition(t, hub, name, fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "")
-	return *meta.FindStatusCondition(mc.Status.Conditions, fleetv1alpha1.ConditionReady)
+	var ready metav1.Condition
+	eventually(t, 30*time.Second, fmt.Sprintf("membercluster %s Ready with the current kubeconfig", name), func() error {
+		want := clusters.CredentialHash(hubKubeconfigSecret(t, hub, name).Data["value"])
+		mc := memberClusterOf(t, hub, name)
+		c := meta.FindStatusCondition(mc.Status.Conditions, fleetv1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || mc.Status.ObservedCredentialHash != want {
+			return fmt.Errorf("Ready = %+v, observed credentials %q, want %q", c, mc.Status.ObservedCredentialHash, want)
+		}
+		ready = *c
+		return nil
+	})
+	return ready
 }
 
 func waitCondition(t *testing.T, hub client.Client, name, typ string, status metav1.ConditionStatus, reason string) *fleetv1alpha1.MemberCluster {
