@@ -36,6 +36,19 @@ spec:
 ---
 `
 
+// podNode is a Node with the pod CIDR the exported endpoints lie in: service sync publishes
+// only pod IPs inside the source's pod CIDRs, and local control planes run no kubelet (nor
+// node IPAM), so it is written by hand, and removed at the end of the test.
+const podNode = `apiVersion: v1
+kind: Node
+metadata:
+  name: e2e-export-pods
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs: [10.244.1.0/24]
+---
+`
+
 // webSlice is the EndpointSlice of Service web with the given endpoints, each "IP=ready".
 func webSlice(endpoints ...string) string {
 	var b strings.Builder
@@ -93,7 +106,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 		}
 		kubectl(t, "--kubeconfig", source.Kubeconfig, "apply", "-f", manifest)
 	}
-	apply(exportedWeb + webSlice("10.244.1.10=true", "10.244.1.11=true"))
+	apply(podNode + exportedWeb + webSlice("10.244.1.10=true", "10.244.1.11=true"))
 
 	want := "ready 10.244.1.10 10.244.1.11; not ready -; port 8080"
 	eventually(t, readyTimeout, fmt.Sprintf("mirror %s/%s in %s publishing %s", exportNamespace, mirror, target.Name, want), func() error {
@@ -168,6 +181,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 	}
 
 	kubectl(t, "--kubeconfig", source.Kubeconfig, "-n", exportNamespace, "delete", "service", "web")
+	kubectl(t, "--kubeconfig", source.Kubeconfig, "delete", "node", "e2e-export-pods")
 	for _, m := range members {
 		fleetctl(t, "unregister", m.Name, "--kubeconfig", hub, "--cleanup", "--member-kubeconfig", m.Kubeconfig)
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "delete", "namespace", exportNamespace, "--wait=false")

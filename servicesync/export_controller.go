@@ -39,6 +39,8 @@ type ExportReconciler struct {
 	StaleWindow time.Duration
 	// AllowSystemNamespaces lets kube-system, kube-public and kube-node-lease be exported.
 	AllowSystemNamespaces bool
+	// ImportMode says which target namespaces receive mirrors.
+	ImportMode ImportMode
 	// dirty records when a source change was seen, for the propagation latency metric.
 	dirty *dirtyTimes
 	// work runs each member's part of a reconcile under that member's slots (memberwork.go).
@@ -165,7 +167,7 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 		return false, deferred, err
 	}
 
-	targets, away, err := r.targets(ctx, req, exp)
+	targets, away, refusing, err := r.targets(ctx, req, exp)
 	if err != nil {
 		return false, nil, err
 	}
@@ -180,7 +182,7 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
-	recordSync(es, exp, res, out)
+	recordSync(es, exp, res, out, refusing)
 	return out.wrote, out.deferred, out.err
 }
 
@@ -319,13 +321,15 @@ func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, s
 }
 
 // targets are the connected members, other than the source, selected by export-to, where
-// the source's namespace exists, and not paused. away are the selected members that are not
-// connected (yet) or paused: whatever mirrors they hold stay there untouched until they are
-// back or unpaused.
-func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) (_ []string, away map[string]bool, _ error) {
+// the source's namespace exists and imports mirrors, and not paused. away are the selected
+// members that are not connected (yet) or paused: whatever mirrors they hold stay there
+// untouched until they are back or unpaused. refusing are the selected members whose
+// namespace refuses mirrors: not targets, so collection removes any mirror they hold.
+func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *mirror.Export) (
+	_ []string, away map[string]bool, refusing []fleetv1alpha1.ImportRefusal, _ error) {
 	list := &fleetv1alpha1.MemberClusterList{}
 	if err := r.Client.List(ctx, list); err != nil {
-		return nil, nil, fmt.Errorf("list MemberClusters: %w", err)
+		return nil, nil, nil, fmt.Errorf("list MemberClusters: %w", err)
 	}
 	away = map[string]bool{}
 	connected := map[string]bool{}
@@ -348,16 +352,39 @@ func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *
 		if err != nil {
 			continue
 		}
-		if err := reader.Get(ctx, types.NamespacedName{Name: req.Namespace}, namespaceMeta()); err != nil {
+		ns := namespaceMeta()
+		if err := reader.Get(ctx, types.NamespacedName{Name: req.Namespace}, ns); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return nil, nil, fmt.Errorf("read Namespace %s in cluster %q: %w", req.Namespace, mc.Name, err)
+			return nil, nil, nil, fmt.Errorf("read Namespace %s in cluster %q: %w", req.Namespace, mc.Name, err)
+		}
+		if refusal := r.importRefusal(mc.Name, ns); refusal != nil {
+			refusing = append(refusing, *refusal)
+			continue
 		}
 		out = append(out, mc.Name)
 	}
 	sort.Strings(out)
-	return out, away, nil
+	sort.Slice(refusing, func(i, j int) bool { return refusing[i].Cluster < refusing[j].Cluster })
+	return out, away, refusing, nil
+}
+
+// importRefusal says why the namespace ns of member cluster receives no mirrors, or nil when
+// it imports them. The namespace's own label decides first: "false" refuses whatever the
+// mode; in opt-in mode only "true" accepts. The label is the target namespace owner's word:
+// an exporter in another cluster cannot override it.
+func (r *ExportReconciler) importRefusal(cluster string, ns client.Object) *fleetv1alpha1.ImportRefusal {
+	v := ns.GetLabels()[fleetv1alpha1.LabelImport]
+	switch {
+	case v == "false":
+		return &fleetv1alpha1.ImportRefusal{Cluster: cluster, Reason: fleetv1alpha1.ReasonImportDisabled, Message: fmt.Sprintf(
+			"namespace %s is labelled %s=false; remove the label to receive mirrors", ns.GetName(), fleetv1alpha1.LabelImport)}
+	case r.ImportMode == ImportOptIn && v != "true":
+		return &fleetv1alpha1.ImportRefusal{Cluster: cluster, Reason: fleetv1alpha1.ReasonImportNotEnabled, Message: fmt.Sprintf(
+			"the hub imports opt-in and namespace %s is not labelled %s=true", ns.GetName(), fleetv1alpha1.LabelImport)}
+	}
+	return nil
 }
 
 // keepAway adds to the members now holding a current mirror those that held one before and

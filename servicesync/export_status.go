@@ -16,7 +16,8 @@ import (
 // source; Ready is the kstatus summary (Stalled and Reconciling come from the patcher).
 
 // recordSync records a sync: what is published, where, and what is in the way.
-func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirror.Resolved, out writeOutcome) {
+func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirror.Resolved, out writeOutcome,
+	refusing []fleetv1alpha1.ImportRefusal) {
 	st := &es.Status
 	st.AddressMode = res.Mode
 	st.ExportTo = exp.ExportToText
@@ -34,6 +35,7 @@ func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirr
 	// reads it back (members that are away keep their place in it).
 	st.MirroredInto = out.mirrored
 	st.Refused, st.RefusedOmitted = status.Cap(res.Refused, fleetv1alpha1.MaxListed)
+	st.ImportRefusedBy, st.ImportRefusedOmitted = status.Cap(refusing, fleetv1alpha1.MaxListed)
 	st.Conflicts, st.ConflictsOmitted = status.Cap(out.conflicts, fleetv1alpha1.MaxListed)
 
 	if len(out.conflicts) > 0 {
@@ -46,6 +48,13 @@ func recordSync(es *fleetv1alpha1.ExportedService, exp *mirror.Export, res *mirr
 		return
 	}
 	msg := fmt.Sprintf("mirrored into %d members", len(out.mirrored))
+	if len(refusing) > 0 {
+		names := make([]string, 0, len(refusing))
+		for _, r := range refusing {
+			names = append(names, r.Cluster+" ("+r.Reason+")")
+		}
+		msg += "; refused by " + status.List(names, messageItems, ", ")
+	}
 	if len(res.Refused) > 0 {
 		msg += "; refused addresses: " + status.List(res.Refused, messageItems, ", ")
 	}

@@ -41,6 +41,18 @@ type env struct {
 	staleWindow time.Duration
 	// conns is the running controller's connection manager (its member caches).
 	conns *clusters.Connections
+	// config is what the fleet's members and the controller were set up with.
+	config envConfig
+}
+
+// envConfig varies a test fleet from the default.
+type envConfig struct {
+	// podCIDR is the pod CIDR of every member's Node "pod-network" (these control planes run
+	// no node IPAM): PodIP addresses are published only from inside it. Default 10.0.0.0/8,
+	// which holds every pod IP the tests use.
+	podCIDR string
+	// importMode is the controller's import mode (default opt-out).
+	importMode ImportMode
 }
 
 func newEnv(t *testing.T, members int) *env {
@@ -59,14 +71,24 @@ func newEnvTB(t testing.TB, opts localfleet.Options, staleWindow time.Duration) 
 // fleettest.HubUser, so that the controller's requests stand apart from the test's own in the
 // members' audit logs.
 func newEnvOn(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Duration) *env {
+	return newEnvConfigured(t, fleet, staleWindow, envConfig{})
+}
+
+// newEnvConfigured is newEnvOn with members and controller set up as cfg says.
+func newEnvConfigured(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Duration, cfg envConfig) *env {
 	t.Helper()
-	e := &env{fleet: fleet, members: map[string]client.Client{}, staleWindow: staleWindow}
+	if cfg.podCIDR == "" {
+		cfg.podCIDR = "10.0.0.0/8"
+	}
+	e := &env{fleet: fleet, members: map[string]client.Client{}, staleWindow: staleWindow, config: cfg}
 	ctx := context.Background()
 	for _, m := range fleet.Members {
 		c, err := m.Client()
 		must(t, err)
 		e.members[m.Name] = c
 		must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}))
+		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pod-network"},
+			Spec: corev1.NodeSpec{PodCIDR: cfg.podCIDR, PodCIDRs: []string{cfg.podCIDR}}}))
 	}
 	e.startController(t)
 	must(t, client.IgnoreAlreadyExists(e.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
@@ -111,7 +133,7 @@ func (e *env) startController(t testing.TB) {
 			return err
 		}
 		e.conns = conns
-		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow})
+		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow, ImportMode: e.config.importMode})
 	})
 }
 

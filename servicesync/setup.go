@@ -43,7 +43,23 @@ type SetupOptions struct {
 	// MemberTimeout bounds one export's work in one member (every single call is bounded by
 	// the connection manager as well); zero means one minute.
 	MemberTimeout time.Duration
+	// ImportMode says which member namespaces receive mirrors (default ImportOptOut).
+	ImportMode ImportMode
 }
+
+// ImportMode says which namespaces of a target member receive mirrors.
+type ImportMode string
+
+const (
+	// ImportOptOut: every namespace of the source's name receives mirrors, except one labelled
+	// fleet.flotilla.dev/import: "false".
+	ImportOptOut ImportMode = "opt-out"
+	// ImportOptIn: only namespaces labelled fleet.flotilla.dev/import: "true" receive mirrors.
+	ImportOptIn ImportMode = "opt-in"
+)
+
+// ImportModes lists the valid import modes (for flag help and errors).
+var ImportModes = []ImportMode{ImportOptOut, ImportOptIn}
 
 // Member kinds servicesync caches. Services and EndpointSlices are metadata-only and
 // trimmed (an export is an annotation, which no selector can pick, so every Service is
@@ -78,6 +94,13 @@ func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
 // propagation), the Endpoints Flotilla wrote, and trimmed Nodes only while an export of the
 // member needs node addresses.
 func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) error {
+	switch opts.ImportMode {
+	case "":
+		opts.ImportMode = ImportOptOut
+	case ImportOptOut, ImportOptIn:
+	default:
+		return fmt.Errorf("set up service sync: unknown import mode %q; valid modes: %v", opts.ImportMode, ImportModes)
+	}
 	if opts.StaleWindow <= 0 {
 		opts.StaleWindow = time.Minute
 	}
@@ -109,7 +132,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		return err
 	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
-		AllowSystemNamespaces: opts.AllowSystemNamespaces, dirty: newDirtyTimes(dirtyLimit),
+		AllowSystemNamespaces: opts.AllowSystemNamespaces, ImportMode: opts.ImportMode, dirty: newDirtyTimes(dirtyLimit),
 		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout)}
 	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty}
 
@@ -151,6 +174,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 			})
 		})).
 		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			// A namespace created, deleted or (un)labelled import: its exports gain or lose a target.
 			return access.WatchSource(namespaceMeta(), func(ctx context.Context, _ string, o client.Object) []reconcile.Request {
 				add(m.exports(ctx, inNamespace(o.GetName())))
 				return nil
@@ -355,12 +379,22 @@ func sourcedFrom(cluster string) func(*fleetv1alpha1.ExportedService) bool {
 	return func(es *fleetv1alpha1.ExportedService) bool { return es.Spec.Source.Cluster == cluster }
 }
 
-// usingNodesOf: exports of cluster whose mirrors are node addresses (or not computed yet).
+// usingNodesOf: exports of cluster whose mirrors are node addresses or pod IPs, checked
+// against the Nodes' pod CIDRs (or not computed yet).
 func usingNodesOf(cluster string) func(*fleetv1alpha1.ExportedService) bool {
 	return func(es *fleetv1alpha1.ExportedService) bool {
-		return es.Spec.Source.Cluster == cluster &&
-			(es.Status.AddressMode == fleetv1alpha1.AddressModeNodePort || es.Status.AddressMode == "")
+		return es.Spec.Source.Cluster == cluster && needsNodes(es.Status.AddressMode)
 	}
+}
+
+// needsNodes says whether the mirrors of an export in this mode (as resolved; "" before the
+// first sync) depend on the source's Nodes.
+func needsNodes(mode fleetv1alpha1.AddressMode) bool {
+	switch mode {
+	case fleetv1alpha1.AddressModeLoadBalancer, fleetv1alpha1.AddressModeClusterIP:
+		return false
+	}
+	return true
 }
 
 func inNamespace(ns string) func(*fleetv1alpha1.ExportedService) bool {

@@ -46,8 +46,9 @@ func trimSliceMeta(in any) (any, error) {
 	return out, nil
 }
 
-// trimNode keeps what NodePort mirrors are computed from: addresses, readiness,
-// schedulability and zone. Images, capacity, heartbeat times and the rest are dropped.
+// trimNode keeps what mirrors are computed and checked from: addresses, readiness,
+// schedulability and zone (NodePort mirrors), and pod CIDRs (the range PodIP addresses must
+// lie in). Images, capacity, heartbeat times and the rest are dropped.
 func trimNode(in any) (any, error) {
 	n, ok := in.(*corev1.Node)
 	if !ok {
@@ -56,6 +57,7 @@ func trimNode(in any) (any, error) {
 	out := &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: identity(n)}
 	out.Labels = keepKeys(n.Labels, func(k, _ string) bool { return k == corev1.LabelTopologyZone })
 	out.Spec.Unschedulable = n.Spec.Unschedulable
+	out.Spec.PodCIDR, out.Spec.PodCIDRs = n.Spec.PodCIDR, n.Spec.PodCIDRs
 	for _, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
 			out.Status.Addresses = append(out.Status.Addresses, a)

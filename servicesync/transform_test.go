@@ -87,7 +87,8 @@ func TestTrimNode(t *testing.T) {
 	in := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "u3", ResourceVersion: "3",
 			Labels: map[string]string{corev1.LabelTopologyZone: "z1", corev1.LabelHostname: "n1"}, Annotations: map[string]string{"a": "b"}},
-		Spec: corev1.NodeSpec{Unschedulable: true, PodCIDR: "10.244.0.0/24"},
+		Spec: corev1.NodeSpec{Unschedulable: true, PodCIDR: "10.244.0.0/24", PodCIDRs: []string{"10.244.0.0/24", "fd00:10:244::/64"},
+			ProviderID: "cloud://n1", Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}},
 		Status: corev1.NodeStatus{
 			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}, {Type: corev1.NodeHostName, Address: "n1"}},
 			Conditions: []corev1.NodeCondition{
@@ -100,7 +101,8 @@ func TestTrimNode(t *testing.T) {
 	}
 	want := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "u3", ResourceVersion: "3", Labels: map[string]string{corev1.LabelTopologyZone: "z1"}},
-		Spec:       corev1.NodeSpec{Unschedulable: true},
+		// Pod CIDRs stay: PodIP addresses are checked against them.
+		Spec: corev1.NodeSpec{Unschedulable: true, PodCIDR: "10.244.0.0/24", PodCIDRs: []string{"10.244.0.0/24", "fd00:10:244::/64"}},
 		Status: corev1.NodeStatus{
 			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},

@@ -70,6 +70,7 @@ type options struct {
 	resync           time.Duration
 	staleWindow      time.Duration
 	allowSystemNS    bool
+	importMode       string
 	capiNamespaces   string
 	capiLabelKeys    string
 	maxObjects       int
@@ -150,6 +151,9 @@ func (o *options) bind(fs *flag.FlagSet) {
 			o.maxBytes = q
 			return nil
 		})
+	fs.StringVar(&o.importMode, "import-mode", string(servicesync.ImportOptOut),
+		"Which member namespaces receive mirrors of exported Services: opt-out (all but those labelled fleet.flotilla.dev/import=false) "+
+			"or opt-in (only those labelled fleet.flotilla.dev/import=true).")
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	o.zap.BindFlags(fs)
 	// --kubeconfig, read by ctrl.GetConfig (then $KUBECONFIG, in-cluster, ~/.kube/config). It is
@@ -307,6 +311,7 @@ func run(args []string) error {
 		MaxConcurrentSyncs:    opts.exportWorkers,
 		// An export's reconcile holds a member only for one short part (see servicesync).
 		MaxConcurrentPerMember: 2 * opts.perMember,
+		ImportMode:             servicesync.ImportMode(opts.importMode),
 	}); err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ const (
 	LabelSourceNamespace = "fleet.flotilla.dev/source-namespace"
 	// LabelSourceName on a mirror names the exported Service.
 	LabelSourceName = "fleet.flotilla.dev/source-name"
+	// LabelImport on a member Namespace: "false" refuses mirrors of exported Services; "true"
+	// accepts them when the hub imports opt-in (--import-mode=opt-in).
+	LabelImport = "fleet.flotilla.dev/import"
 )
 
 // Values of LabelRegistration.
@@ -154,6 +157,10 @@ const (
 	// ReasonBaselineTooLarge: a Baseline renders to more objects or bytes than the hub's limits
 	// (--max-baseline-objects, --max-baseline-bytes); nothing of it is applied.
 	ReasonBaselineTooLarge = "BaselineTooLarge"
+	// ReasonImportDisabled: the target Namespace is labelled fleet.flotilla.dev/import: "false".
+	ReasonImportDisabled = "ImportDisabled"
+	// ReasonImportNotEnabled: the hub imports opt-in and the target Namespace is not labelled fleet.flotilla.dev/import: "true".
+	ReasonImportNotEnabled = "ImportNotEnabled"
 	// ReasonSecretNamespaceNotAllowed: kubeconfigSecretRef names a namespace the hub does not read kubeconfigs from.
 	ReasonSecretNamespaceNotAllowed = "SecretNamespaceNotAllowed"
 	// ReasonSecretReadFailed: the hub could not read the kubeconfig Secret (not NotFound); retried with backoff.

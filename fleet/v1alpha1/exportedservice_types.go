@@ -51,6 +51,18 @@ type MirrorConflict struct {
 	Message string `json:"message"`
 }
 
+// ImportRefusal is a member that refuses the export's mirror: its namespace of the same name
+// does not import.
+type ImportRefusal struct {
+	// Cluster that refuses the mirror.
+	Cluster string `json:"cluster"`
+	// Reason: ImportDisabled (the namespace is labelled fleet.flotilla.dev/import: "false") or
+	// ImportNotEnabled (the hub imports opt-in and the namespace is not labelled "true").
+	Reason string `json:"reason"`
+	// Message says what would change it.
+	Message string `json:"message"`
+}
+
 // ExportedServiceSpec identifies the exported Service.
 type ExportedServiceSpec struct {
 	// Source is the exported Service.
@@ -89,7 +101,8 @@ type ExportedServiceStatus struct {
 	// +optional
 	MirroredInto []string `json:"mirroredInto,omitempty"`
 	// Refused lists source addresses left out of the mirrors, each with the reason
-	// (loopback, link-local, unspecified, multicast, not an IP): the first 50, sorted.
+	// (loopback, link-local, unspecified, multicast, not an IP, a pod IP outside the source
+	// cluster's pod CIDRs or a source cluster without pod CIDRs): the first 50, sorted.
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic
 	// +optional
@@ -97,6 +110,15 @@ type ExportedServiceStatus struct {
 	// RefusedOmitted counts the refused addresses Refused has no room for.
 	// +optional
 	RefusedOmitted int32 `json:"refusedOmitted,omitempty"`
+	// ImportRefusedBy lists the selected members whose namespace refuses mirrors (they hold
+	// none of this export): the first 50, by member name.
+	// +kubebuilder:validation:MaxItems=50
+	// +listType=atomic
+	// +optional
+	ImportRefusedBy []ImportRefusal `json:"importRefusedBy,omitempty"`
+	// ImportRefusedOmitted counts the refusing members ImportRefusedBy has no room for.
+	// +optional
+	ImportRefusedOmitted int32 `json:"importRefusedOmitted,omitempty"`
 	// Conflicts lists members where the mirror could not be written: the first 50, by
 	// member name.
 	// +kubebuilder:validation:MaxItems=50

@@ -135,6 +135,15 @@ func node(name string, ready bool, addrs ...corev1.NodeAddress) corev1.Node {
 	}
 }
 
+// podCIDRs gives n the pod CIDRs node IPAM would (one per family).
+func podCIDRs(n corev1.Node, cidrs ...string) corev1.Node {
+	n.Spec.PodCIDRs = cidrs
+	if len(cidrs) > 0 {
+		n.Spec.PodCIDR = cidrs[0]
+	}
+	return n
+}
+
 func internal(ip string) corev1.NodeAddress {
 	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
 }

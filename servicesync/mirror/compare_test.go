@@ -26,7 +26,7 @@ func desiredMirror(t *testing.T) (*corev1.Service, *corev1.Endpoints, []*discove
 	)), Slices: []discoveryv1.EndpointSlice{
 		slice(v4, withMetrics, ep("10.244.1.5", inZone("a")), ep("10.244.1.6", notReady), ep("10.244.1.7", terminatingServing)),
 		slice(v6, withMetrics, ep("fd00::5")),
-	}}
+	}, Nodes: twoNodes}
 	res, err := Resolve(src, fleetv1alpha1.AddressModePodIP)
 	if err != nil {
 		t.Fatal(err)

@@ -11,20 +11,23 @@ import (
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
-func TestParseExport(t *testing.T) {
+// parseExportCase is one row of TestParseExport's table; the rows seed FuzzParseExport too.
+type parseExportCase struct {
+	name         string
+	svc          *corev1.Service
+	allowSystem  bool
+	wantExported bool
+	wantMode     fleetv1alpha1.AddressMode
+	wantExportTo string
+	// wantMatches/wantNotMatches are MemberCluster label sets the selector must (not) match.
+	wantMatches    []labels.Set
+	wantNotMatches []labels.Set
+	wantErr        []string // substrings of the error; nil = no error
+}
+
+func parseExportCases() []parseExportCase {
 	exportTrue := annotated(fleetv1alpha1.AnnotationExport, "true")
-	tests := []struct {
-		name         string
-		svc          *corev1.Service
-		allowSystem  bool
-		wantExported bool
-		wantMode     fleetv1alpha1.AddressMode
-		wantExportTo string
-		// wantMatches/wantNotMatches are MemberCluster label sets the selector must (not) match.
-		wantMatches    []labels.Set
-		wantNotMatches []labels.Set
-		wantErr        []string // substrings of the error; nil = no error
-	}{
+	return []parseExportCase{
 		{name: "no annotation", svc: service()},
 		{name: "nil Service", svc: nil},
 		{name: "export false", svc: service(annotated(fleetv1alpha1.AnnotationExport, "false"))},
@@ -116,7 +119,10 @@ func TestParseExport(t *testing.T) {
 			svc:  service(labelled(fleetv1alpha1.LabelSourceCluster, "east")),
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestParseExport(t *testing.T) {
+	for _, tt := range parseExportCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			exp, exported, err := ParseExport(tt.svc, tt.allowSystem)
 			if exported != tt.wantExported {

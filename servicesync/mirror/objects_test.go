@@ -81,7 +81,7 @@ func TestObjects(t *testing.T) {
 			src: Source{Cluster: "east", Service: exported, Slices: []discoveryv1.EndpointSlice{
 				slice(v4, httpSlicePort, ep("10.244.1.6", notReady, onNode("n1")), ep("10.244.1.5", inZone("a"), onNode("n1"))),
 				slice(v6, httpSlicePort, ep("fd00::5", terminatingServing)),
-			}},
+			}, Nodes: twoNodes},
 			mode:    fleetv1alpha1.AddressModePodIP,
 			wantSvc: wantMirrorService(),
 			wantEps: &corev1.Endpoints{
@@ -180,7 +180,7 @@ func TestObjectsManyEndpoints(t *testing.T) {
 	build := func(eps []discoveryv1.Endpoint) []*discoveryv1.EndpointSlice {
 		src := Source{Cluster: "east", Service: service(), Slices: []discoveryv1.EndpointSlice{
 			slice(v4, httpSlicePort, eps[:120]...), slice(v4, httpSlicePort, eps[120:]...),
-		}}
+		}, Nodes: []corev1.Node{podCIDRs(node("n0", true), "10.244.0.0/16")}}
 		res, err := Resolve(src, fleetv1alpha1.AddressModePodIP)
 		if err != nil {
 			t.Fatal(err)

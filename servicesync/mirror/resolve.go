@@ -24,7 +24,8 @@ type Source struct {
 	Service *corev1.Service
 	// Slices are the Service's EndpointSlices (label kubernetes.io/service-name) in the source cluster.
 	Slices []discoveryv1.EndpointSlice
-	// Nodes are the source cluster's Nodes (NodePort mode).
+	// Nodes are the source cluster's Nodes: NodePort addresses are theirs, and PodIP
+	// addresses must lie in their pod CIDRs (or be their addresses: host-network pods).
 	Nodes []corev1.Node
 }
 
@@ -85,6 +86,11 @@ func Resolve(src Source, mode fleetv1alpha1.AddressMode) (*Resolved, error) {
 	if len(svc.Spec.Ports) == 0 {
 		return nil, fmt.Errorf("%s has no ports to export", ref)
 	}
+	for _, p := range svc.Spec.Ports {
+		if !validPort(p.Port) {
+			return nil, fmt.Errorf("%s: port %s is out of range", ref, portName(p))
+		}
+	}
 	if mode == "" || mode == fleetv1alpha1.AddressModeAuto {
 		mode = autoMode(svc)
 	}
@@ -109,14 +115,15 @@ func Resolve(src Source, mode fleetv1alpha1.AddressMode) (*Resolved, error) {
 	return r.finish(), nil
 }
 
-// NeedsNodes reports whether the mirrors of svc exported in mode are computed from the
-// source cluster's Nodes (NodePort, also when Auto picks it): only then does the hub need
-// that member's Nodes.
+// NeedsNodes reports whether the mirrors of svc exported in mode depend on the source
+// cluster's Nodes (also when Auto picks the mode): NodePort publishes their addresses, and
+// PodIP publishes only addresses inside their pod CIDRs. Only then does the hub need that
+// member's Nodes.
 func NeedsNodes(svc *corev1.Service, mode fleetv1alpha1.AddressMode) bool {
 	if mode == "" || mode == fleetv1alpha1.AddressModeAuto {
 		mode = autoMode(svc)
 	}
-	return mode == fleetv1alpha1.AddressModeNodePort
+	return mode == fleetv1alpha1.AddressModeNodePort || mode == fleetv1alpha1.AddressModePodIP
 }
 
 // autoMode resolves Auto for svc.
@@ -181,6 +188,7 @@ func (r *resolver) podIPs(src Source) {
 		eps     []Endpoint
 	}
 	groups := map[string]*group{}
+	network := podNetworkOf(src.Nodes)
 	for _, sl := range src.Slices {
 		want, ok := family(sl.AddressType)
 		if !ok {
@@ -205,6 +213,9 @@ func (r *resolver) podIPs(src Source) {
 			a, reason := checkIP(addr)
 			if reason == "" && !want(a) {
 				reason = "not an " + string(sl.AddressType) + " address"
+			}
+			if reason == "" {
+				reason = network.check(a)
 			}
 			if reason != "" {
 				r.refuse(addr, reason)
@@ -255,10 +266,66 @@ func (r *resolver) podIPs(src Source) {
 	}
 }
 
-// slicePort is the port number the slice gives for the Service port sp, or 0.
+// podNetwork is where a source cluster's pods may be: the pod CIDRs its Nodes were given
+// (spec.podCIDRs, by kube-controller-manager's node IPAM or the installer) and the Nodes'
+// own addresses (host-network pods). A pod IP anywhere else, such as a Service IP, the API
+// server or a cloud metadata address, is not a pod of the source: an EndpointSlice a tenant
+// wrote by hand must not make other clusters send traffic there.
+type podNetwork struct {
+	cidrs []netip.Prefix
+	nodes map[netip.Addr]bool
+}
+
+func podNetworkOf(nodes []corev1.Node) podNetwork {
+	n := podNetwork{nodes: map[netip.Addr]bool{}}
+	for i := range nodes {
+		cidrs := nodes[i].Spec.PodCIDRs
+		if len(cidrs) == 0 && nodes[i].Spec.PodCIDR != "" {
+			cidrs = []string{nodes[i].Spec.PodCIDR}
+		}
+		for _, c := range cidrs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				n.cidrs = append(n.cidrs, p.Masked())
+			}
+		}
+		for _, a := range nodes[i].Status.Addresses {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				n.nodes[ip] = true
+			}
+		}
+	}
+	return n
+}
+
+// check says why a may not be published as a pod IP of the source, or "". Without any pod
+// CIDR there is nothing to tell a pod from anything else, so nothing but the Nodes' own
+// addresses is published (the safe side: see README, "Address checks").
+func (n podNetwork) check(a netip.Addr) string {
+	if n.nodes[a] {
+		return ""
+	}
+	if len(n.cidrs) == 0 {
+		return ReasonNoPodCIDRs
+	}
+	for _, p := range n.cidrs {
+		if p.Contains(a) {
+			return ""
+		}
+	}
+	return ReasonOutsidePodCIDRs
+}
+
+// Reasons a pod IP is refused (the text after "<address>: " in Resolved.Refused).
+const (
+	ReasonOutsidePodCIDRs = "outside the source cluster's pod CIDRs"
+	ReasonNoPodCIDRs      = "no pod CIDRs on the source cluster's Nodes (NoPodCIDRs)"
+)
+
+// slicePort is the port number the slice gives for the Service port sp, or 0 (none, or
+// none a mirror could carry).
 func slicePort(ports []discoveryv1.EndpointPort, sp corev1.ServicePort) int32 {
 	for _, p := range ports {
-		if deref(p.Name, "") == sp.Name && deref(p.Protocol, corev1.ProtocolTCP) == protocol(sp.Protocol) && p.Port != nil {
+		if deref(p.Name, "") == sp.Name && deref(p.Protocol, corev1.ProtocolTCP) == protocol(sp.Protocol) && p.Port != nil && validPort(*p.Port) {
 			return *p.Port
 		}
 	}
@@ -267,11 +334,14 @@ func slicePort(ports []discoveryv1.EndpointPort, sp corev1.ServicePort) int32 {
 
 // fallbackTarget is the target port when no slice says: a numeric targetPort, else the port.
 func fallbackTarget(p corev1.ServicePort) int32 {
-	if p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal > 0 {
+	if p.TargetPort.Type == intstr.Int && validPort(p.TargetPort.IntVal) {
 		return p.TargetPort.IntVal
 	}
 	return p.Port
 }
+
+// validPort: a port number a Service or EndpointSlice may carry.
+func validPort(p int32) bool { return p >= 1 && p <= 65535 }
 
 // nodePorts publishes the source's nodes with the Service's node ports.
 func (r *resolver) nodePorts(src Source) error {
@@ -282,6 +352,9 @@ func (r *resolver) nodePorts(src Source) error {
 	for _, p := range svc.Spec.Ports {
 		if p.NodePort == 0 {
 			return fmt.Errorf("address mode NodePort: port %s has no nodePort (allocateLoadBalancerNodePorts is false?)", portName(p))
+		}
+		if !validPort(p.NodePort) {
+			return fmt.Errorf("address mode NodePort: port %s has nodePort %d, out of range", portName(p), p.NodePort)
 		}
 	}
 	r.servicePorts(svc, func(_ int, p corev1.ServicePort) int32 { return p.NodePort })

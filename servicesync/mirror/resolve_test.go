@@ -29,29 +29,35 @@ func readyOn(addr, node string) Endpoint {
 }
 
 var (
-	httpTo8080  = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 8080}}
-	httpTo80    = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 80}}
-	httpToNode  = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 30080}}
-	twoNodes    = []corev1.Node{node("n1", true, hostname("n1"), internal("192.168.0.1")), node("n2", true, internal("192.168.0.2"))}
+	httpTo8080 = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 8080}}
+	httpTo80   = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 80}}
+	httpToNode = []Port{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: 30080}}
+	twoNodes   = []corev1.Node{
+		podCIDRs(node("n1", true, hostname("n1"), internal("192.168.0.1")), "10.244.1.0/24", "fd00::/16"),
+		podCIDRs(node("n2", true, internal("192.168.0.2")), "10.244.2.0/24"),
+	}
 	readyOnN2   = slice(v4, httpSlicePort, ep("10.244.2.7", onNode("n2")), ep("10.244.1.9", onNode("n1"), notReady))
 	lbIP        = corev1.LoadBalancerIngress{IP: "203.0.113.10"}
 	lbHost      = corev1.LoadBalancerIngress{Hostname: "web-123.elb.example.com"}
 	exportedSvc = service()
 )
 
-func TestResolve(t *testing.T) {
-	tests := []struct {
-		name    string
-		src     Source
-		mode    fleetv1alpha1.AddressMode
-		wantErr string // substring; "" = no error
+// resolveCase is one row of TestResolve's table; the rows seed FuzzResolve too.
+type resolveCase struct {
+	name    string
+	src     Source
+	mode    fleetv1alpha1.AddressMode
+	wantErr string // substring; "" = no error
 
-		wantMode         fleetv1alpha1.AddressMode
-		wantPorts        []Port
-		wantEndpoints    []Endpoint
-		wantExternalName string
-		wantRefused      []string
-	}{
+	wantMode         fleetv1alpha1.AddressMode
+	wantPorts        []Port
+	wantEndpoints    []Endpoint
+	wantExternalName string
+	wantRefused      []string
+}
+
+func resolveCases() []resolveCase {
+	return []resolveCase{
 		// Auto resolution order.
 		{
 			name:     "Auto: LoadBalancer ingress IP first",
@@ -107,7 +113,7 @@ func TestResolve(t *testing.T) {
 				ep("10.244.1.9", notReady),
 				ep("10.244.1.8", terminatingServing),
 				ep("10.244.1.7", nilConditions),
-			)}},
+			)}, Nodes: twoNodes},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
 			wantEndpoints: []Endpoint{
@@ -135,6 +141,7 @@ func TestResolve(t *testing.T) {
 					{Name: ptr.To("dns-tcp"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](1053)},
 					{Name: ptr.To("dns"), Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To[int32](1054)},
 				}, ep("10.244.1.5"))},
+				Nodes: twoNodes,
 			},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP,
@@ -150,7 +157,7 @@ func TestResolve(t *testing.T) {
 				slice(v6, httpSlicePort, ep("FD00:10:244::5"), ep("10.244.1.6")),
 				slice(v4, httpSlicePort, ep("10.244.1.5"), ep("fd00:10:244::6")),
 				slice(discoveryv1.AddressTypeFQDN, httpSlicePort, ep("db.example.com")),
-			}},
+			}, Nodes: twoNodes},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
 			wantEndpoints: []Endpoint{ready("10.244.1.5"), ready("fd00:10:244::5")},
@@ -161,7 +168,7 @@ func TestResolve(t *testing.T) {
 			src: Source{Service: service(), Slices: []discoveryv1.EndpointSlice{
 				slice(v4, httpSlicePort, ep("10.244.1.5", notReady)),
 				slice(v4, httpSlicePort, ep("10.244.1.5")),
-			}},
+			}, Nodes: twoNodes},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
 			wantEndpoints: []Endpoint{ready("10.244.1.5")},
@@ -169,13 +176,13 @@ func TestResolve(t *testing.T) {
 		{
 			name: "PodIP: endpoints whose named port resolves differently are refused",
 			src: Source{Service: service(), Slices: []discoveryv1.EndpointSlice{
-				slice(v4, []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8081)}}, ep("10.244.9.9")),
+				slice(v4, []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8081)}}, ep("10.244.2.9")),
 				slice(v4, httpSlicePort, ep("10.244.1.5"), ep("10.244.1.6")),
-			}},
+			}, Nodes: twoNodes},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
 			wantEndpoints: []Endpoint{ready("10.244.1.5"), ready("10.244.1.6")},
-			wantRefused:   []string{"10.244.9.9: target ports differ from the other endpoints'"},
+			wantRefused:   []string{"10.244.2.9: target ports differ from the other endpoints'"},
 		},
 		{
 			name: "PodIP: hostile addresses refused, IPv4 and IPv6",
@@ -184,7 +191,7 @@ func TestResolve(t *testing.T) {
 					ep("10.0.0.300"), ep("010.0.0.1"), ep("not-an-ip"), ep(""), ep("10.244.1.5")),
 				slice(v6, httpSlicePort, ep("::1"), ep("fe80::1"), ep("::"), ep("ff02::1"), ep("fe80::1%eth0"), ep("::ffff:127.0.0.1"),
 					ep("fd00::5")),
-			}},
+			}, Nodes: twoNodes},
 			mode:     fleetv1alpha1.AddressModePodIP,
 			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
 			wantEndpoints: []Endpoint{ready("10.244.1.5"), ready("fd00::5")},
@@ -205,6 +212,49 @@ func TestResolve(t *testing.T) {
 				"ff02::1: multicast",
 				"not-an-ip: invalid IP address",
 			},
+		},
+
+		{
+			name: "PodIP: addresses outside the source's pod CIDRs are refused; its nodes' own addresses are host-network pods",
+			src: Source{Service: service(), Slices: []discoveryv1.EndpointSlice{
+				slice(v4, httpSlicePort, ep("10.244.1.5"), ep("10.244.2.5"), ep("192.168.0.2"),
+					ep("10.96.0.1"), ep("10.244.3.1"), ep("192.0.2.1")),
+				slice(v6, httpSlicePort, ep("fd00::5"), ep("fd01::5")),
+			}, Nodes: twoNodes},
+			mode:     fleetv1alpha1.AddressModePodIP,
+			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
+			wantEndpoints: []Endpoint{ready("10.244.1.5"), ready("10.244.2.5"), ready("192.168.0.2"), ready("fd00::5")},
+			wantRefused: []string{
+				"10.244.3.1: " + ReasonOutsidePodCIDRs,
+				"10.96.0.1: " + ReasonOutsidePodCIDRs,
+				"192.0.2.1: " + ReasonOutsidePodCIDRs,
+				"fd01::5: " + ReasonOutsidePodCIDRs,
+			},
+		},
+		{
+			name: "PodIP: spec.podCIDR alone (clusters from before dual-stack) is a pod CIDR",
+			src: Source{Service: service(), Slices: []discoveryv1.EndpointSlice{slice(v4, httpSlicePort, ep("10.244.7.5"), ep("10.244.8.5"))},
+				Nodes: []corev1.Node{func() corev1.Node { n := node("n1", true); n.Spec.PodCIDR = "10.244.7.0/24"; return n }()}},
+			mode:     fleetv1alpha1.AddressModePodIP,
+			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
+			wantEndpoints: []Endpoint{ready("10.244.7.5")},
+			wantRefused:   []string{"10.244.8.5: " + ReasonOutsidePodCIDRs},
+		},
+		{
+			name: "PodIP: a source whose Nodes carry no pod CIDRs publishes only its nodes' own addresses",
+			src: Source{Service: service(), Slices: []discoveryv1.EndpointSlice{slice(v4, httpSlicePort, ep("10.244.1.5"), ep("192.168.0.1"))},
+				Nodes: []corev1.Node{node("n1", true, internal("192.168.0.1"))}},
+			mode:     fleetv1alpha1.AddressModePodIP,
+			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
+			wantEndpoints: []Endpoint{ready("192.168.0.1")},
+			wantRefused:   []string{"10.244.1.5: " + ReasonNoPodCIDRs},
+		},
+		{
+			name:     "PodIP: a source without Nodes publishes no pod IP",
+			src:      Source{Service: service(), Slices: []discoveryv1.EndpointSlice{slice(v4, httpSlicePort, ep("10.244.1.5"))}},
+			mode:     fleetv1alpha1.AddressModePodIP,
+			wantMode: fleetv1alpha1.AddressModePodIP, wantPorts: httpTo8080,
+			wantRefused: []string{"10.244.1.5: " + ReasonNoPodCIDRs},
 		},
 
 		// NodePort.
@@ -359,7 +409,10 @@ func TestResolve(t *testing.T) {
 			wantErr: `unknown address mode "Teleport"; valid modes: Auto, LoadBalancer, NodePort, PodIP, ClusterIP`,
 		},
 	}
-	for _, tt := range tests {
+}
+
+func TestResolve(t *testing.T) {
+	for _, tt := range resolveCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Resolve(tt.src, tt.mode)
 			if tt.wantErr != "" {
@@ -385,11 +438,11 @@ func TestResolveOrderIndependent(t *testing.T) {
 	a := slice(v4, httpSlicePort, ep("10.244.1.5"), ep("127.0.0.1"), ep("10.244.1.9", notReady))
 	b := slice(v6, httpSlicePort, ep("fd00::5"), ep("::1"))
 	c := slice(v4, httpSlicePort, ep("10.244.1.5", notReady), ep("10.244.1.1"))
-	first, err := Resolve(Source{Service: service(), Slices: []discoveryv1.EndpointSlice{a, b, c}}, fleetv1alpha1.AddressModePodIP)
+	first, err := Resolve(Source{Service: service(), Slices: []discoveryv1.EndpointSlice{a, b, c}, Nodes: twoNodes}, fleetv1alpha1.AddressModePodIP)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := Resolve(Source{Service: service(), Slices: []discoveryv1.EndpointSlice{c, b, a}}, fleetv1alpha1.AddressModePodIP)
+	second, err := Resolve(Source{Service: service(), Slices: []discoveryv1.EndpointSlice{c, b, a}, Nodes: twoNodes}, fleetv1alpha1.AddressModePodIP)
 	if err != nil {
 		t.Fatal(err)
 	}
