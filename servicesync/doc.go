@@ -30,7 +30,15 @@
 // Reconcile reads top to bottom: the catalog entry, the source member, the Service; then
 // unexport (remove every mirror and the entry), refuse (an invalid export: Stalled with
 // ReasonInvalidExport, nothing written), or export: write the mirrors into every target,
-// then collect the ones no longer wanted. Status goes through internal/status; errors of
+// then collect the ones no longer wanted.
+//
+// # Trust boundaries
+//
+// A target is a selected member whose namespace of the source's name imports mirrors: its
+// owner refuses with fleet.flotilla.dev/import=false, and with ImportOptIn only "true"
+// accepts; a refusing member is no target, so its mirrors are removed, and the catalog lists
+// it in status.importRefusedBy. What is published is decided in package mirror: pod IPs only
+// inside the source's Nodes' pod CIDRs, node ports only on its Nodes' addresses. Status goes through internal/status; errors of
 // per-member work, which runs concurrently, are aggregated with go-multierror.
 //
 // # A member that is busy, hung or paused

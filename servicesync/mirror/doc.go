@@ -7,7 +7,8 @@
 //   - the export request: ParseExport validates the fleet.flotilla.dev/export, export-to and
 //     address-mode annotations of a source Service and refuses mirrors and system namespaces;
 //   - the addresses: Resolve turns an address mode (Auto resolved) into reachable endpoints and
-//     ports, refusing loopback, link-local, unspecified, multicast and invalid addresses;
+//     ports, refusing loopback, link-local, unspecified, multicast and invalid addresses, and
+//     pod IPs outside the source Nodes' pod CIDRs (node ports come from the Nodes only);
 //   - the mirror's identity: Name (<service>-<cluster>, hash-shortened to a DNS-1035 label of at
 //     most 63 characters), Labels and Owned (ownership is read from labels, never from names);
 //   - the mirror objects: Objects builds the selectorless Service, its Endpoints and its
