@@ -38,8 +38,9 @@ type MemberAccess interface {
 	Connected() []string
 	// RegisterWatch declares that obj is to be cached in every member, scoped by opts.
 	// A *metav1.PartialObjectMetadata with its kind set registers a metadata-only watch of
-	// that kind; opts.Transform, if set, replaces the default transform (which only strips
-	// managedFields). Call it while setting up controllers, before the manager starts.
+	// that kind; opts.Transform, if set, replaces the default transform (which trims
+	// managedFields to what shows foreign writes, see trimManagedFields). Call it while
+	// setting up controllers, before the manager starts.
 	RegisterWatch(obj client.Object, opts cache.ByObject) error
 	// RegisterOnDemand declares a kind that a member caches only while some holder needs
 	// it there (see Demand), scoped by opts like RegisterWatch. Handlers of WatchSource for
@@ -511,7 +512,7 @@ func (c *Connections) notify(cluster string, kind EventKind) {
 }
 
 // cacheOptions is the scoped cache of a new member: only registered kinds, each with its
-// selectors, managedFields stripped, and reads of anything else refused.
+// selectors, managedFields trimmed (trimManagedFields), and reads of anything else refused.
 func (c *Connections) cacheOptions() (cache.Options, []client.Object) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -529,7 +530,7 @@ func (c *Connections) cacheOptions() (cache.Options, []client.Object) {
 		Scheme:                      c.scheme,
 		ByObject:                    byObject,
 		DefaultLabelSelector:        c.opts.DynamicLabelSelector,
-		DefaultTransform:            cache.TransformStripManagedFields(),
+		DefaultTransform:            trimManagedFields,
 		ReaderFailOnMissingInformer: true,
 	}, objs
 }

@@ -154,8 +154,9 @@ func (a *applier) apply(ctx context.Context, desired []render.Document, inventor
 	return out, err
 }
 
-// drift lists, under policy Inform, what differs from the Baseline: missing objects and
-// objects a server-side apply would change.
+// drift lists, under policy Inform, what differs from the Baseline: missing objects,
+// objects carrying content other managers set (plan.Foreign), and objects a server-side
+// apply would change.
 func (a *applier) drift(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan) ([]string, error) {
 	var drifted []string
 	for _, stage := range p.Stages {
@@ -164,6 +165,9 @@ func (a *applier) drift(ctx context.Context, mgr *ssa.ResourceManager, p *plan.P
 			case !o.Compare:
 			case o.Placement == plan.Missing:
 				drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" is missing")
+			case len(o.Foreign) > 0:
+				// The dry run below cannot show it: an apply leaves others' fields alone.
+				drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" has content others set: "+plan.DescribeForeign(o.Foreign))
 			default:
 				entry, _, _, err := mgr.Diff(ctx, o.Doc.Object.DeepCopy(), ssa.DefaultDiffOptions())
 				if err != nil {

@@ -180,7 +180,10 @@ func (a *applier) applyStages(ctx context.Context, mgr *ssa.ResourceManager, p *
 					out.Written++
 				case ssa.ConfiguredAction:
 					out.Written++
-					if r.drifted {
+					switch {
+					case len(r.taken) > 0:
+						out.Drifted = append(out.Drifted, foreignRemoved(render.ObjectRef(kind[i].Doc.Object), r.taken))
+					case r.drifted:
 						out.Drifted = append(out.Drifted, render.ObjectRef(kind[i].Doc.Object)+" corrected")
 					}
 				}
@@ -219,6 +222,9 @@ type objectWrite struct {
 	// drifted: the member's copy differed from the Baseline while the Baseline had not
 	// changed since the last apply: someone else changed it, and the apply corrected it.
 	drifted bool
+	// taken: content other managers had set, which the apply took over and removed
+	// (takeover.go).
+	taken []plan.Foreign
 	// ready: the object, as the member returned it, is ready for what the next stage
 	// needs (kstatus Current), or is known to have been when it was last applied.
 	ready bool
@@ -237,6 +243,21 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 	liveRV := ""
 	if live := a.observed[o.Doc.Key()]; live != nil {
 		liveRV = live.GetResourceVersion()
+	}
+	if len(o.Foreign) > 0 {
+		// Content other managers added (plan.Foreign) is taken over and removed by an apply
+		// now, whatever the records say: one may have been made after it arrived.
+		taken, err := a.takeOver(ctx, o.Doc)
+		if err != nil {
+			return objectWrite{}, err
+		}
+		if len(taken) > 0 {
+			if err := a.serverSideApply(ctx, obj); err != nil {
+				return objectWrite{}, err
+			}
+			a.setApplied(entry, recordOf(obj, hash))
+			return objectWrite{action: ssa.ConfiguredAction, taken: taken, ready: isCurrent(obj)}, nil
+		}
 	}
 	switch how := howToWrite(o, liveRV, rec, ok, hash); how {
 	case writeSkip:

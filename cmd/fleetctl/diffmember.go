@@ -110,17 +110,46 @@ func (d *memberDiffer) show(ctx context.Context, mgr *ssa.ResourceManager, o pla
 	case err != nil:
 		return fmt.Errorf("dry-run %s: %w", render.ObjectRef(obj), err)
 	}
-	switch entry.Action {
-	case ssa.CreatedAction:
+	switch {
+	case entry.Action == ssa.CreatedAction:
 		c.create++
 		d.printCreate(o.Doc, "")
-	case ssa.ConfiguredAction:
+	case entry.Action == ssa.ConfiguredAction:
 		c.update++
-		return d.printUpdate(o.Doc, live, after, o.Placement == plan.Adopt)
+		if err := d.printUpdate(o.Doc, live, after, o.Placement == plan.Adopt); err != nil {
+			return err
+		}
+		d.printForeign(o)
+	case len(o.Foreign) > 0:
+		// The dry run leaves content other managers own in place; the apply takes it over
+		// first, and removes what the Baseline does not set.
+		c.update++
+		verb := "~ update "
+		if o.Placement == plan.Adopt {
+			verb = "~ adopt "
+		}
+		fmt.Fprintln(d.w, verb+render.ObjectRef(obj))
+		d.printForeign(o)
 	default:
 		c.unchanged++
 	}
 	return nil
+}
+
+// printForeign names the content other managers set in the object (plan.Foreign): what the
+// apply takes over and removes where the Baseline does not set it, or what Inform reports.
+func (d *memberDiffer) printForeign(o plan.Object) {
+	if len(o.Foreign) == 0 {
+		return
+	}
+	what := "taken over by the apply, and removed where the Baseline does not set it"
+	if !o.Write {
+		what = "reported as drift (policy Inform)"
+	}
+	fmt.Fprintf(d.w, "    content others set, %s:\n", what)
+	for _, f := range o.Foreign {
+		fmt.Fprintf(d.w, "      %s\n", f)
+	}
 }
 
 // desired renders the Baseline for the member as the binding controller does

@@ -11,6 +11,12 @@
 //     off), and the apply restores its labels with the rest of the desired state.
 //     Abort/Adopt apply only to objects Flotilla never owned.
 //   - what the policy lets the apply do with each placement (Enforce, Inform, CreateOnly);
+//   - foreign content (ForeignFields): what other field managers added to an object the
+//     Baseline owns and the Baseline does not set, read from its managedFields. Server-side
+//     apply never removes it by itself, so Enforce takes it over and removes it (a
+//     namespace editor adding `ingress: [{}]` must not switch a default-deny policy off);
+//     Inform reports it as drift. Metadata, subresources and fields the cluster itself
+//     writes by design are not foreign;
 //   - unknown kinds: a kind the member does not serve fails the whole apply, unless a
 //     CustomResourceDefinition of the same Baseline defines it;
 //   - the prune set: inventory entries that left the Baseline, deleted only while still

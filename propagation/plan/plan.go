@@ -19,7 +19,9 @@ import (
 // Observer is what plan reads of a member, implemented by the caller over its client.
 type Observer interface {
 	// Meta returns the member's metadata of the object gvk/key, or nil (and no error) when
-	// it does not exist or its kind is not served.
+	// it does not exist or its kind is not served. Its managedFields must hold every entry
+	// but subresources' (ForeignFields decides from them); of Flotilla's own apply entry,
+	// only that it is there.
 	Meta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error)
 }
 
@@ -51,6 +53,12 @@ type Object struct {
 	Compare bool
 	// Write: the policy lets the apply write it.
 	Write bool
+	// Foreign is content other writers added to an object the Baseline owns (see
+	// ForeignFields): under Enforce the apply takes it over so that it removes what the
+	// Baseline does not set — the object must then be applied even if nothing else
+	// changed; under Inform it is drift. Empty when there is none, and for objects the apply
+	// does not compare.
+	Foreign []Foreign
 }
 
 // Prune is an inventory entry that left the Baseline and is still owned in the member.
@@ -106,7 +114,11 @@ func Make(ctx context.Context, in Input) (*Plan, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", render.ObjectRef(d.Object), err)
 			}
-			objs = append(objs, Place(in.Baseline, d, live, owned))
+			o := Place(in.Baseline, d, live, owned)
+			if o.Foreign, err = foreign(o, live); err != nil {
+				return nil, fmt.Errorf("read %s: %w", render.ObjectRef(d.Object), err)
+			}
+			objs = append(objs, o)
 		}
 		p.Stages = append(p.Stages, Stage{Objects: objs, Wait: render.WaitAfter(stage)})
 	}
@@ -150,6 +162,20 @@ func Place(b *fleetv1alpha1.Baseline, d render.Document, live *metav1.PartialObj
 		o.Compare, o.Write = true, true
 	}
 	return o
+}
+
+// foreign finds the foreign content of an object the apply compares and the Baseline owns
+// or adopts. Under Inform only of an object Flotilla applied before: in one it never
+// applied, everything is someone else's, and only the comparison with the Baseline says
+// whether it differs.
+func foreign(o Object, live *metav1.PartialObjectMetadata) ([]Foreign, error) {
+	if live == nil || !o.Compare || (o.Placement != Mine && o.Placement != Adopt) {
+		return nil, nil
+	}
+	if !o.Write && !HasOwnApply(live.GetManagedFields()) {
+		return nil, nil
+	}
+	return ForeignFields(o.Doc, live.GetManagedFields())
 }
 
 // Owned lists the objects the Baseline owns in the member once the apply succeeded: all
