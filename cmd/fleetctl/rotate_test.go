@@ -215,7 +215,7 @@ func TestMemberTokens(t *testing.T) {
 		}
 		eventually(t, 10*time.Second, "the old long-lived token revoked", func() error {
 			if _, err := tokenUser(t, m.Config, legacy); !apierrors.IsUnauthorized(err) {
-				return fmt.Errorf("old token: got %v, want Unauthorized", err)
+				return fmt.Errorf("old token: got %w, want Unauthorized", err)
 			}
 			return nil
 		})
@@ -231,7 +231,7 @@ func TestMemberTokens(t *testing.T) {
 		assertGone(t, member, tokenSecret.DeepCopy())
 		eventually(t, 10*time.Second, "the long-lived token revoked", func() error {
 			if _, err := tokenUser(t, m.Config, rotated); !apierrors.IsUnauthorized(err) {
-				return fmt.Errorf("long-lived token: got %v, want Unauthorized", err)
+				return fmt.Errorf("long-lived token: got %w, want Unauthorized", err)
 			}
 			return nil
 		})

@@ -425,7 +425,7 @@ func waitPresent(b *testing.B, members map[string]client.Client, set string) {
 				return nil
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %v)", m, n, set, err)
+				return fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %w)", m, n, set, err)
 			}
 			time.Sleep(poll)
 		}
@@ -444,7 +444,7 @@ func waitQuotaPods(b *testing.B, members map[string]client.Client, ns, name, wan
 				return nil
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%v)", m, ns, name, q.Spec.Hard.Pods(), want, err)
+				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%w)", m, ns, name, q.Spec.Hard.Pods(), want, err)
 			}
 			time.Sleep(poll)
 		}

@@ -3,6 +3,7 @@ package membertoken
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -89,7 +90,7 @@ func TestReplaceKeepsEverythingButTheToken(t *testing.T) {
 
 	cfg.AuthInfos["hub"] = &clientcmdapi.AuthInfo{ClientCertificateData: []byte("cert")}
 	noToken, _ := clientcmd.Write(*cfg)
-	if _, err := Replace(noToken, "new"); err != ErrNoToken {
+	if _, err := Replace(noToken, "new"); !errors.Is(err, ErrNoToken) {
 		t.Errorf("Replace on a certificate user: got %v, want ErrNoToken", err)
 	}
 }
