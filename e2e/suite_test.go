@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/flotilla-dev/flotilla/e2e/fleettest"
 
 	"github.com/flotilla-dev/flotilla/e2e"
@@ -39,6 +42,9 @@ var suite struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The specs' own controller-runtime clients log nothing worth reading; without a logger
+	// controller-runtime prints a warning with a stack trace into the spec output.
+	ctrllog.SetLogger(logr.Discard())
 	os.Exit(runSuite(m))
 }
 
