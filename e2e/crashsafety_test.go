@@ -74,25 +74,8 @@ func TestControllerKilledDuringRolloutConverges(t *testing.T) {
 		t.Fatalf("$FLOTILLA_CRASH_MEMBERS=%d: the scenario needs at least 4 members", members)
 	}
 	t.Logf("crash safety: %d members, %d kills, seed %d", members, kills, seed)
-	ctx := t.Context()
 
-	fleet := localfleet.StartForTest(t, localfleet.Options{Members: members, NoCRDs: true, NoControllerManager: true, AuditLog: true})
-	if err := e2e.InstallHub(ctx, suite.bins.Kubectl, suite.root, fleet.Hub.KubeconfigPath); err != nil {
-		t.Fatal(err)
-	}
-	saKubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
-	if err := e2e.WriteServiceAccountKubeconfig(ctx, fleet.Hub.Config, saKubeconfig, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	logDir := filepath.Join(suite.artifacts, t.Name())
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var ms []e2e.Member
-	for _, m := range fleet.Members {
-		ms = append(ms, e2e.Member{Name: m.Name, Kubeconfig: m.KubeconfigPath})
-	}
-	keepArtifactsOnFailure(t, fleet.Hub.KubeconfigPath, ms, logDir)
+	fleet, saKubeconfig, logDir := processFleet(t, localfleet.Options{Members: members, NoCRDs: true, NoControllerManager: true, AuditLog: true})
 
 	r := &crashRun{t: t, fleet: fleet, hub: hubClient(t, fleet.Hub), members: map[string]client.Client{},
 		saKubeconfig: saKubeconfig, logDir: logDir}

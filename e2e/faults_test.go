@@ -4,7 +4,6 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,23 +38,7 @@ func TestFrozenMembersDelayNeitherBaselinesNorMirrors(t *testing.T) {
 		t.Skip("members are frozen as processes on the local backend")
 	}
 	ctx := t.Context()
-	fleet := localfleet.StartForTest(t, localfleet.Options{Members: 4, NoCRDs: true, NoControllerManager: true})
-	if err := e2e.InstallHub(ctx, suite.bins.Kubectl, suite.root, fleet.Hub.KubeconfigPath); err != nil {
-		t.Fatal(err)
-	}
-	saKubeconfig := filepath.Join(t.TempDir(), "controller.kubeconfig")
-	if err := e2e.WriteServiceAccountKubeconfig(ctx, fleet.Hub.Config, saKubeconfig, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	logDir := filepath.Join(suite.artifacts, t.Name())
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var ms []e2e.Member
-	for _, m := range fleet.Members {
-		ms = append(ms, e2e.Member{Name: m.Name, Kubeconfig: m.KubeconfigPath})
-	}
-	keepArtifactsOnFailure(t, fleet.Hub.KubeconfigPath, ms, logDir)
+	fleet, saKubeconfig, logDir := processFleet(t, localfleet.Options{Members: 4, NoCRDs: true, NoControllerManager: true})
 
 	// Probes every 500 ms, two failures to disconnect: how README's Failure behaviour says
 	// to tune detection.

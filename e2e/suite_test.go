@@ -232,3 +232,30 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 	t.Helper()
 	fleettest.EventuallyEvery(t, time.Second, timeout, what, check)
 }
+
+// processFleet starts a fleet of its own for a spec that runs fleet-controller as a process
+// it controls (kills, freezes): the hub installed from config/ as a user would, a kubeconfig
+// of the controller's ServiceAccount, and the spec's log folder, kept with the fleet's
+// artifacts when the spec fails.
+func processFleet(t *testing.T, opts localfleet.Options) (fleet *localfleet.Fleet, saKubeconfig, logDir string) {
+	t.Helper()
+	ctx := t.Context()
+	fleet = localfleet.StartForTest(t, opts)
+	if err := e2e.InstallHub(ctx, suite.bins.Kubectl, suite.root, fleet.Hub.KubeconfigPath); err != nil {
+		t.Fatal(err)
+	}
+	saKubeconfig = filepath.Join(t.TempDir(), "controller.kubeconfig")
+	if err := e2e.WriteServiceAccountKubeconfig(ctx, fleet.Hub.Config, saKubeconfig, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	logDir = filepath.Join(suite.artifacts, t.Name())
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ms []e2e.Member
+	for _, m := range fleet.Members {
+		ms = append(ms, e2e.Member{Name: m.Name, Kubeconfig: m.KubeconfigPath})
+	}
+	keepArtifactsOnFailure(t, fleet.Hub.KubeconfigPath, ms, logDir)
+	return fleet, saKubeconfig, logDir
+}
