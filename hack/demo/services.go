@@ -49,7 +49,12 @@ func (d *demo) exportService(ctx context.Context) error {
 	say("exporting Service %s/%s from %s (port 80 -> 8080, %s=true, %s=%s)", demoServiceNamespace, demoServiceName, from.Name,
 		fleetv1alpha1.AnnotationExport, fleetv1alpha1.AnnotationAddressMode, fleetv1alpha1.AddressModePodIP)
 	fmt.Fprintln(out, "    these control planes run no pods, so the Service has no selector and the demo writes its")
-	fmt.Fprintln(out, "    EndpointSlice by hand: 10.244.1.10 and 10.244.1.11, both ready")
+	fmt.Fprintln(out, "    EndpointSlice by hand: 10.244.1.10 and 10.244.1.11, both ready; and since they run no")
+	fmt.Fprintln(out, "    kubelet either, a Node holding their pod CIDR 10.244.1.0/24 (the hub mirrors only pod IPs")
+	fmt.Fprintln(out, "    inside the source member's pod CIDRs)")
+	if err := src.Create(ctx, demoPodNode()); client.IgnoreAlreadyExists(err) != nil {
+		return fmt.Errorf("create Node %s in %s: %w", demoPodNodeName, from.Name, err)
+	}
 	if err := src.Create(ctx, demoService()); client.IgnoreAlreadyExists(err) != nil {
 		return fmt.Errorf("create Service %s/%s in %s: %w", demoServiceNamespace, demoServiceName, from.Name, err)
 	}
@@ -102,6 +107,16 @@ func demoService() *corev1.Service {
 			{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)},
 		}},
 	}
+}
+
+// demoPodNodeName is the Node that stands for the nodes the demo's pods would run on.
+const demoPodNodeName = "demo-pods"
+
+// demoPodNode is a Node whose pod CIDR holds the demo's endpoints: service sync publishes a
+// PodIP endpoint only inside the source member's pod CIDRs, read from its Nodes.
+func demoPodNode() *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: demoPodNodeName},
+		Spec: corev1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"}}}
 }
 
 // demoEndpointSlice is the Service's EndpointSlice with the given addresses and readiness,
