@@ -150,8 +150,9 @@ k8s-binaries: ## Build etcd, kube-apiserver and kube-controller-manager into bin
 ##@ Test
 
 .PHONY: test
-test: k8s-binaries $(KUBECTL) ## Unit and integration tests against real local control planes (and config/ rendered by kubectl).
+test: build k8s-binaries $(KUBECTL) ## Every test: unit, integration and the end-to-end specs, against real local control planes.
 	go test -timeout $(TEST_TIMEOUT) -count=1 ./...
+	$(MAKE) --no-print-directory test-e2e-local
 
 .PHONY: test-e2e-local
 test-e2e-local: build k8s-binaries $(KUBECTL) ## End-to-end specs: the built binaries, config/ RBAC, local control planes.
