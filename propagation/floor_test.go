@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -22,8 +23,9 @@ func levelYAML(name, level string) string {
 }
 
 // A revision is read and parsed once and its bindings share the parse; changed sources are a
-// new revision, and every member gets its objects — also when the sources go back to an
-// earlier revision that is still cached, and when only a Secret source changes.
+// new revision, and every member gets its objects — also when only a Secret source changes,
+// and when the sources go back to an earlier revision that is still cached. Each step
+// changes one source, so that no revision lies between two steps.
 func TestSourceChangeAppliesTheNewRevision(t *testing.T) {
 	e := newEnv(t, 2)
 	ctx := context.Background()
@@ -41,12 +43,12 @@ func TestSourceChangeAppliesTheNewRevision(t *testing.T) {
 		}},
 	}))
 
-	revisions := map[string]bool{}
-	for _, step := range []struct{ fromConfigMap, fromSecret string }{
+	var revisions []string
+	for i, step := range []struct{ fromConfigMap, fromSecret string }{
 		{"1", "a"},
 		{"2", "a"}, // the ConfigMap changes
 		{"2", "b"}, // only the Secret changes
-		{"1", "a"}, // back to the first revision, which is still cached
+		{"2", "a"}, // back to the second revision, which is still cached
 	} {
 		update(t, e.hub, cm, func() { cm.Data["cm.yaml"] = levelYAML("from-configmap", step.fromConfigMap) })
 		update(t, e.hub, secret, func() { secret.Data["cm.yaml"] = []byte(levelYAML("from-secret", step.fromSecret)) })
@@ -64,11 +66,27 @@ func TestSourceChangeAppliesTheNewRevision(t *testing.T) {
 				return nil
 			})
 		}
-		b := e.waitBaseline(t, "levels", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "")
-		revisions[b.Status.Revision] = true
+		// The Baseline's status may still show the step before: wait for the revision to move.
+		eventually(t, time.Minute, fmt.Sprintf("Baseline levels Ready on a new revision at step %d", i+1), func() error {
+			b := &fleetv1alpha1.Baseline{}
+			if err := e.hub.Get(ctx, types.NamespacedName{Name: "levels"}, b); err != nil {
+				return err
+			}
+			if !meta.IsStatusConditionTrue(b.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				return fmt.Errorf("status: %+v", b.Status)
+			}
+			if i > 0 && b.Status.Revision == revisions[i-1] {
+				return fmt.Errorf("revision %s is still the one of step %d", b.Status.Revision, i)
+			}
+			revisions = append(revisions, b.Status.Revision)
+			return nil
+		})
 	}
-	if len(revisions) != 3 {
-		t.Errorf("revisions seen: %v, want 3 different ones for 3 different sources", revisions)
+	if distinct := len(map[string]bool{revisions[0]: true, revisions[1]: true, revisions[2]: true}); distinct != 3 {
+		t.Errorf("revisions of the first three steps: %v, want 3 different ones for 3 different sources", revisions)
+	}
+	if revisions[3] != revisions[1] {
+		t.Errorf("back to the second step's sources: revision %s, want the second step's %s", revisions[3], revisions[1])
 	}
 }
 
