@@ -158,6 +158,10 @@ test: build k8s-binaries $(KUBECTL) ## Every test: unit, integration and the end
 test-e2e-local: build k8s-binaries $(KUBECTL) ## End-to-end specs: the built binaries, config/ RBAC, local control planes.
 	FLOTILLA_E2E_BIN_DIR=$(BIN) go test -tags e2e -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/
 
+.PHONY: test-kind-shim
+test-kind-shim: ## The docker shim for constrained engines (hack/kind/docker), against the real Docker engine.
+	go test -tags docker -count=1 -run 'TestShim' -v ./e2e/kindnode/
+
 .PHONY: bench
 bench: k8s-binaries ## Benchmarks against real control planes (numbers for the issue notes).
 	go test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
