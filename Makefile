@@ -158,6 +158,14 @@ test: build k8s-binaries $(KUBECTL) ## Every test: unit, integration and the end
 test-e2e-local: build k8s-binaries $(KUBECTL) ## End-to-end specs: the built binaries, config/ RBAC, local control planes.
 	FLOTILLA_E2E_BIN_DIR=$(BIN) go test -tags e2e -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/
 
+.PHONY: kind-node-image
+kind-node-image: ## Build the kind node image flotilla/kind-node:<k8s version> offline (root; cold ~45 min, warm seconds).
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/kind/build-node-image.sh
+
+.PHONY: test-kind-node
+test-kind-node: kind-node-image ## One kind cluster on the node image: node, CoreDNS, a pod, ClusterIP, NodePort and DNS (deleted afterwards).
+	go test -tags kindnode -count=1 -run 'TestNodeImageCluster' -timeout 20m -v ./e2e/kindnode/
+
 .PHONY: test-kind-shim
 test-kind-shim: ## The docker shim for constrained engines (hack/kind/docker), against the real Docker engine.
 	go test -tags docker -count=1 -run 'TestShim' -v ./e2e/kindnode/

@@ -160,8 +160,8 @@ func KubeadmConfigPatches(engine Engine) []string {
 }
 
 // ClusterConfig is a one-node kind cluster for the node image on engine: the image, no
-// default CNI (the image's own CNI config serves PodSubnet) and the kubeadm patches the
-// engine needs. Callers may add to it (port mappings, more patches) before creating.
+// default CNI (the image's own CNI config serves PodSubnet), kube-proxy in nftables mode and
+// the kubeadm patches the engine needs. Callers may add to it (port mappings, more patches) before creating.
 func ClusterConfig(engine Engine) *v1alpha4.Cluster {
 	c := &v1alpha4.Cluster{
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
@@ -169,6 +169,9 @@ func ClusterConfig(engine Engine) *v1alpha4.Cluster {
 		Networking: v1alpha4.Networking{
 			DisableDefaultCNI: true,
 			PodSubnet:         PodSubnet,
+			// nftables mode needs only nft, whichever iptables backend the engine uses for
+			// its own rules; the kube-proxy image has iptables-nft too for iptables mode.
+			KubeProxyMode: v1alpha4.NFTablesProxyMode,
 		},
 		KubeadmConfigPatches: KubeadmConfigPatches(engine),
 	}
