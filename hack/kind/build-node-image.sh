@@ -169,7 +169,8 @@ image_dir() { local d=$CACHE/images/$1; rm -rf "$d"; mkdir -p "$d/fs/usr/local/b
 # save_image REF DIR: docker build DIR (FROM scratch) as REF and save it to DIR.tar.
 save_image() {
   local ref=$1 dir=$2
-  docker build -q -t "$ref" "$dir" >/dev/null
+  local out
+  if ! out=$(docker build -q -t "$ref" "$dir" 2>&1); then die "docker build $ref: $out"; fi
   docker save "$ref" -o "$dir.tar"
   docker rmi "$ref" >/dev/null
   rm -rf "$dir"
@@ -188,8 +189,9 @@ scratch_dockerfile() { # ENTRYPOINT-JSON-or-empty
 # them with the libraries they link (ldd in the node rootfs) and the xtables extensions.
 slim_netfilter() {
   local dst=$1 n=$NODE_FS f lib
+  # merged /usr: /lib64 -> usr/lib64 and so on, as in the node
+  mkdir -p "$dst/usr/bin" "$dst/usr/sbin" "$dst/usr/lib/x86_64-linux-gnu" "$dst/usr/lib64"
   for l in bin sbin lib lib64; do if [[ -L $n/$l ]]; then cp -a "$n/$l" "$dst/"; fi; done
-  mkdir -p "$dst/usr/sbin" "$dst/usr/lib/x86_64-linux-gnu"
   local bins=(/usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/conntrack)
   for f in "${bins[@]}"; do cp -L "$n$f" "$dst$f"; done
   for f in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
@@ -284,7 +286,8 @@ STOPSIGNAL SIGRTMIN+3
 LABEL io.flotilla.kind-node.inputs=$hash io.flotilla.kind-node.kubernetes=$K8S_VERSION
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 EOF
-  docker build -q -t "$IMAGE" "$ctx" >/dev/null
+  local out
+  if ! out=$(docker build -q -t "$IMAGE" "$ctx" 2>&1); then die "docker build $IMAGE: $out"; fi
   rm -rf "$ctx"
   docker rmi "$tmp" >/dev/null
   rm -rf "$NODE_FS"
