@@ -2,14 +2,11 @@ package propagation
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,57 +15,52 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+	"github.com/flotilla-dev/flotilla/e2e/floor"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
-	"github.com/flotilla-dev/flotilla/propagation/render"
 )
 
-// benchSetLabel marks every object of the workload; its value names one run, so that a
-// run's objects are counted apart from earlier runs'.
-const benchSetLabel = "benchmark.flotilla.dev/set"
-
-// benchPoll is how often the benchmark looks into members for the workload: the observable
-// is the same for Flotilla and for the floor (objects present in every member).
-const benchPoll = 250 * time.Millisecond
-
-// BenchmarkBaseline50 propagates the shared 50-object workload (10 Namespaces with a
-// default-deny NetworkPolicy and a ResourceQuota each, 10 ClusterRoles and bindings) to 1, 5
-// and 10 real members. Every figure is a median over b.N iterations, measured on what a user
-// of the members sees — all 50 objects present in every selected member, polled every 250ms:
+// BenchmarkBaseline50 propagates the shared 50-object workload (e2e/floor: 10 Namespaces
+// with a default-deny NetworkPolicy and a ResourceQuota each, 10 ClusterRoles and bindings)
+// to 1, 5 and 10 real members. Every figure is a median over b.N iterations, measured on
+// what a user of the members sees — all 50 objects present in every selected member, polled
+// every 250ms (floor.Poll):
 //
 //   - s-create-<n>m: from Baseline creation until the objects are present;
-//   - s-applied-<n>m: until every binding also says Applied (the controller's own report);
-//   - s-floor-<n>m: the floor — the same objects server-side applied by one goroutine per
-//     member with warm clients, no diff and no status — and ratio-create-vs-floor-<n>m;
+//   - s-applied-<n>m, s-healthy-<n>m: until every binding also says Applied, and Applied and
+//     Healthy (the controller's own report);
+//   - s-floor-<n>m: the floor (floor.Apply) — the same objects server-side applied by one
+//     goroutine per member with warm clients, no diff and no status — and
+//     ratio-create-vs-floor-<n>m;
 //   - s-update-<n>m: one object changed, until its new value is present in every member;
 //   - writes/member-create-<n>m, writes/member-update-<n>m: objects the controller wrote;
-//   - dryruns/member-create-<n>m: server-side dry runs the controller sent per member while
-//     creating, counted in the members' audit logs (a fresh object needs none).
+//   - dryruns/member-create-<n>m, reqs/member-create-<n>m, reqs/member-update-<n>m:
+//     server-side dry runs, and requests of any verb, the controller sent per member while
+//     creating (until Healthy) and changing, counted in the members' audit logs (a fresh
+//     object needs no dry run; the log line says which verbs).
 //
 // Each run uses fresh object names and is deleted (and waited for) before the next, so no
-// earlier Baseline is alive during a measurement. Then, with 10 members and one Baseline:
-// drift-restore latency (FLOTILLA_BENCH_DRIFT_SAMPLES deletions, default 20; the tail is
-// reported as max below 100 samples), objects written during a steady-state window
-// (FLOTILLA_BENCH_STEADY, default 60s) and hub heap growth per member since before the
-// members were registered. ns/op is the time of the timed Flotilla creations only (fleet
-// start-up, floors and clean-up are outside the timer). Run with `make bench`; on a small
-// machine run one fleet size at a time, FLOTILLA_BENCH_MEMBERS=1 (or 5, 10; the sizes up to
-// it are measured, default 10), for example
+// earlier Baseline is alive during a measurement. Then, with every member and one Baseline:
+// drift-restore latency (FLOTILLA_BENCH_DRIFT_SAMPLES deletions of a ResourceQuota, default
+// 100 so that the p99 is one; below 100 the tail is reported as max), objects written during
+// a steady-state window (FLOTILLA_BENCH_STEADY, default 60s) and hub heap growth per member
+// since before the members were registered. ns/op is the time of the timed Flotilla
+// creations only (fleet start-up, floors and clean-up are outside the timer). Run with `make
+// bench`; on a small machine run one fleet size at a time: FLOTILLA_BENCH_MEMBERS=1 (or 5,
+// 10; the sizes 1, 5, 10 up to it are measured, default 10) and FLOTILLA_BENCH_SIZES (a
+// comma-separated list of sizes, to measure only some), for example
 //
-//	FLOTILLA_BENCH_MEMBERS=1 FLOTILLA_BENCH_STEADY=10s go test -p 1 ./propagation/ \
-//	  -run '^$' -bench BenchmarkBaseline50 -benchtime 3x -timeout 60m
+//	FLOTILLA_BENCH_MEMBERS=10 FLOTILLA_BENCH_SIZES=10 FLOTILLA_BENCH_STEADY=10s go test -p 1 ./propagation/ \
+//	  -run '^$' -bench BenchmarkBaseline50 -benchtime 1x -count 3 -timeout 60m
 func BenchmarkBaseline50(b *testing.B) {
-	workload, err := os.ReadFile("testdata/workload-50.yaml")
-	must(b, err)
+	workload := floor.Workload(b)
 	fleetSize := 10
 	if v := os.Getenv("FLOTILLA_BENCH_MEMBERS"); v != "" {
+		var err error
 		fleetSize, err = strconv.Atoi(v)
 		must(b, err)
 	}
@@ -80,75 +72,82 @@ func BenchmarkBaseline50(b *testing.B) {
 		setLabelsB(b, e, m.Name, fmt.Sprintf("env=test,name=%s,idx=%02d", m.Name, i+1))
 		names = append(names, m.Name)
 	}
-	warmFloorClients(b, e, string(workload))
+	floor.WarmClients(b, e.members, floor.Decode(b, workload))
 	b.ResetTimer()
 	b.StopTimer()
 
 	run := 0
-	for _, n := range []int{1, 5, 10} {
-		if n > fleetSize {
-			break
-		}
-		members := names[:n]
-		var create, applied, floor, changed, writes, updateWrites, dryRuns []float64
+	for _, n := range benchSizes(b, fleetSize) {
+		members := e.clientsOf(names[:n])
+		var create, applied, healthy, floorCreate, changed, writes, updateWrites, dryRuns, reqs, updateReqs []float64
 		for i := 0; i < b.N; i++ {
 			run++
-			name, set := fmt.Sprintf("bench-%d", run), fmt.Sprintf("run-%d", run)
-			bl := baseline(name, runWorkload(string(workload), fmt.Sprintf("r%d-", run), set))
+			name, set, prefix := fmt.Sprintf("bench-%d", run), fmt.Sprintf("run-%d", run), fmt.Sprintf("r%d-", run)
+			objs := floor.Decode(b, floor.ForRun(workload, prefix, set))
+			bl := baseline(name, floor.ForRun(workload, prefix, set))
 			bl.Spec.ClusterSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 				Key: "idx", Operator: metav1.LabelSelectorOpIn, Values: firstN(n)}}}
 
 			w0 := writtenTotal(e)
-			marks := auditMarks(b, e, members)
+			marks := auditMarks(b, e, names[:n])
 			b.StartTimer()
 			start := time.Now()
 			must(b, e.hub.Create(ctx, bl))
-			waitPresent(b, e, members, set)
+			floor.WaitPresent(b, members, set, len(objs), 5*time.Minute)
 			create = append(create, time.Since(start).Seconds())
 			b.StopTimer()
-			waitAllApplied(b, e, name, n, "")
+			waitAllApplied(b, e, name, n, "", false)
 			applied = append(applied, time.Since(start).Seconds())
+			waitAllApplied(b, e, name, n, "", true)
+			healthy = append(healthy, time.Since(start).Seconds())
 			writes = append(writes, (writtenTotal(e)-w0)/float64(n))
-			dryRuns = append(dryRuns, float64(countDryRuns(b, e, marks))/float64(n))
+			dry, all := countRequests(b, e, marks, fmt.Sprintf("create %d members", n))
+			dryRuns, reqs = append(dryRuns, float64(dry)/float64(n)), append(reqs, float64(all)/float64(n))
 
 			// One object changes: a new revision, one write per member.
 			must(b, e.hub.Get(ctx, types.NamespacedName{Name: name}, bl))
 			oldRevision := bl.Status.Revision
 			w0 = writtenTotal(e)
+			marks = auditMarks(b, e, names[:n])
 			start = time.Now()
 			update(b, e.hub, bl, func() {
 				bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, "pods: \"20\"", "pods: \"30\"", 1)
 			})
-			waitQuotaPods(b, e, members, fmt.Sprintf("r%d-bench-ns-00", run), "30")
+			floor.WaitQuotaPods(b, members, prefix+"bench-ns-00", prefix+"bench-quota", "30", 5*time.Minute)
 			changed = append(changed, time.Since(start).Seconds())
-			waitAllApplied(b, e, name, n, oldRevision)
+			waitAllApplied(b, e, name, n, oldRevision, true)
 			updateWrites = append(updateWrites, (writtenTotal(e)-w0)/float64(n))
-			deleteRun(b, e, bl, fmt.Sprintf("r%d-", run))
+			_, all = countRequests(b, e, marks, fmt.Sprintf("change %d members", n))
+			updateReqs = append(updateReqs, float64(all)/float64(n))
+			deleteRun(b, e, bl, prefix)
 
 			// The floor: the same objects, fresh names, raw server-side apply in parallel.
 			fset := fmt.Sprintf("floor-%d", run)
-			objs := decodeWorkload(b, runWorkload(string(workload), fmt.Sprintf("f%d-", run), fset))
+			fobjs := floor.Decode(b, floor.ForRun(workload, fmt.Sprintf("f%d-", run), fset))
 			start = time.Now()
-			applyFloor(b, e, members, objs)
-			waitPresent(b, e, members, fset)
-			floor = append(floor, time.Since(start).Seconds())
-			deleteFloor(b, e, members, objs)
+			floor.Apply(b, members, fobjs)
+			floor.WaitPresent(b, members, fset, len(fobjs), 5*time.Minute)
+			floorCreate = append(floorCreate, time.Since(start).Seconds())
+			floor.Delete(b, members, fobjs)
 		}
 		b.ReportMetric(fleettest.Median(create), fmt.Sprintf("s-create-%dm", n))
 		b.ReportMetric(fleettest.Median(applied), fmt.Sprintf("s-applied-%dm", n))
-		b.ReportMetric(fleettest.Median(floor), fmt.Sprintf("s-floor-%dm", n))
-		b.ReportMetric(fleettest.Median(create)/fleettest.Median(floor), fmt.Sprintf("ratio-create-vs-floor-%dm", n))
+		b.ReportMetric(fleettest.Median(healthy), fmt.Sprintf("s-healthy-%dm", n))
+		b.ReportMetric(fleettest.Median(floorCreate), fmt.Sprintf("s-floor-%dm", n))
+		b.ReportMetric(fleettest.Median(create)/fleettest.Median(floorCreate), fmt.Sprintf("ratio-create-vs-floor-%dm", n))
 		b.ReportMetric(fleettest.Median(writes), fmt.Sprintf("writes/member-create-%dm", n))
 		b.ReportMetric(fleettest.Median(dryRuns), fmt.Sprintf("dryruns/member-create-%dm", n))
+		b.ReportMetric(fleettest.Median(reqs), fmt.Sprintf("reqs/member-create-%dm", n))
 		b.ReportMetric(fleettest.Median(changed), fmt.Sprintf("s-update-%dm", n))
 		b.ReportMetric(fleettest.Median(updateWrites), fmt.Sprintf("writes/member-update-%dm", n))
+		b.ReportMetric(fleettest.Median(updateReqs), fmt.Sprintf("reqs/member-update-%dm", n))
 	}
 
-	// One Baseline in all 10 members for drift, steady state and heap.
-	bl := baseline("bench-drift", runWorkload(string(workload), "d-", "drift"))
+	// One Baseline in every member for drift, steady state and heap.
+	bl := baseline("bench-drift", floor.ForRun(workload, "d-", "drift"))
 	must(b, e.hub.Create(ctx, bl))
-	waitPresent(b, e, names, "drift")
-	waitAllApplied(b, e, "bench-drift", len(names), "")
+	floor.WaitPresent(b, e.members, "drift", 50, 5*time.Minute)
+	waitAllApplied(b, e, "bench-drift", len(names), "", true)
 	benchDriftRestore(b, e)
 
 	// Steady state: nothing changes, nothing may be written.
@@ -160,12 +159,21 @@ func BenchmarkBaseline50(b *testing.B) {
 	b.ReportMetric(float64(heapInUse()-e.heapBeforeMembers)/float64(len(names))/(1<<20), "MiB-heap-growth/member")
 }
 
+// clientsOf is the direct clients of the named members.
+func (e *env) clientsOf(names []string) map[string]client.Client {
+	out := make(map[string]client.Client, len(names))
+	for _, n := range names {
+		out[n] = e.members[n]
+	}
+	return out
+}
+
 // benchDriftRestore deletes one applied object at a time in a member, times its return and
 // reports the latencies.
 func benchDriftRestore(b *testing.B, e *env) {
 	b.Helper()
 	ctx := context.Background()
-	samples := 20
+	samples := 100
 	if v := os.Getenv("FLOTILLA_BENCH_DRIFT_SAMPLES"); v != "" {
 		var err error
 		samples, err = strconv.Atoi(v)
@@ -208,153 +216,27 @@ func auditMarks(b *testing.B, e *env, members []string) map[*localfleet.ControlP
 	return marks
 }
 
-// countDryRuns counts the server-side dry runs the controller sent to the members since marks.
-func countDryRuns(b *testing.B, e *env, marks map[*localfleet.ControlPlane]localfleet.AuditMark) int {
+// countRequests counts the requests the controller sent to the members since marks: the
+// server-side dry runs and all of them. It logs them by verb (and dry run), to show where
+// the requests of a phase go.
+func countRequests(b *testing.B, e *env, marks map[*localfleet.ControlPlane]localfleet.AuditMark, phase string) (dryRuns, all int) {
 	b.Helper()
-	n := 0
+	byVerb := map[string]int{}
 	for m, mark := range marks {
-		reqs, err := m.Writes(mark, fleettest.HubUser)
+		reqs, err := m.Requests(mark, fleettest.HubUser)
 		must(b, err)
 		for _, r := range reqs {
+			verb := r.Verb + " " + r.Resource
 			if r.DryRun {
-				n++
+				dryRuns++
+				verb += " (dry run)"
 			}
+			byVerb[verb]++
 		}
+		all += len(reqs)
 	}
-	return n
-}
-
-// runWorkload gives the workload's objects a run's name prefix and set label.
-func runWorkload(workload, prefix, set string) string {
-	y := strings.ReplaceAll(workload, "bench-", prefix+"bench-")
-	return strings.ReplaceAll(y, benchSetLabel+": workload-50", benchSetLabel+": "+set)
-}
-
-func decodeWorkload(b *testing.B, y string) []*unstructured.Unstructured {
-	b.Helper()
-	var objs []*unstructured.Unstructured
-	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(y), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		err := dec.Decode(&obj.Object)
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		must(b, err)
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
-	}
-}
-
-// benchKinds are the kinds of the workload, listed to see which objects a member holds.
-var benchKinds = []schema.GroupVersionKind{
-	{Version: "v1", Kind: "NamespaceList"},
-	{Version: "v1", Kind: "ResourceQuotaList"},
-	{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicyList"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleList"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBindingList"},
-}
-
-// waitPresent polls every member, one goroutine each, every benchPoll until it holds all 50
-// objects labelled with set (metadata-only lists).
-func waitPresent(b *testing.B, e *env, members []string, set string) {
-	b.Helper()
-	var wg sync.WaitGroup
-	errs := make([]error, len(members))
-	for i, m := range members {
-		wg.Go(func() {
-			deadline := time.Now().Add(5 * time.Minute)
-			for {
-				n, err := countSet(e.members[m], set)
-				if err == nil && n >= 50 {
-					return
-				}
-				if time.Now().After(deadline) {
-					errs[i] = fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %w)", m, n, set, err)
-					return
-				}
-				time.Sleep(benchPoll)
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func countSet(c client.Client, set string) (int, error) {
-	n := 0
-	for _, gvk := range benchKinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk)
-		if err := c.List(context.Background(), list, client.MatchingLabels{benchSetLabel: set}); err != nil {
-			return n, err
-		}
-		n += len(list.Items)
-	}
-	return n, nil
-}
-
-// waitQuotaPods polls every member until the quota of namespace ns says pods: want.
-func waitQuotaPods(b *testing.B, e *env, members []string, ns, want string) {
-	b.Helper()
-	for _, m := range members {
-		fleettest.EventuallyEvery(b, benchPoll, 5*time.Minute, "changed quota in "+m, func() error {
-			q := &corev1.ResourceQuota{}
-			if err := e.members[m].Get(context.Background(), types.NamespacedName{Namespace: ns, Name: strings.TrimSuffix(ns, "ns-00") + "quota"}, q); err != nil {
-				return err
-			}
-			if got := q.Spec.Hard.Pods().String(); got != want {
-				return fmt.Errorf("pods %s", got)
-			}
-			return nil
-		})
-	}
-}
-
-// warmFloorClients makes the floor's clients (the members' direct clients) warm: REST
-// mappings resolved and connections open, as a long-running applier's would be.
-func warmFloorClients(b *testing.B, e *env, workload string) {
-	b.Helper()
-	for _, c := range e.members {
-		for _, obj := range decodeWorkload(b, workload) {
-			gvk := obj.GroupVersionKind()
-			_, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
-			must(b, err)
-		}
-		_, err := countSet(c, "warm-up")
-		must(b, err)
-	}
-}
-
-// applyFloor server-side applies objs to every member at once, one goroutine per member,
-// in the workload's order (Namespaces first): no diff, no status, no health checks.
-func applyFloor(b *testing.B, e *env, members []string, objs []*unstructured.Unstructured) {
-	b.Helper()
-	var wg sync.WaitGroup
-	errs := make([]error, len(members))
-	for i, m := range members {
-		wg.Go(func() {
-			for _, obj := range objs {
-				err := e.members[m].Apply(context.Background(), client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
-					client.FieldOwner("bench-floor"), client.ForceOwnership)
-				if err != nil {
-					errs[i] = fmt.Errorf("apply %s to %s: %w", render.ObjectRef(obj), m, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	b.Logf("%s: %d requests to the members: %v", phase, all, byVerb)
+	return dryRuns, all
 }
 
 // deleteRun deletes a run's Baseline and waits until it is gone (its finalizer deleted its
@@ -378,19 +260,6 @@ func deleteRun(b *testing.B, e *env, bl *fleetv1alpha1.Baseline, prefix string) 
 	}
 }
 
-// deleteFloor deletes the floor's objects (Namespaces take their contents) without waiting.
-func deleteFloor(b *testing.B, e *env, members []string, objs []*unstructured.Unstructured) {
-	b.Helper()
-	for _, m := range members {
-		for _, obj := range objs {
-			if obj.GetNamespace() != "" {
-				continue
-			}
-			must(b, client.IgnoreNotFound(e.members[m].Delete(context.Background(), obj.DeepCopy())))
-		}
-	}
-}
-
 func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	b.Helper()
 	v := os.Getenv(name)
@@ -400,6 +269,28 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 	d, err := time.ParseDuration(v)
 	must(b, err)
 	return d
+}
+
+// benchSizes are the fleet sizes measured: FLOTILLA_BENCH_SIZES, or 1, 5 and 10, up to the
+// fleet's size.
+func benchSizes(b *testing.B, fleetSize int) []int {
+	b.Helper()
+	sizes := []int{1, 5, 10}
+	if v := os.Getenv("FLOTILLA_BENCH_SIZES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			must(b, err)
+			sizes = append(sizes, n)
+		}
+	}
+	var out []int
+	for _, n := range sizes {
+		if n <= fleetSize {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func firstN(n int) []string {
@@ -420,12 +311,12 @@ func writtenTotal(e *env) float64 {
 	return total
 }
 
-// waitAllApplied waits until n bindings of the Baseline hold its current revision, applied,
-// and that revision is not notRevision (the one before an update).
-func waitAllApplied(b *testing.B, e *env, name string, n int, notRevision string) {
+// waitAllApplied waits until n bindings of the Baseline hold its current revision, applied
+// (and healthy, if healthy), and that revision is not notRevision (the one before an update).
+func waitAllApplied(b *testing.B, e *env, name string, n int, notRevision string, healthy bool) {
 	b.Helper()
 	ctx := context.Background()
-	eventually(b, 5*time.Minute, fmt.Sprintf("%d bindings of %s applied", n, name), func() error {
+	eventually(b, 5*time.Minute, fmt.Sprintf("%d bindings of %s applied (healthy: %t)", n, name, healthy), func() error {
 		bl := &fleetv1alpha1.Baseline{}
 		if err := e.hub.Get(ctx, types.NamespacedName{Name: name}, bl); err != nil {
 			return err
@@ -439,7 +330,8 @@ func waitAllApplied(b *testing.B, e *env, name string, n int, notRevision string
 		}
 		done := 0
 		for _, bb := range list.Items {
-			if bb.Status.Revision == bl.Status.Revision && meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionApplied) {
+			if bb.Status.Revision == bl.Status.Revision && meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionApplied) &&
+				(!healthy || meta.IsStatusConditionTrue(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy)) {
 				done++
 			}
 		}

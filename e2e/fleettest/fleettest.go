@@ -58,11 +58,45 @@ func EventuallyEvery(tb testing.TB, period, timeout time.Duration, what string, 
 }
 
 // LogWriter sends log lines to the test log, shown when the test fails (or with -v).
+// Lines written after a test that RunManager ran for has ended are dropped: goroutines of
+// the manager or of the fleet may still log while they wind down, and testing panics on a
+// log after the end (which ended `-count 3` runs after their first).
 type LogWriter struct{ TB testing.TB }
 
 func (w LogWriter) Write(p []byte) (int, error) {
+	if v, ok := logEnds.Load(w.TB); ok {
+		end := v.(*logEnd)
+		end.mu.RLock()
+		defer end.mu.RUnlock()
+		if end.ended {
+			return len(p), nil
+		}
+	}
 	w.TB.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// logEnd says whether a test's log has ended: set by the test's cleanup, under the write
+// lock, so that no LogWriter line is half written past it.
+type logEnd struct {
+	mu    sync.RWMutex
+	ended bool
+}
+
+// logEnds holds a *logEnd per test that RunManager ran a manager for.
+var logEnds sync.Map
+
+// endLogAtCleanup makes LogWriters of tb drop their lines once tb's cleanups run.
+func endLogAtCleanup(tb testing.TB) {
+	end := &logEnd{}
+	if _, loaded := logEnds.LoadOrStore(tb, end); loaded {
+		return
+	}
+	tb.Cleanup(func() {
+		end.mu.Lock()
+		end.ended = true
+		end.mu.Unlock()
+	})
 }
 
 // RunManager runs a controller manager against the hub at cfg, in process, after setup has
@@ -71,6 +105,7 @@ func (w LogWriter) Write(p []byte) (int, error) {
 // idempotent and also runs at the end of tb.
 func RunManager(tb testing.TB, cfg *rest.Config, scheme *runtime.Scheme, setup func(ctrl.Manager) error) (hub client.Client, stop func()) {
 	tb.Helper()
+	endLogAtCleanup(tb)
 	logger := zap.New(zap.UseDevMode(true), zap.WriteTo(LogWriter{tb}))
 	ctrl.SetLogger(logger)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,10 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -39,6 +35,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	"github.com/flotilla-dev/flotilla/e2e/fleettest"
+	"github.com/flotilla-dev/flotilla/e2e/floor"
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/propagation"
@@ -47,10 +44,6 @@ import (
 
 const (
 	hubNS = fleetv1alpha1.DefaultHubNamespace
-	// setLabel marks every object of the 50-object workload; its value tells runs apart.
-	setLabel = "benchmark.flotilla.dev/set"
-	// poll is how often members are looked into: the same for Flotilla and for the floor.
-	poll = 250 * time.Millisecond
 	// exports is the number of exported Services in the fleet, each mirrored everywhere else.
 	exports = 10
 )
@@ -80,16 +73,13 @@ var must = fleettest.Must
 // the machine first: a trimmed member costs ≈ 200 MiB.
 func BenchmarkFleetScale(b *testing.B) {
 	sizes := fleetSizes(b)
-	root, err := localfleet.RepoRoot()
-	must(b, err)
-	workload, err := os.ReadFile(filepath.Join(root, "propagation", "testdata", "workload-50.yaml"))
-	must(b, err)
+	workload := floor.Workload(b)
 	var points []fleetPoint
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			var runs []fleetPoint
 			for i := 0; i < b.N; i++ {
-				runs = append(runs, fleetRun(b, n, string(workload)))
+				runs = append(runs, fleetRun(b, n, workload))
 			}
 			p := medianPoint(runs)
 			points = append(points, p)
@@ -183,23 +173,23 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	})
 
 	createExports(b, hub, members, names)
-	warmClients(b, members, workload)
+	floor.WarmClients(b, members, floor.Decode(b, workload))
 
 	var p fleetPoint
 	p.members = n
 	// The Baseline, created and then changed; each against its floor.
 	bl := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "scale"}}
-	bl.Spec.Resources = []fleetv1alpha1.ResourceSource{{Inline: runWorkload(workload, "", "flotilla")}}
+	bl.Spec.Resources = []fleetv1alpha1.ResourceSource{{Inline: floor.ForRun(workload, "", "flotilla")}}
 	start := time.Now()
 	must(b, hub.Create(ctx, bl))
-	waitPresent(b, members, "flotilla")
+	floor.WaitPresent(b, members, "flotilla", 50, 15*time.Minute)
 	p.create = time.Since(start).Seconds()
 	waitApplied(b, hub, n, "")
 
-	floorObjs := decodeWorkload(b, runWorkload(workload, "f-", "floor"))
+	floorObjs := floor.Decode(b, floor.ForRun(workload, "f-", "floor"))
 	start = time.Now()
-	applyAll(b, members, floorObjs)
-	waitPresent(b, members, "floor")
+	floor.Apply(b, members, floorObjs)
+	floor.WaitPresent(b, members, "floor", len(floorObjs), 15*time.Minute)
 	p.floorCreate = time.Since(start).Seconds()
 
 	must(b, hub.Get(ctx, client.ObjectKeyFromObject(bl), bl))
@@ -208,7 +198,7 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	fleettest.Update(b, hub, bl, func() {
 		bl.Spec.Resources[0].Inline = strings.Replace(bl.Spec.Resources[0].Inline, `pods: "20"`, `pods: "30"`, 1)
 	})
-	waitQuotaPods(b, members, "bench-ns-00", "bench-quota", "30")
+	floor.WaitQuotaPods(b, members, "bench-ns-00", "bench-quota", "30", 15*time.Minute)
 	p.change = time.Since(start).Seconds()
 	waitApplied(b, hub, n, before)
 
@@ -220,8 +210,8 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	}
 	must(b, unstructured.SetNestedField(quota.Object, "30", "spec", "hard", "pods"))
 	start = time.Now()
-	applyAll(b, members, []*unstructured.Unstructured{quota})
-	waitQuotaPods(b, members, "f-bench-ns-00", "f-bench-quota", "30")
+	floor.Apply(b, members, []*unstructured.Unstructured{quota})
+	floor.WaitQuotaPods(b, members, "f-bench-ns-00", "f-bench-quota", "30", 15*time.Minute)
 	p.floorChange = time.Since(start).Seconds()
 
 	// Steady state: nothing changes from here on.
@@ -372,121 +362,6 @@ func fastClient(b *testing.B, cfg *rest.Config) client.Client {
 	return c
 }
 
-// warmClients resolves the workload's REST mappings and opens connections, as a
-// long-running applier's clients would have.
-func warmClients(b *testing.B, members map[string]client.Client, workload string) {
-	b.Helper()
-	objs := decodeWorkload(b, workload)
-	must(b, forEach(keys(members), func(m string) error {
-		for _, obj := range objs {
-			gvk := obj.GroupVersionKind()
-			if _, err := members[m].RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				return err
-			}
-		}
-		_, err := countSet(members[m], "warm-up")
-		return err
-	}))
-}
-
-// applyAll server-side applies objs to every member at once, one goroutine per member, in
-// order (Namespaces first): no diff, no status, no health checks.
-func applyAll(b *testing.B, members map[string]client.Client, objs []*unstructured.Unstructured) {
-	b.Helper()
-	must(b, forEach(keys(members), func(m string) error {
-		for _, obj := range objs {
-			if err := members[m].Apply(context.Background(), client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
-				client.FieldOwner("bench-floor"), client.ForceOwnership); err != nil {
-				return fmt.Errorf("apply %s/%s to %s: %w", obj.GetKind(), obj.GetName(), m, err)
-			}
-		}
-		return nil
-	}))
-}
-
-// kinds of the workload, listed to count a set's objects in a member.
-var kinds = []schema.GroupVersionKind{
-	{Version: "v1", Kind: "NamespaceList"},
-	{Version: "v1", Kind: "ResourceQuotaList"},
-	{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicyList"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleList"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBindingList"},
-}
-
-// waitPresent polls every member, one goroutine each, every poll until it holds the 50
-// objects of set (metadata-only lists).
-func waitPresent(b *testing.B, members map[string]client.Client, set string) {
-	b.Helper()
-	must(b, forEach(keys(members), func(m string) error {
-		deadline := time.Now().Add(15 * time.Minute)
-		for {
-			n, err := countSet(members[m], set)
-			if err == nil && n >= 50 {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s holds %d of 50 objects of %s (last error: %w)", m, n, set, err)
-			}
-			time.Sleep(poll)
-		}
-	}))
-}
-
-// waitQuotaPods polls every member until quota ns/name says pods: want.
-func waitQuotaPods(b *testing.B, members map[string]client.Client, ns, name, want string) {
-	b.Helper()
-	must(b, forEach(keys(members), func(m string) error {
-		deadline := time.Now().Add(15 * time.Minute)
-		for {
-			q := &corev1.ResourceQuota{}
-			err := members[m].Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, q)
-			if err == nil && q.Spec.Hard.Pods().String() == want {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%w)", m, ns, name, q.Spec.Hard.Pods(), want, err)
-			}
-			time.Sleep(poll)
-		}
-	}))
-}
-
-func countSet(c client.Client, set string) (int, error) {
-	n := 0
-	for _, gvk := range kinds {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk)
-		if err := c.List(context.Background(), list, client.MatchingLabels{setLabel: set}); err != nil {
-			return n, err
-		}
-		n += len(list.Items)
-	}
-	return n, nil
-}
-
-// runWorkload gives the workload's objects a name prefix and a set label.
-func runWorkload(workload, prefix, set string) string {
-	y := strings.ReplaceAll(workload, "bench-", prefix+"bench-")
-	return strings.ReplaceAll(y, setLabel+": workload-50", setLabel+": "+set)
-}
-
-func decodeWorkload(b *testing.B, y string) []*unstructured.Unstructured {
-	b.Helper()
-	var objs []*unstructured.Unstructured
-	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(y), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		err := dec.Decode(&obj.Object)
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		must(b, err)
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
-	}
-}
-
 // openWatches sums, per member, the WATCH requests its API server holds open
 // (apiserver_longrunning_requests).
 func openWatches(b *testing.B, fleet *localfleet.Fleet) map[string]int {
@@ -618,14 +493,6 @@ func memberNames(fleet *localfleet.Fleet) []string {
 	var out []string
 	for _, m := range fleet.Members {
 		out = append(out, m.Name)
-	}
-	return out
-}
-
-func keys(m map[string]client.Client) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
 	}
 	return out
 }

@@ -1,0 +1,223 @@
+// Package floor is what propagation benchmarks measure Flotilla against: the shared
+// 50-object workload (propagation/testdata/workload-50.yaml), the raw server-side-apply
+// floor — the same objects applied to every member at once with warm clients, no diff, no
+// status, no health checks — and the observable both are timed on: every object of a run
+// present in every member, polled the same way. BenchmarkBaseline50 (propagation) and
+// BenchmarkFleetScale (e2e/scale) use it, so that their ratios to the floor mean the same.
+//
+// It holds benchmark helpers only: no product code imports it, and it decides nothing about
+// what Flotilla applies.
+package floor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
+)
+
+const (
+	// SetLabel marks every object of the workload; its value names one run, so that a run's
+	// objects are counted apart from earlier runs' (and from the floor's).
+	SetLabel = "benchmark.flotilla.dev/set"
+	// Poll is how often members are looked into, the same for Flotilla and for the floor.
+	Poll = 250 * time.Millisecond
+	// FieldManager is the floor's server-side apply field manager.
+	FieldManager = "bench-floor"
+)
+
+// Workload is the shared 50-object workload as YAML: 10 Namespaces with a default-deny
+// NetworkPolicy and a ResourceQuota each, 10 ClusterRoles and their bindings, every object
+// labelled SetLabel: workload-50 and named bench-….
+func Workload(tb testing.TB) string {
+	tb.Helper()
+	root, err := localfleet.RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	y, err := os.ReadFile(filepath.Join(root, "propagation", "testdata", "workload-50.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(y)
+}
+
+// ForRun gives the workload's objects a run's name prefix and set label value.
+func ForRun(workload, prefix, set string) string {
+	y := strings.ReplaceAll(workload, "bench-", prefix+"bench-")
+	return strings.ReplaceAll(y, SetLabel+": workload-50", SetLabel+": "+set)
+}
+
+// Decode parses multi-document YAML into objects, in order.
+func Decode(tb testing.TB, y string) []*unstructured.Unstructured {
+	tb.Helper()
+	var objs []*unstructured.Unstructured
+	dec := yaml.NewYAMLOrJSONDecoder(strings.NewReader(y), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		err := dec.Decode(&obj.Object)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
+}
+
+// kinds are the kinds of the workload, listed to count a set's objects in a member.
+var kinds = []schema.GroupVersionKind{
+	{Version: "v1", Kind: "NamespaceList"},
+	{Version: "v1", Kind: "ResourceQuotaList"},
+	{Group: "networking.k8s.io", Version: "v1", Kind: "NetworkPolicyList"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleList"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBindingList"},
+}
+
+// Count is how many objects labelled with set c's member holds (metadata-only lists).
+func Count(ctx context.Context, c client.Client, set string) (int, error) {
+	n := 0
+	for _, gvk := range kinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk)
+		if err := c.List(ctx, list, client.MatchingLabels{SetLabel: set}); err != nil {
+			return n, err
+		}
+		n += len(list.Items)
+	}
+	return n, nil
+}
+
+// WaitPresent polls every member, one goroutine each, every Poll until it holds want
+// objects of set, and fails tb after timeout.
+func WaitPresent(tb testing.TB, members map[string]client.Client, set string, want int, timeout time.Duration) {
+	tb.Helper()
+	must(tb, forEach(members, func(m string, c client.Client) error {
+		deadline := time.Now().Add(timeout)
+		for {
+			n, err := Count(context.Background(), c, set)
+			if err == nil && n >= want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("member %s holds %d of %d objects of %s (last error: %w)", m, n, want, set, err)
+			}
+			time.Sleep(Poll)
+		}
+	}))
+}
+
+// WaitQuotaPods polls every member every Poll until the ResourceQuota ns/name says pods:
+// want (the workload's one-object change), and fails tb after timeout.
+func WaitQuotaPods(tb testing.TB, members map[string]client.Client, ns, name, want string, timeout time.Duration) {
+	tb.Helper()
+	must(tb, forEach(members, func(m string, c client.Client) error {
+		deadline := time.Now().Add(timeout)
+		for {
+			q := &corev1.ResourceQuota{}
+			err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, q)
+			if err == nil && q.Spec.Hard.Pods().String() == want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%w)", m, ns, name, q.Spec.Hard.Pods(), want, err)
+			}
+			time.Sleep(Poll)
+		}
+	}))
+}
+
+// WarmClients resolves the REST mappings of objs and opens connections in every member, as
+// a long-running applier's clients would have them.
+func WarmClients(tb testing.TB, members map[string]client.Client, objs []*unstructured.Unstructured) {
+	tb.Helper()
+	must(tb, forEach(members, func(_ string, c client.Client) error {
+		for _, obj := range objs {
+			gvk := obj.GroupVersionKind()
+			if _, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return err
+			}
+		}
+		_, err := Count(context.Background(), c, "warm-up")
+		return err
+	}))
+}
+
+// Apply is the floor: it server-side applies objs to every member at once, one goroutine per
+// member, in order (Namespaces first), as FieldManager, with no diff, no status and no
+// health checks.
+func Apply(tb testing.TB, members map[string]client.Client, objs []*unstructured.Unstructured) {
+	tb.Helper()
+	must(tb, forEach(members, func(m string, c client.Client) error {
+		for _, obj := range objs {
+			if err := c.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(obj.DeepCopy()),
+				client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+				return fmt.Errorf("apply %s %s/%s to %s: %w", obj.GetKind(), obj.GetNamespace(), obj.GetName(), m, err)
+			}
+		}
+		return nil
+	}))
+}
+
+// Delete deletes the cluster-scoped objects among objs in every member (a Namespace takes
+// its contents along) without waiting for them to go.
+func Delete(tb testing.TB, members map[string]client.Client, objs []*unstructured.Unstructured) {
+	tb.Helper()
+	must(tb, forEach(members, func(_ string, c client.Client) error {
+		for _, obj := range objs {
+			if obj.GetNamespace() != "" {
+				continue
+			}
+			if err := c.Delete(context.Background(), obj.DeepCopy()); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// forEach runs do for every member at once and returns their errors joined.
+func forEach(members map[string]client.Client, do func(string, client.Client) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for m, c := range members {
+		wg.Go(func() {
+			if err := do(m, c); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
