@@ -35,4 +35,29 @@ type Member struct {
 	Name string
 	// Kubeconfig is the path of an admin kubeconfig, as a cluster owner holds.
 	Kubeconfig string
+	// HubServer is the API server URL the hub's controller reaches the member at, when it is
+	// not the one in Kubeconfig (kind: the node's name on the kind network, while Kubeconfig
+	// points at a port published on this machine); empty when it is the same.
+	HubServer string
+	// HubKubeconfig is an admin kubeconfig naming HubServer; empty when HubServer is.
+	HubKubeconfig string
+}
+
+// RegisterArgs are the member flags of `fleetctl register` for m: its kubeconfig and, when
+// the hub reaches it elsewhere, --member-server.
+func (m Member) RegisterArgs() []string {
+	args := []string{"--member-kubeconfig", m.Kubeconfig}
+	if m.HubServer != "" {
+		args = append(args, "--member-server", m.HubServer)
+	}
+	return args
+}
+
+// KubeconfigForHub is the kubeconfig to hand to the hub in a Secret: one whose server the
+// hub's controller can reach.
+func (m Member) KubeconfigForHub() string {
+	if m.HubKubeconfig != "" {
+		return m.HubKubeconfig
+	}
+	return m.Kubeconfig
 }

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/flotilla-dev/flotilla/e2e"
 )
 
 // e2eBaseline is a small security baseline: a ClusterRole once per member and a default-deny
@@ -54,7 +58,7 @@ func TestBaselineReachesEveryMember(t *testing.T) {
 	hub := b.HubKubeconfig()
 	members := b.Members()
 	for _, m := range members {
-		fleetctl(t, "register", m.Name, "--kubeconfig", hub, "--member-kubeconfig", m.Kubeconfig, "--labels", "env=e2e")
+		fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", "env=e2e"}, m.RegisterArgs()...)...)
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "create", "namespace", "shop")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "label", "namespace", "shop", "e2e.fleet.flotilla.dev/workloads=true")
 	}
@@ -80,6 +84,34 @@ func TestBaselineReachesEveryMember(t *testing.T) {
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "get", "clusterrole", "e2e-viewer")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "-n", "shop", "get", "networkpolicy", "default-deny-ingress")
 	}
+
+	t.Run("the Baseline's ClusterRole grants what it says, and no more", func(t *testing.T) {
+		for _, m := range members {
+			viewer := boundServiceAccount(t, m, "shop", "viewer", "e2e-viewer")
+			for _, c := range []struct {
+				args []string
+				want string
+			}{
+				{[]string{"get", "pods", "-n", "shop"}, "yes"},
+				{[]string{"list", "pods", "-n", "shop"}, "yes"},
+				{[]string{"watch", "pods", "-n", "shop"}, "yes"},
+				{[]string{"delete", "pods", "-n", "shop"}, "no"},
+				{[]string{"get", "secrets", "-n", "shop"}, "no"},
+				{[]string{"list", "pods", "-n", "kube-system"}, "no"}, // bound in shop only
+			} {
+				// can-i exits 1 on "no"; the answer is what counts.
+				out, _ := runProgram(t, suite.bins.Kubectl, append([]string{"--kubeconfig", viewer, "auth", "can-i"}, c.args...)...)
+				if got := strings.TrimSpace(withoutWarnings(out)); got != c.want {
+					t.Errorf("member %s: ServiceAccount shop/viewer bound to e2e-viewer: can-i %s = %q, want %s",
+						m.Name, strings.Join(c.args, " "), got, c.want)
+				}
+			}
+			kubectl(t, "--kubeconfig", viewer, "-n", "shop", "get", "pods")
+			if out, err := runProgram(t, suite.bins.Kubectl, "--kubeconfig", viewer, "-n", "shop", "get", "secrets"); err == nil || !strings.Contains(out, "Forbidden") {
+				t.Errorf("member %s: shop/viewer listed Secrets (%v):\n%s", m.Name, err, out)
+			}
+		}
+	})
 
 	later := members[0]
 	kubectl(t, "--kubeconfig", later.Kubeconfig, "create", "namespace", "cart")
@@ -117,4 +149,32 @@ func TestBaselineReachesEveryMember(t *testing.T) {
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "delete", "namespace", "shop", "--wait=false")
 	}
 	kubectl(t, "--kubeconfig", later.Kubeconfig, "delete", "namespace", "cart", "--wait=false")
+}
+
+// boundServiceAccount creates the ServiceAccount ns/name in m, binds it in ns to clusterRole
+// and returns the path of a kubeconfig that authenticates as it, with a token and nothing else
+// (an admin kubeconfig's client certificate would win over a token added to it).
+func boundServiceAccount(t *testing.T, m e2e.Member, ns, name, clusterRole string) string {
+	t.Helper()
+	kubectl(t, "--kubeconfig", m.Kubeconfig, "-n", ns, "create", "serviceaccount", name)
+	kubectl(t, "--kubeconfig", m.Kubeconfig, "-n", ns, "create", "rolebinding", name, "--clusterrole="+clusterRole, "--serviceaccount="+ns+":"+name)
+	// Not logged: it is a credential.
+	token, err := runProgram(t, suite.bins.Kubectl, "--kubeconfig", m.Kubeconfig, "-n", ns, "create", "token", name, "--duration=10m")
+	if err != nil {
+		t.Fatalf("kubectl create token %s/%s in member %s: %v", ns, name, m.Name, err)
+	}
+	admin, err := clientcmd.BuildConfigFromFlags("", m.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(admin.CAData) == 0 && admin.CAFile != "" {
+		if admin.CAData, err = os.ReadFile(admin.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), name+".kubeconfig")
+	if err := e2e.WriteTokenKubeconfig(admin, name, strings.TrimSpace(token), path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -95,7 +95,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 	}
 
 	for _, m := range members {
-		fleetctl(t, "register", m.Name, "--kubeconfig", hub, "--member-kubeconfig", m.Kubeconfig, "--labels", "env=e2e")
+		fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", "env=e2e"}, m.RegisterArgs()...)...)
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "create", "namespace", exportNamespace)
 	}
 	manifest := filepath.Join(t.TempDir(), "web.yaml")
@@ -110,7 +110,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 
 	want := "ready 10.244.1.10 10.244.1.11; not ready -; port 8080"
 	eventually(t, readyTimeout, fmt.Sprintf("mirror %s/%s in %s publishing %s", exportNamespace, mirror, target.Name, want), func() error {
-		return mirrorPublishes(t, target, mirror, want)
+		return mirrorPublishes(t, target, exportNamespace, mirror, want)
 	})
 
 	t.Run("the mirror is a selectorless Service labelled with its source", func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 	apply(webSlice("10.244.1.10=false", "10.244.1.12=true"))
 	want = "ready 10.244.1.12; not ready 10.244.1.10; port 8080"
 	eventually(t, 30*time.Second, fmt.Sprintf("mirror %s in %s to follow the source: %s", mirror, target.Name, want), func() error {
-		return mirrorPublishes(t, target, mirror, want)
+		return mirrorPublishes(t, target, exportNamespace, mirror, want)
 	})
 	t.Logf("the mirror followed the endpoint change within %s (polled every second)", time.Since(start).Round(time.Second))
 	eventually(t, 30*time.Second, "fleetctl status to count 1 of 2 endpoints ready", func() error {
@@ -188,12 +188,12 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 	}
 }
 
-// mirrorPublishes checks that the mirror's Endpoints and its EndpointSlices in m both
+// mirrorPublishes checks that the mirror's Endpoints and its EndpointSlices in namespace ns of m both
 // publish want: "ready IP...; not ready IP...; port N", IPs sorted, "-" for none.
-func mirrorPublishes(t *testing.T, m e2e.Member, mirror, want string) error {
+func mirrorPublishes(t *testing.T, m e2e.Member, ns, mirror, want string) error {
 	t.Helper()
 	get := func(args ...string) (string, error) {
-		out, err := runProgram(t, suite.bins.Kubectl, append([]string{"--kubeconfig", m.Kubeconfig, "-n", exportNamespace, "get"}, args...)...)
+		out, err := runProgram(t, suite.bins.Kubectl, append([]string{"--kubeconfig", m.Kubeconfig, "-n", ns, "get"}, args...)...)
 		if err != nil {
 			return "", fmt.Errorf("kubectl get %s: %w: %s", strings.Join(args, " "), err, out)
 		}

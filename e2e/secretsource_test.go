@@ -19,7 +19,7 @@ func TestLabelledKubeconfigSecretRegistersAMember(t *testing.T) {
 	m := b.Members()[0]
 	name := "secret-" + m.Name // not the fleetctl spec's name: specs share the hub
 
-	kubectl(t, "--kubeconfig", hub, "-n", e2e.HubNamespace, "create", "secret", "generic", name, "--from-file=value="+m.Kubeconfig)
+	kubectl(t, "--kubeconfig", hub, "-n", e2e.HubNamespace, "create", "secret", "generic", name, "--from-file=value="+m.KubeconfigForHub())
 	kubectl(t, "--kubeconfig", hub, "-n", e2e.HubNamespace, "annotate", "secret", name, "fleet.flotilla.dev/cluster-labels=env=e2e-secret")
 	kubectl(t, "--kubeconfig", hub, "-n", e2e.HubNamespace, "label", "secret", name, "fleet.flotilla.dev/kubeconfig=true")
 

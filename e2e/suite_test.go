@@ -25,8 +25,17 @@ import (
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 )
 
-// BackendEnv chooses the backend: "local" (the default) or, once it exists, "kind".
+// BackendEnv chooses the backend: "local" (the default) or "kind".
 const BackendEnv = "FLOTILLA_E2E_BACKEND"
+
+// What the kind backend runs (`make e2e` sets them): the node image, the controller image of
+// `make docker-build` and the specs' workload images of `make e2e-images`.
+const (
+	KindNodeImageEnv   = "FLOTILLA_E2E_KIND_NODE_IMAGE"
+	ControllerImageEnv = "FLOTILLA_E2E_CONTROLLER_IMAGE"
+	EchoImageEnv       = "FLOTILLA_E2E_ECHO_IMAGE"
+	ClientImageEnv     = "FLOTILLA_E2E_CLIENT_IMAGE"
+)
 
 // suite is what every spec shares: the binaries, the artifacts folder and one backend,
 // started by the first spec that needs it (the leader-election spec brings its own hub).
@@ -71,6 +80,12 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
+	if backendName() == "kind" {
+		// kind clusters outlive this process unless deleted: on SIGINT or SIGTERM, and shortly
+		// before go test's -timeout would kill it without running any cleanup.
+		stopGuard := guardKindClusters(ctx)
+		defer stopGuard()
+	}
 	code := m.Run()
 
 	if suite.backend != nil {
@@ -113,8 +128,13 @@ func sharedBackend(t *testing.T) e2e.Backend {
 			suite.backend, suite.err = e2e.StartLocal(ctx, e2e.LocalOptions{
 				Root: suite.root, Binaries: suite.bins, ArtifactsDir: suite.artifacts,
 			})
+		case "kind":
+			suite.backend, suite.err = startKind(ctx)
 		default:
-			suite.err = fmt.Errorf("$%s=%s: no such backend (local; kind is to come)", BackendEnv, backendName())
+			suite.err = fmt.Errorf("$%s=%s: no such backend (local or kind)", BackendEnv, backendName())
+		}
+		if suite.err == nil {
+			live.Store(&suite.backend)
 		}
 		if suite.err == nil {
 			suite.err = suite.backend.StartController(ctx)

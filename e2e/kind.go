@@ -1,0 +1,486 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+)
+
+// DefaultKindPrefix starts the name of every kind cluster the backend makes, so that a run can
+// find and delete what an earlier, killed run left behind (and nothing else).
+const DefaultKindPrefix = "flotilla-e2e"
+
+// kindWaitForReady bounds kind's wait for a node to be Ready; 2 cores make three clusters slow.
+const kindWaitForReady = 5 * time.Minute
+
+// KindOptions configure the kind backend.
+type KindOptions struct {
+	// Root is the checkout whose config/ is installed (`make deploy` runs there).
+	Root string
+	// Binaries are fleetctl and kubectl (the controller runs from ControllerImage).
+	Binaries Binaries
+	// ArtifactsDir receives the controller's log and, on CollectArtifacts, `kind export logs`.
+	ArtifactsDir string
+	// NodeImage is the kind node image; empty means kind's default.
+	NodeImage string
+	// ControllerImage is the image `make docker-build` tagged; it is loaded into the hub and
+	// installed by `make deploy IMG=ControllerImage`.
+	ControllerImage string
+	// WorkloadImages are loaded into every member (the specs' echo server and client).
+	WorkloadImages []string
+	// Prefix starts every kind cluster name; the default is DefaultKindPrefix.
+	Prefix string
+	// Members names the member clusters; the default is member-1 and member-2.
+	Members []string
+	// CgroupV1 writes failCgroupV1: false into every kubelet's configuration: kubelet 1.35+
+	// refuses a cgroup v1 host otherwise. Set it only when the host is v1 (HostCgroupV1).
+	CgroupV1 bool
+	// Progress receives one line per step (kind's own included); nil discards them.
+	Progress io.Writer
+}
+
+// Kind is the backend on kind clusters: a hub and members, each a kind cluster of one node on
+// the kind Docker network, created with kind's Go API. fleet-controller is the Deployment of
+// config/manager, installed with `make deploy` from its image; members are reached from the
+// hub over the kind network, at the addresses of kind's internal kubeconfigs.
+type Kind struct {
+	opts     KindOptions
+	provider *cluster.Provider
+	// dir holds the kubeconfigs (admin credentials): removed by Stop, never in the artifacts.
+	dir      string
+	hub      *kindCluster
+	members  []*kindCluster
+	replicas string // the Deployment's replicas as config/manager installs them
+
+	mu   sync.Mutex
+	logs *exec.Cmd // kubectl logs -f of the controller's pods, into ArtifactsDir
+}
+
+var _ Backend = (*Kind)(nil)
+
+// kindCluster is one kind cluster of the backend.
+type kindCluster struct {
+	name     string // Flotilla's name of it: hub, member-1, ...
+	kindName string // kind's cluster name: <prefix>-<name>
+	// kubeconfig reaches the API server from this machine (127.0.0.1 and a published port).
+	kubeconfig string
+	// internalKubeconfig and internalServer reach it from inside any kind cluster, at the node's
+	// name on the kind network.
+	internalKubeconfig string
+	internalServer     string
+}
+
+// StartKind deletes the clusters an earlier run left, creates the hub and the members, loads
+// the images and installs Flotilla into the hub with `make deploy`, which starts the
+// controller; StartController waits for it.
+func StartKind(ctx context.Context, opts KindOptions) (_ *Kind, err error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultKindPrefix
+	}
+	if len(opts.Members) == 0 {
+		opts.Members = []string{"member-1", "member-2"}
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.ControllerImage == "" {
+		return nil, errors.New("kind backend: no controller image (make docker-build tags one)")
+	}
+	if err := os.MkdirAll(opts.ArtifactsDir, 0o755); err != nil {
+		return nil, err
+	}
+	k := &Kind{opts: opts, provider: newKindProvider(opts.Progress)}
+	if err := DeleteKindClusters(opts.Prefix, opts.Progress); err != nil {
+		return nil, fmt.Errorf("delete the clusters of an earlier run: %w", err)
+	}
+	if k.dir, err = os.MkdirTemp("", "flotilla-e2e-kind-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = k.Stop()
+		}
+	}()
+
+	k.hub = k.newCluster("hub")
+	for _, m := range opts.Members {
+		k.members = append(k.members, k.newCluster(m))
+	}
+	// The hub first: the first cluster also creates the kind network, which two concurrent
+	// creates would race for. Then the members side by side.
+	if err := k.create(k.hub); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(k.members))
+	var wg sync.WaitGroup
+	for i, m := range k.members {
+		wg.Go(func() { errs[i] = k.create(m) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	if err := k.load([]string{opts.ControllerImage}, k.hub); err != nil {
+		return nil, err
+	}
+	if len(opts.WorkloadImages) > 0 {
+		if err := k.load(opts.WorkloadImages, k.members...); err != nil {
+			return nil, err
+		}
+	}
+	if err := k.deploy(ctx); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *Kind) newCluster(name string) *kindCluster {
+	return &kindCluster{
+		name:               name,
+		kindName:           k.opts.Prefix + "-" + name,
+		kubeconfig:         filepath.Join(k.dir, name+".kubeconfig"),
+		internalKubeconfig: filepath.Join(k.dir, name+".internal.kubeconfig"),
+	}
+}
+
+// clusterConfig is kind's configuration of every cluster: one node; no kindnetd (the node
+// image brings its own CNI configuration, so nothing is pulled); on a cgroup v1 host, a
+// kubelet that accepts v1.
+func (k *Kind) clusterConfig() []byte {
+	cfg := `kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  disableDefaultCNI: true
+nodes:
+- role: control-plane
+`
+	if k.opts.CgroupV1 {
+		// Kubernetes is dropping cgroup v1; this keeps constrained engines (see
+		// hack/kind/README.md) running until it does.
+		cfg += `kubeadmConfigPatches:
+- |
+  kind: KubeletConfiguration
+  failCgroupV1: false
+`
+	}
+	return []byte(cfg)
+}
+
+func (k *Kind) create(c *kindCluster) error {
+	begin := time.Now()
+	k.progress("creating kind cluster %s", c.kindName)
+	opts := []cluster.CreateOption{
+		cluster.CreateWithRawConfig(k.clusterConfig()),
+		cluster.CreateWithKubeconfigPath(c.kubeconfig),
+		cluster.CreateWithWaitForReady(kindWaitForReady),
+		cluster.CreateWithDisplayUsage(false),
+		cluster.CreateWithDisplaySalutation(false),
+	}
+	if k.opts.NodeImage != "" {
+		opts = append(opts, cluster.CreateWithNodeImage(k.opts.NodeImage))
+	}
+	if err := k.provider.Create(c.kindName, opts...); err != nil {
+		return fmt.Errorf("kind create cluster %s: %w", c.kindName, err)
+	}
+	internal, err := k.provider.KubeConfig(c.kindName, true)
+	if err != nil {
+		return fmt.Errorf("internal kubeconfig of kind cluster %s: %w", c.kindName, err)
+	}
+	cfg, err := clientcmd.Load([]byte(internal))
+	if err != nil {
+		return fmt.Errorf("internal kubeconfig of kind cluster %s: %w", c.kindName, err)
+	}
+	for _, cl := range cfg.Clusters {
+		c.internalServer = cl.Server
+	}
+	if c.internalServer == "" {
+		return fmt.Errorf("internal kubeconfig of kind cluster %s names no server", c.kindName)
+	}
+	if err := os.WriteFile(c.internalKubeconfig, []byte(internal), 0o600); err != nil {
+		return err
+	}
+	k.progress("kind cluster %s ready in %s (API server %s inside the kind network)",
+		c.kindName, time.Since(begin).Round(time.Second), c.internalServer)
+	return nil
+}
+
+// load does what `kind load docker-image` does: docker save once, then import the archive
+// into the containerd of every node of the clusters.
+func (k *Kind) load(images []string, clusters ...*kindCluster) error {
+	begin := time.Now()
+	archive := filepath.Join(k.dir, "images.tar")
+	defer os.Remove(archive)
+	if out, err := exec.Command("docker", append([]string{"save", "-o", archive}, images...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("docker save %s: %w\n%s", strings.Join(images, " "), err, out)
+	}
+	for _, c := range clusters {
+		nodes, err := k.provider.ListInternalNodes(c.kindName)
+		if err != nil {
+			return fmt.Errorf("nodes of kind cluster %s: %w", c.kindName, err)
+		}
+		for _, n := range nodes {
+			f, err := os.Open(archive)
+			if err != nil {
+				return err
+			}
+			err = nodeutils.LoadImageArchive(n, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("load %s into node %s: %w", strings.Join(images, " "), n, err)
+			}
+		}
+	}
+	names := make([]string, len(clusters))
+	for i, c := range clusters {
+		names[i] = c.kindName
+	}
+	k.progress("loaded %s into %s in %s", strings.Join(images, " "), strings.Join(names, ", "), time.Since(begin).Round(time.Second))
+	return nil
+}
+
+// deploy installs Flotilla into the hub the way the README tells a user to: `make deploy` with
+// the image, against the hub as the current kubeconfig.
+func (k *Kind) deploy(ctx context.Context) error {
+	begin := time.Now()
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", k.opts.Root, "deploy", "IMG="+k.opts.ControllerImage)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.hub.kubeconfig)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make deploy IMG=%s into the hub: %w\n%s", k.opts.ControllerImage, err, out)
+	}
+	hub := "--kubeconfig=" + k.hub.kubeconfig
+	if _, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd", "-l", "app.kubernetes.io/part-of=flotilla"); err != nil {
+		return err
+	}
+	out, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "-n", HubNamespace, "get", "deployment", controllerDeployment,
+		"-o", "jsonpath={.spec.replicas}")
+	if err != nil {
+		return err
+	}
+	k.replicas = strings.TrimSpace(string(out))
+	k.progress("make deploy IMG=%s into the hub in %s (%s replicas)", k.opts.ControllerImage, time.Since(begin).Round(time.Second), k.replicas)
+	return nil
+}
+
+// controllerDeployment is config/manager's Deployment; controllerPods selects its pods.
+const (
+	controllerDeployment = "flotilla-controller"
+	controllerPods       = "app.kubernetes.io/name=flotilla,app.kubernetes.io/component=controller"
+)
+
+// Name implements Backend.
+func (k *Kind) Name() string { return "kind" }
+
+// HubKubeconfig implements Backend.
+func (k *Kind) HubKubeconfig() string { return k.hub.kubeconfig }
+
+// Members implements Backend: admin kubeconfigs for this machine, and the server and
+// kubeconfig the hub reaches each member at.
+func (k *Kind) Members() []Member {
+	var ms []Member
+	for _, m := range k.members {
+		ms = append(ms, Member{Name: m.name, Kubeconfig: m.kubeconfig, HubServer: m.internalServer, HubKubeconfig: m.internalKubeconfig})
+	}
+	return ms
+}
+
+// StartController implements Backend: the Deployment at the replicas config/manager gives it,
+// all of them available, and their logs followed into the artifacts.
+func (k *Kind) StartController(ctx context.Context) error {
+	hub := "--kubeconfig=" + k.hub.kubeconfig
+	if _, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "-n", HubNamespace, "scale", "deployment", controllerDeployment,
+		"--replicas="+k.replicas); err != nil {
+		return err
+	}
+	if _, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "-n", HubNamespace, "rollout", "status", "deployment", controllerDeployment,
+		"--timeout=5m"); err != nil {
+		return fmt.Errorf("fleet-controller's Deployment did not become available: %w", err)
+	}
+	return k.followLogs()
+}
+
+// followLogs appends the controller pods' logs to fleet-controller.log in the artifacts as they
+// are written, so that the specs can read RBAC denials while they run.
+func (k *Kind) followLogs() error {
+	k.stopLogs()
+	f, err := os.OpenFile(filepath.Join(k.opts.ArtifactsDir, "fleet-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(k.opts.Binaries.Kubectl, "--kubeconfig="+k.hub.kubeconfig, "-n", HubNamespace, "logs", "-f",
+		"-l", controllerPods, "--all-containers", "--prefix", "--tail=-1", "--max-log-requests=10")
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := spawn(cmd); err != nil {
+		f.Close()
+		return fmt.Errorf("follow the controller's logs: %w", err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+	}()
+	k.mu.Lock()
+	k.logs = cmd
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *Kind) stopLogs() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.logs != nil {
+		_ = k.logs.Process.Kill()
+		k.logs = nil
+	}
+}
+
+// StopController implements Backend: the Deployment scaled to zero, its pods gone (each
+// leader releases its Lease on SIGTERM).
+func (k *Kind) StopController() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hub := "--kubeconfig=" + k.hub.kubeconfig
+	if _, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "-n", HubNamespace, "scale", "deployment", controllerDeployment,
+		"--replicas=0"); err != nil {
+		return err
+	}
+	_, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, hub, "-n", HubNamespace, "wait", "--for=delete", "pod", "-l", controllerPods,
+		"--timeout=90s")
+	k.stopLogs()
+	return err
+}
+
+// ArtifactsDir implements Backend.
+func (k *Kind) ArtifactsDir() string { return k.opts.ArtifactsDir }
+
+// CollectArtifacts implements Backend: the controller pods described (with the logs of
+// restarted containers), and `kind export logs` of every cluster under kind/<cluster>/.
+func (k *Kind) CollectArtifacts(ctx context.Context) error {
+	var errs []error
+	hub := "--kubeconfig=" + k.hub.kubeconfig
+	for file, args := range map[string][]string{
+		"controller-pods.txt":     {hub, "-n", HubNamespace, "describe", "deployment,pods"},
+		"controller-previous.log": {hub, "-n", HubNamespace, "logs", "-l", controllerPods, "--all-containers", "--prefix", "--previous"},
+	} {
+		out, err := runCmd(ctx, nil, k.opts.Binaries.Kubectl, args...)
+		if err != nil {
+			out = fmt.Appendf(out, "\n%v\n", err)
+		}
+		errs = append(errs, os.WriteFile(filepath.Join(k.opts.ArtifactsDir, file), out, 0o644))
+	}
+	for _, c := range append([]*kindCluster{k.hub}, k.members...) {
+		if err := k.provider.CollectLogs(c.kindName, filepath.Join(k.opts.ArtifactsDir, "kind", c.name)); err != nil {
+			errs = append(errs, fmt.Errorf("kind export logs %s: %w", c.kindName, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stop implements Backend: every cluster deleted, the kubeconfigs removed.
+func (k *Kind) Stop() error {
+	k.stopLogs()
+	var errs []error
+	for _, c := range append([]*kindCluster{k.hub}, k.members...) {
+		if c == nil {
+			continue
+		}
+		if err := k.provider.Delete(c.kindName, c.kubeconfig); err != nil {
+			errs = append(errs, fmt.Errorf("kind delete cluster %s: %w", c.kindName, err))
+		}
+	}
+	if k.dir != "" {
+		errs = append(errs, os.RemoveAll(k.dir))
+	}
+	return errors.Join(errs...)
+}
+
+func (k *Kind) progress(format string, args ...any) {
+	fmt.Fprintf(k.opts.Progress, "e2e: kind: "+format+"\n", args...)
+}
+
+// DeleteKindClusters deletes every kind cluster whose name starts with prefix and a dash: what
+// a run that was killed before it could clean up left behind. It needs nothing of that run.
+func DeleteKindClusters(prefix string, progress io.Writer) error {
+	if progress == nil {
+		progress = io.Discard
+	}
+	p := newKindProvider(progress)
+	names, err := p.List()
+	if err != nil {
+		return fmt.Errorf("kind get clusters: %w", err)
+	}
+	// kind also edits a kubeconfig when it deletes; give it an empty one of its own, never the
+	// user's.
+	dir, err := os.MkdirTemp("", "flotilla-e2e-kind-delete-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var errs []error
+	for _, name := range names {
+		if !strings.HasPrefix(name, prefix+"-") {
+			continue
+		}
+		fmt.Fprintf(progress, "e2e: kind: deleting cluster %s\n", name)
+		if err := p.Delete(name, filepath.Join(dir, "kubeconfig")); err != nil {
+			errs = append(errs, fmt.Errorf("kind delete cluster %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// HostCgroupV1 tells whether the Docker engine runs containers on cgroup v1, where kubelet
+// needs failCgroupV1: false.
+func HostCgroupV1() (bool, error) {
+	out, err := exec.Command("docker", "info", "--format", "{{.CgroupVersion}}").Output()
+	if err != nil {
+		return false, fmt.Errorf("docker info: %w", err)
+	}
+	return strings.TrimSpace(string(out)) == "1", nil
+}
+
+func newKindProvider(progress io.Writer) *cluster.Provider {
+	return cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{w: progress}))
+}
+
+// kindLogger prints kind's user-facing messages (V(0): the steps of create and delete) and its
+// warnings and errors, one line each, and drops its debug output.
+type kindLogger struct{ w io.Writer }
+
+func (l kindLogger) Warn(message string)                   { l.line("warning: " + message) }
+func (l kindLogger) Warnf(format string, args ...any)      { l.Warn(fmt.Sprintf(format, args...)) }
+func (l kindLogger) Error(message string)                  { l.line("error: " + message) }
+func (l kindLogger) Errorf(format string, args ...any)     { l.Error(fmt.Sprintf(format, args...)) }
+func (l kindLogger) V(level kindlog.Level) kindlog.InfoLogger { return kindInfo{l: l, on: level <= 0} }
+func (l kindLogger) line(s string) {
+	if s = strings.TrimSpace(s); s != "" {
+		fmt.Fprintf(l.w, "e2e: kind: %s\n", s)
+	}
+}
+
+type kindInfo struct {
+	l  kindLogger
+	on bool
+}
+
+func (i kindInfo) Info(message string) {
+	if i.on {
+		i.l.line(message)
+	}
+}
+func (i kindInfo) Infof(format string, args ...any) { i.Info(fmt.Sprintf(format, args...)) }
+func (i kindInfo) Enabled() bool                    { return i.on }
