@@ -170,6 +170,36 @@ test-kind-node: kind-node-image ## One kind cluster on the node image: node, Cor
 test-kind-shim: ## The docker shim for constrained engines (hack/kind/docker), against the real Docker engine.
 	go test -tags docker -count=1 -run 'TestShim' -v ./e2e/kindnode/
 
+# The kind suite: hub + 2 members as kind clusters on the offline node image, the controller
+# image installed with `make deploy`, and the specs' workloads (e2e/workloads) as images.
+KIND_NODE_IMAGE  ?= flotilla/kind-node:$(K8S_VERSION)
+E2E_ECHO_IMAGE   ?= flotilla/e2e-echo:$(VERSION)
+E2E_CLIENT_IMAGE ?= flotilla/e2e-client:$(VERSION)
+E2E_TIMEOUT      ?= 60m
+
+.PHONY: e2e
+e2e: build $(KUBECTL) ## End-to-end specs on kind clusters (hub + 2 members, real data plane); builds the node, controller and workload images.
+	@begin=$$(date +%s); \
+	step() { echo "== e2e: $$1"; s=$$(date +%s); shift; if "$$@"; then echo "== e2e: done in $$(( $$(date +%s) - s ))s"; else return 1; fi; }; \
+	step "node image $(KIND_NODE_IMAGE)" $(MAKE) --no-print-directory kind-node-image; \
+	step "controller image $(IMG)" $(MAKE) --no-print-directory docker-build IMG=$(IMG); \
+	step "workload images" $(MAKE) --no-print-directory e2e-images; \
+	echo "== e2e: the specs on kind (go test -tags e2e -timeout $(E2E_TIMEOUT); clusters are deleted at the end, on Ctrl-C too)"; \
+	if FLOTILLA_E2E_BACKEND=kind FLOTILLA_E2E_BIN_DIR=$(BIN) FLOTILLA_E2E_KIND_NODE_IMAGE=$(KIND_NODE_IMAGE) \
+	  FLOTILLA_E2E_CONTROLLER_IMAGE=$(IMG) FLOTILLA_E2E_ECHO_IMAGE=$(E2E_ECHO_IMAGE) FLOTILLA_E2E_CLIENT_IMAGE=$(E2E_CLIENT_IMAGE) \
+	  go test -tags e2e -timeout $(E2E_TIMEOUT) -count=1 -v ./e2e/; then rc=0; else rc=$$?; fi; \
+	echo "== e2e: make e2e $$( [ $$rc = 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - begin ))s"; exit $$rc
+
+.PHONY: e2e-images
+e2e-images: ## Build the kind specs' workloads (e2e/workloads: echo server, client) into FROM-scratch images.
+	@for w in echo client; do \
+	  case $$w in echo) img=$(E2E_ECHO_IMAGE);; client) img=$(E2E_CLIENT_IMAGE);; esac; \
+	  mkdir -p $(BIN)/e2e-images/$$w && \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags "-s -w" -o $(BIN)/e2e-images/$$w/$$w ./e2e/workloads/$$w && \
+	  docker build -q --build-arg NAME=$$w -t $$img -f e2e/workloads/Dockerfile $(BIN)/e2e-images/$$w >/dev/null && \
+	  echo "built image $$img" || exit 1; \
+	done
+
 .PHONY: bench
 bench: k8s-binaries ## Benchmarks against real control planes (numbers for the issue notes).
 	go test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...

@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindlog "sigs.k8s.io/kind/pkg/log"
+
+	"github.com/flotilla-dev/flotilla/e2e/kindnode"
 )
 
 // DefaultKindPrefix starts the name of every kind cluster the backend makes, so that a run can
@@ -34,7 +36,7 @@ type KindOptions struct {
 	Binaries Binaries
 	// ArtifactsDir receives the controller's log and, on CollectArtifacts, `kind export logs`.
 	ArtifactsDir string
-	// NodeImage is the kind node image; empty means kind's default.
+	// NodeImage is the kind node image; empty means kindnode.Image (`make kind-node-image`).
 	NodeImage string
 	// ControllerImage is the image `make docker-build` tagged; it is loaded into the hub and
 	// installed by `make deploy IMG=ControllerImage`.
@@ -45,9 +47,6 @@ type KindOptions struct {
 	Prefix string
 	// Members names the member clusters; the default is member-1 and member-2.
 	Members []string
-	// CgroupV1 writes failCgroupV1: false into every kubelet's configuration: kubelet 1.35+
-	// refuses a cgroup v1 host otherwise. Set it only when the host is v1 (HostCgroupV1).
-	CgroupV1 bool
 	// Progress receives one line per step (kind's own included); nil discards them.
 	Progress io.Writer
 }
@@ -59,6 +58,9 @@ type KindOptions struct {
 type Kind struct {
 	opts     KindOptions
 	provider *cluster.Provider
+	engine   kindnode.Engine
+	// restorePath takes the docker shim off PATH again; nil when it was not put there.
+	restorePath func()
 	// dir holds the kubeconfigs (admin credentials): removed by Stop, never in the artifacts.
 	dir      string
 	hub      *kindCluster
@@ -102,18 +104,37 @@ func StartKind(ctx context.Context, opts KindOptions) (_ *Kind, err error) {
 	if err := os.MkdirAll(opts.ArtifactsDir, 0o755); err != nil {
 		return nil, err
 	}
+	if opts.NodeImage == "" {
+		opts.NodeImage = kindnode.Image
+	}
 	k := &Kind{opts: opts, provider: newKindProvider(opts.Progress)}
+	defer func() {
+		if err != nil {
+			_ = k.Stop() // what was made so far; the shim off PATH
+		}
+	}()
+	if k.engine, err = kindnode.DetectEngine(ctx, opts.NodeImage); err != nil {
+		return nil, err
+	}
+	if k.engine.CgroupV1 {
+		k.progress("cgroup v1 host: kubelets run with failCgroupV1: false")
+	}
+	if k.engine.PrivilegedRefused {
+		// kind's Go API runs docker from PATH in this process: every docker command of the
+		// process goes through the shim from now on, which changes only --privileged.
+		shimLog := filepath.Join(opts.ArtifactsDir, "docker-shim.log")
+		if k.restorePath, err = kindnode.UseShim(opts.Root, shimLog); err != nil {
+			return nil, err
+		}
+		k.progress("the engine refuses --privileged (%s): kind runs docker through the shim in %s (rewrites logged to %s)",
+			k.engine.PrivilegedError, kindnode.ShimDir(opts.Root), shimLog)
+	}
 	if err := DeleteKindClusters(opts.Prefix, opts.Progress); err != nil {
 		return nil, fmt.Errorf("delete the clusters of an earlier run: %w", err)
 	}
 	if k.dir, err = os.MkdirTemp("", "flotilla-e2e-kind-"); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = k.Stop()
-		}
-	}()
 
 	k.hub = k.newCluster("hub")
 	for _, m := range opts.Members {
@@ -157,41 +178,18 @@ func (k *Kind) newCluster(name string) *kindCluster {
 	}
 }
 
-// clusterConfig is kind's configuration of every cluster: one node; no kindnetd (the node
-// image brings its own CNI configuration, so nothing is pulled); on a cgroup v1 host, a
-// kubelet that accepts v1.
-func (k *Kind) clusterConfig() []byte {
-	cfg := `kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-networking:
-  disableDefaultCNI: true
-nodes:
-- role: control-plane
-`
-	if k.opts.CgroupV1 {
-		// Kubernetes is dropping cgroup v1; this keeps constrained engines (see
-		// hack/kind/README.md) running until it does.
-		cfg += `kubeadmConfigPatches:
-- |
-  kind: KubeletConfiguration
-  failCgroupV1: false
-`
-	}
-	return []byte(cfg)
-}
-
 func (k *Kind) create(c *kindCluster) error {
 	begin := time.Now()
 	k.progress("creating kind cluster %s", c.kindName)
+	// One node, no kindnetd (the image's own CNI config serves the pod subnet, so nothing is
+	// pulled), and on a cgroup v1 host a kubelet that accepts v1.
 	opts := []cluster.CreateOption{
-		cluster.CreateWithRawConfig(k.clusterConfig()),
+		cluster.CreateWithV1Alpha4Config(kindnode.ClusterConfig(k.engine)),
+		cluster.CreateWithNodeImage(k.opts.NodeImage),
 		cluster.CreateWithKubeconfigPath(c.kubeconfig),
 		cluster.CreateWithWaitForReady(kindWaitForReady),
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false),
-	}
-	if k.opts.NodeImage != "" {
-		opts = append(opts, cluster.CreateWithNodeImage(k.opts.NodeImage))
 	}
 	if err := k.provider.Create(c.kindName, opts...); err != nil {
 		return fmt.Errorf("kind create cluster %s: %w", c.kindName, err)
@@ -405,6 +403,10 @@ func (k *Kind) Stop() error {
 	if k.dir != "" {
 		errs = append(errs, os.RemoveAll(k.dir))
 	}
+	if k.restorePath != nil {
+		k.restorePath()
+		k.restorePath = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -443,16 +445,6 @@ func DeleteKindClusters(prefix string, progress io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// HostCgroupV1 tells whether the Docker engine runs containers on cgroup v1, where kubelet
-// needs failCgroupV1: false.
-func HostCgroupV1() (bool, error) {
-	out, err := exec.Command("docker", "info", "--format", "{{.CgroupVersion}}").Output()
-	if err != nil {
-		return false, fmt.Errorf("docker info: %w", err)
-	}
-	return strings.TrimSpace(string(out)) == "1", nil
-}
-
 func newKindProvider(progress io.Writer) *cluster.Provider {
 	return cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{w: progress}))
 }
@@ -461,10 +453,10 @@ func newKindProvider(progress io.Writer) *cluster.Provider {
 // warnings and errors, one line each, and drops its debug output.
 type kindLogger struct{ w io.Writer }
 
-func (l kindLogger) Warn(message string)                   { l.line("warning: " + message) }
-func (l kindLogger) Warnf(format string, args ...any)      { l.Warn(fmt.Sprintf(format, args...)) }
-func (l kindLogger) Error(message string)                  { l.line("error: " + message) }
-func (l kindLogger) Errorf(format string, args ...any)     { l.Error(fmt.Sprintf(format, args...)) }
+func (l kindLogger) Warn(message string)                      { l.line("warning: " + message) }
+func (l kindLogger) Warnf(format string, args ...any)         { l.Warn(fmt.Sprintf(format, args...)) }
+func (l kindLogger) Error(message string)                     { l.line("error: " + message) }
+func (l kindLogger) Errorf(format string, args ...any)        { l.Error(fmt.Sprintf(format, args...)) }
 func (l kindLogger) V(level kindlog.Level) kindlog.InfoLogger { return kindInfo{l: l, on: level <= 0} }
 func (l kindLogger) line(s string) {
 	if s = strings.TrimSpace(s); s != "" {

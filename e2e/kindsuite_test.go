@@ -34,11 +34,6 @@ func startKind(ctx context.Context) (e2e.Backend, error) {
 		}
 	}
 	opts.WorkloadImages = []string{os.Getenv(EchoImageEnv), os.Getenv(ClientImageEnv)}
-	v1, err := e2e.HostCgroupV1()
-	if err != nil {
-		return nil, err
-	}
-	opts.CgroupV1 = v1
 	return e2e.StartKind(ctx, opts)
 }
 
