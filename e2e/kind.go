@@ -188,11 +188,17 @@ func (k *Kind) create(c *kindCluster) error {
 		cluster.CreateWithNodeImage(k.opts.NodeImage),
 		cluster.CreateWithKubeconfigPath(c.kubeconfig),
 		cluster.CreateWithWaitForReady(kindWaitForReady),
+		// A node that failed is kept until its logs are exported below; Stop deletes it.
+		cluster.CreateWithRetain(true),
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false),
 	}
 	if err := k.provider.Create(c.kindName, opts...); err != nil {
-		return fmt.Errorf("kind create cluster %s: %w", c.kindName, err)
+		logs := filepath.Join(k.opts.ArtifactsDir, "kind", c.name)
+		if lerr := k.provider.CollectLogs(c.kindName, logs); lerr != nil {
+			k.progress("kind export logs %s: %v", c.kindName, lerr)
+		}
+		return fmt.Errorf("kind create cluster %s: %w (node logs in %s)", c.kindName, err, logs)
 	}
 	internal, err := k.provider.KubeConfig(c.kindName, true)
 	if err != nil {

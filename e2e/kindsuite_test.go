@@ -21,7 +21,7 @@ import (
 var live atomic.Pointer[e2e.Backend]
 
 // startKind starts the kind backend from what `make e2e` put in the environment.
-func startKind(ctx context.Context) (e2e.Backend, error) {
+func startKind(ctx context.Context) (*e2e.Kind, error) {
 	opts := e2e.KindOptions{
 		Root: suite.root, Binaries: suite.bins, ArtifactsDir: suite.artifacts,
 		NodeImage:       os.Getenv(KindNodeImageEnv),

@@ -123,18 +123,24 @@ func sharedBackend(t *testing.T) e2e.Backend {
 	suite.once.Do(func() {
 		begin := time.Now()
 		ctx := context.Background() // outlives this spec: the backend is shared
+		// A backend that failed to start has cleaned up after itself; suite.backend stays nil
+		// (not an interface holding a nil pointer) so that runSuite does not stop it again.
 		switch backendName() {
 		case "local":
-			suite.backend, suite.err = e2e.StartLocal(ctx, e2e.LocalOptions{
+			var l *e2e.Local
+			if l, suite.err = e2e.StartLocal(ctx, e2e.LocalOptions{
 				Root: suite.root, Binaries: suite.bins, ArtifactsDir: suite.artifacts,
-			})
+			}); suite.err == nil {
+				suite.backend = l
+			}
 		case "kind":
-			suite.backend, suite.err = startKind(ctx)
+			var k *e2e.Kind
+			if k, suite.err = startKind(ctx); suite.err == nil {
+				suite.backend = k
+				live.Store(&suite.backend)
+			}
 		default:
 			suite.err = fmt.Errorf("$%s=%s: no such backend (local or kind)", BackendEnv, backendName())
-		}
-		if suite.err == nil {
-			live.Store(&suite.backend)
 		}
 		if suite.err == nil {
 			suite.err = suite.backend.StartController(ctx)
