@@ -193,13 +193,25 @@ func (k *Kind) create(c *kindCluster) error {
 		cluster.CreateWithDisplayUsage(false),
 		cluster.CreateWithDisplaySalutation(false),
 	}
-	if err := k.provider.Create(c.kindName, opts...); err != nil {
+	err := k.provider.Create(c.kindName, opts...)
+	if err == nil {
+		err = k.readInternalKubeconfig(c)
+	}
+	if err != nil {
 		logs := filepath.Join(k.opts.ArtifactsDir, "kind", c.name)
 		if lerr := k.provider.CollectLogs(c.kindName, logs); lerr != nil {
 			k.progress("kind export logs %s: %v", c.kindName, lerr)
 		}
 		return fmt.Errorf("kind create cluster %s: %w (node logs in %s)", c.kindName, err, logs)
 	}
+	k.progress("kind cluster %s ready in %s (API server %s inside the kind network)",
+		c.kindName, time.Since(begin).Round(time.Second), c.internalServer)
+	return nil
+}
+
+// readInternalKubeconfig writes kind's internal kubeconfig of c, the one that names the node
+// on the kind network, and notes its server.
+func (k *Kind) readInternalKubeconfig(c *kindCluster) error {
 	internal, err := k.provider.KubeConfig(c.kindName, true)
 	if err != nil {
 		return fmt.Errorf("internal kubeconfig of kind cluster %s: %w", c.kindName, err)
@@ -214,12 +226,7 @@ func (k *Kind) create(c *kindCluster) error {
 	if c.internalServer == "" {
 		return fmt.Errorf("internal kubeconfig of kind cluster %s names no server", c.kindName)
 	}
-	if err := os.WriteFile(c.internalKubeconfig, []byte(internal), 0o600); err != nil {
-		return err
-	}
-	k.progress("kind cluster %s ready in %s (API server %s inside the kind network)",
-		c.kindName, time.Since(begin).Round(time.Second), c.internalServer)
-	return nil
+	return os.WriteFile(c.internalKubeconfig, []byte(internal), 0o600)
 }
 
 // load does what `kind load docker-image` does: docker save once, then import the archive
