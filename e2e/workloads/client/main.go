@@ -13,6 +13,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -72,7 +73,7 @@ func attempt(ctx context.Context, hc *http.Client, url string) string {
 	}
 	defer resp.Body.Close()
 	line, err := bufio.NewReader(io.LimitReader(resp.Body, 1024)).ReadString('\n')
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Sprintf("%d err reading the body: %s", begin.UnixNano(), oneLine(err.Error()))
 	}
 	return fmt.Sprintf("%d ok %d %s", begin.UnixNano(), resp.StatusCode, oneLine(line))
