@@ -159,7 +159,7 @@ test-e2e-local: build k8s-binaries $(KUBECTL) ## End-to-end specs: the built bin
 	FLOTILLA_E2E_BIN_DIR=$(BIN) go test -tags e2e -timeout $(TEST_TIMEOUT) -count=1 -v ./e2e/
 
 .PHONY: kind-node-image
-kind-node-image: ## Build the kind node image flotilla/kind-node:<k8s version> offline (root; cold ~45 min, warm seconds).
+kind-node-image: ## Build the kind node image flotilla/kind-node:<k8s version> offline (root; cold 35-75 min, mostly compiling Kubernetes; warm seconds).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/kind/build-node-image.sh
 
 .PHONY: test-kind-node

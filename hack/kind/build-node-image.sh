@@ -128,8 +128,9 @@ build_go_tools() {
 # ---- inputs of steps 4-7: when they match the image's label, the image is current
 inputs_hash() {
   {
-    sha256sum "$ROOT/hack/kind/build-node-image.sh" "$ROOT"/hack/kind/node/*
-    for f in "$ROOTFS_TAR" "$CACHE/bin/coredns-$COREDNS_VERSION" "$CACHE/bin/crictl-$CRICTL_VERSION" "$CACHE/bin/pause" \
+    # pause is rebuilt every run: its content counts, not its time
+    sha256sum "$ROOT/hack/kind/build-node-image.sh" "$ROOT"/hack/kind/node/* "$CACHE/bin/pause" | sed "s| $ROOT/| |"
+    for f in "$ROOTFS_TAR" "$CACHE/bin/coredns-$COREDNS_VERSION" "$CACHE/bin/crictl-$CRICTL_VERSION" \
       "$K8S_BIN/etcd" $(for b in $K8S_BINARIES; do echo "$K8S_BIN/$b"; done); do
       stat -c '%n %s %Y' "$f"
     done
@@ -286,10 +287,15 @@ STOPSIGNAL SIGRTMIN+3
 LABEL io.flotilla.kind-node.inputs=$hash io.flotilla.kind-node.kubernetes=$K8S_VERSION
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 EOF
-  local out
+  local out previous
+  previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   if ! out=$(docker build -q -t "$IMAGE" "$ctx" 2>&1); then die "docker build $IMAGE: $out"; fi
   rm -rf "$ctx"
   docker rmi "$tmp" >/dev/null
+  # the image this one replaces (1.5 GB); kept while a node container still uses it
+  if [[ -n $previous && $previous != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]]; then
+    docker rmi "$previous" >/dev/null 2>&1 || log "previous image ${previous:7:12} is still in use; left in place"
+  fi
   rm -rf "$NODE_FS"
   STEP_NOTE="$IMAGE, $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 }
