@@ -46,6 +46,10 @@ type MemberAccess interface {
 	// it there (see Demand), scoped by opts like RegisterWatch. Handlers of WatchSource for
 	// it are attached whenever its informer runs. Call it before the manager starts.
 	RegisterOnDemand(obj client.Object, opts cache.ByObject) error
+	// RegisterFilter puts a filter in front of a registered kind's informer in every
+	// member cache: the cache holds only the objects it keeps (see filter.go). For kinds no
+	// server-side selector can scope. Call it before the manager starts.
+	RegisterFilter(obj client.Object, newFilter FilterFactory) error
 	// Demand records whether holder needs the on-demand kind of obj cached in cluster. The
 	// member's informer runs while at least one holder needs it (also after a reconnect)
 	// and is removed, with what it held, when the last holder lets go. Reads through
@@ -171,6 +175,7 @@ type Connections struct {
 	handlers   []watchHandler
 	listeners  []listener
 	kinds      []kindWatch
+	filters    map[string]FilterFactory // by watchKey (filter.go)
 	cachesMade bool
 	metrics    *connectionMetrics
 }
@@ -499,7 +504,7 @@ func watchKey(obj client.Object) string {
 // memberConfig is what a member of this manager is given (see member.go).
 func (c *Connections) memberConfig() memberConfig {
 	return memberConfig{opts: c.opts, scheme: c.scheme, metrics: c.metrics,
-		cacheOptions: c.cacheOptions, watchers: c.watchers, notify: c.notify}
+		cacheOptions: c.cacheOptions, watchers: c.watchers, notify: c.notify, informers: c.informerFactory}
 }
 
 func (c *Connections) notify(cluster string, kind EventKind) {

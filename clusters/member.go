@@ -53,6 +53,10 @@ type memberConfig struct {
 	watchers func() ([]watchHandler, []kindWatch)
 	// notify dispatches a connect, disconnect or probe event to the manager's listeners.
 	notify func(cluster string, kind EventKind)
+	// informers builds a new cache's informers with the registered filters (filter.go);
+	// bind hands the filters the cache.
+	informers func(cluster string) (newInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer,
+		bind func(client.Reader))
 }
 
 // member is one member cluster's connection. Its own mutex guards its health and cache;
@@ -281,6 +285,8 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 func (m *member) startCache(parent context.Context) error {
 	m.stopCache() // a cache left by an earlier, failed attempt
 	opts, objs := m.cfg.cacheOptions()
+	var bind func(client.Reader)
+	opts.NewInformer, bind = m.cfg.informers(m.name)
 	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
 	// timeout; only the watches themselves run without one.
 	httpClient, err := rest.HTTPClientFor(m.config)
@@ -294,6 +300,7 @@ func (m *member) startCache(parent context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster %q: build cache: %w", m.name, err)
 	}
+	bind(c)
 	ctx, cancel := context.WithCancel(parent)
 	synced := make([]toolscache.InformerSynced, 0, len(objs))
 	for _, obj := range objs {

@@ -9,10 +9,14 @@
 //
 // # What the hub holds of a member
 //
-// The hub's cost must follow what Flotilla manages, not the member's size. The member cache
-// holds trimmed metadata of every Service and EndpointSlice (a name, Flotilla's labels and
-// annotations: an export is an annotation, so no server-side selector can pick exports),
-// the Endpoints Flotilla wrote, and metadata of Namespaces (one informer shared with
+// The hub's cost must follow what Flotilla manages, not the member's size. An export is an
+// annotation, so no server-side selector can pick exports: every Service and EndpointSlice
+// is still listed and watched (metadata only), but a filter in front of the informers
+// (filter.go, clusters.RegisterFilter) lets into the member cache only exported Services,
+// the ones Flotilla wrote, and their slices, trimmed to a name and Flotilla's labels and
+// annotations. A member's unexported Services and their slices are dropped as they arrive:
+// the hub holds nothing of them, and their changes reach no handler. The cache also holds
+// the Endpoints Flotilla wrote and metadata of Namespaces (one informer shared with
 // propagation). Nodes, trimmed to addresses, readiness and schedulability, are cached only
 // while an export of that member publishes node addresses (NodePort): the export demands
 // them from the connection manager and lets go when it no longer needs them, and the last
@@ -22,8 +26,8 @@
 // # Events
 //
 // Requests are typed {Cluster, NamespacedName} of the exported Service. A change enqueues an
-// export only where it concerns one: a change to a Service or slice nobody exports, or a
-// MemberCluster heartbeat, enqueues nothing (setup.go).
+// export only where it concerns one: a change to a Service or slice nobody exports never
+// reaches a handler (filter.go), and a MemberCluster heartbeat enqueues nothing (setup.go).
 //
 // # Reconcile
 //

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,81 +24,215 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/servicesync/mirror"
 )
 
-// TestUnexportedServicesAreNotHeld: the hub keeps nothing of a member's unexported Services
-// but their names, and their changes enqueue nothing; an export among them still works.
+// TestUnexportedServicesAreNotHeld: the hub's member cache holds nothing of a member's
+// unexported Services and their slices, and their changes reach no handler; an export among
+// them is mirrored, and follows its annotation being removed and added again, its slices
+// changing, its Service deleted and re-created, a member reconnect and a hub restart.
 func TestUnexportedServicesAreNotHeld(t *testing.T) {
 	e := newEnv(t, 2)
 	ctx := context.Background()
 	src := e.members["member-1"]
-	const plain = 20
-	for i := range plain {
+	const plain = 50
+	must(t, parallel(8, plain, func(i int) error {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("plain-%d", i),
 			Labels:      map[string]string{"app": "plain", "team": "payments"},
 			Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"Service"}`}},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
-		must(t, e.createServiceWithSlice(ctx, src, svc, 3, i))
-	}
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
+		return e.createServiceWithSlice(ctx, src, svc, 3, i)
+	}))
 	must(t, e.createServiceWithSlice(ctx, src, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"}), 2, 100))
 	e.waitExported(t, "web", 2)
+	// Watches deliver in order per kind: with web seen, every plain Service and slice was.
+	e.holds(t, []string{"web"}, []string{"web-pods"})
+	webMirror := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: mirror.Name("web", "member-1")}}
+	webSlice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-pods"}}
+	setWebEndpoints := func(n int) {
+		eps := map[string]bool{}
+		for x := range n {
+			eps[fmt.Sprintf("10.64.100.%d", 10+x)] = true
+		}
+		update(t, src, webSlice, func() { setEndpoints(webSlice, eps) })
+	}
+	setExport := func(name, value string) {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}
+		update(t, src, svc, func() {
+			if value == "" {
+				delete(svc.Annotations, fleetv1alpha1.AnnotationExport)
+			} else {
+				svc.Annotations[fleetv1alpha1.AnnotationExport] = value
+			}
+		})
+	}
 
-	reader, err := e.conns.Reader("member-1")
-	must(t, err)
-	// Watches deliver in order per kind: with web seen, every plain Service and slice is.
-	t.Run("the hub holds their names only", func(t *testing.T) {
-		svcs := &metav1.PartialObjectMetadataList{}
-		svcs.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceList"))
-		must(t, reader.List(ctx, svcs, client.InNamespace("shop")))
-		seen := 0
-		for _, s := range svcs.Items {
-			if s.Name == "web" {
-				continue
-			}
-			seen++
-			if len(s.Labels) > 0 || len(s.Annotations) > 0 || len(s.ManagedFields) > 0 {
-				t.Errorf("cached Service %s keeps labels %v, annotations %v, %d managedFields; want its name only",
-					s.Name, s.Labels, s.Annotations, len(s.ManagedFields))
-			}
+	t.Run("changes of unexported Services and slices reach no handler", func(t *testing.T) {
+		heard := e.listen(t)
+		for i := range plain {
+			s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("plain-%d-pods", i)}}
+			update(t, src, s, func() { setEndpoints(s, map[string]bool{fmt.Sprintf("10.64.%d.99", i): true}) })
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("plain-%d", i)}}
+			update(t, src, svc, func() { svc.Labels["version"] = "2" })
 		}
-		if seen != plain {
-			t.Errorf("the member cache has %d unexported Services, want %d", seen, plain)
-		}
-		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
-			if err := reader.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "plain-0"}, obj); err == nil {
-				t.Errorf("the hub's member cache serves a full %T", obj)
+		// The last changes, of the export: once they are heard, so were the ones before.
+		setWebEndpoints(2)
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+		update(t, src, svc, func() { svc.Labels = map[string]string{"version": "2"} })
+		eventually(t, 30*time.Second, "the handlers to hear of web's Service and slice changes", func() error {
+			for _, o := range []client.Object{webSlice, svc} {
+				if !heard.had(o.GetName(), o.GetResourceVersion()) {
+					return fmt.Errorf("%s at resourceVersion %s not heard", o.GetName(), o.GetResourceVersion())
+				}
 			}
+			return nil
+		})
+		if others := heard.namesOtherThan("web", "web-pods"); len(others) > 0 {
+			t.Errorf("handlers heard of %v, want web and its slice only", others)
 		}
 	})
 
-	t.Run("their changes enqueue nothing", func(t *testing.T) {
-		m := &mapper{hub: e.hub, members: e.conns, dirty: newDirtyTimes(dirtyLimit)}
-		slices := &metav1.PartialObjectMetadataList{}
-		slices.SetGroupVersionKind(discoveryv1.SchemeGroupVersion.WithKind("EndpointSliceList"))
-		must(t, reader.List(ctx, slices, client.InNamespace("shop")))
-		for i := range slices.Items {
-			s := &slices.Items[i]
-			got := m.slice(ctx, "member-1", s)
-			want := 0
-			if s.Labels[discoveryv1.LabelServiceName] == "web" {
-				want = 1
-			}
-			if len(got) != want {
-				t.Errorf("a change of slice %s enqueues %v, want %d requests", s.Name, got, want)
-			}
-		}
-		svc := serviceMeta()
-		must(t, reader.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "plain-0"}, svc))
-		if got := m.service(ctx, "member-1", svc); len(got) != 0 {
-			t.Errorf("a change of an unexported Service enqueues %v", got)
-		}
-		if got := m.dirty.len(); got != 1 {
-			t.Errorf("%d changes are timed, want 1 (web's slice only)", got)
-		}
+	t.Run("unexported, the Service and then its slices leave the hub", func(t *testing.T) {
+		setExport("web", "")
+		eventually(t, 30*time.Second, "web's mirror removed from member-2", gone(e.members["member-2"], webMirror))
+		e.holds(t, nil, []string{"web-pods"})
+		// The slice leaves at its next change (or the next relist).
+		setWebEndpoints(3)
+		e.holds(t, nil, nil)
 	})
+
+	t.Run("exported again, it is mirrored with its current endpoints and follows its slice", func(t *testing.T) {
+		setExport("web", "true")
+		e.waitExported(t, "web", 3)
+		setWebEndpoints(4)
+		e.waitExported(t, "web", 4)
+		e.holds(t, []string{"web"}, []string{"web-pods"})
+	})
+
+	t.Run("deleted and re-created", func(t *testing.T) {
+		must(t, src.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}))
+		eventually(t, 30*time.Second, "web's mirror removed from member-2", gone(e.members["member-2"], webMirror))
+		e.holds(t, nil, []string{"web-pods"})
+		must(t, src.Create(ctx, exported("web", map[string]string{fleetv1alpha1.AnnotationAddressMode: "PodIP"})))
+		e.waitExported(t, "web", 4)
+	})
+
+	t.Run("after the member reconnects, the new cache holds the export and its slice only", func(t *testing.T) {
+		must(t, e.fleet.Member("member-1").FreezeAPIServer())
+		e.waitMemberReady(t, "member-1", metav1.ConditionFalse, time.Minute)
+		must(t, e.fleet.Member("member-1").ThawAPIServer())
+		e.waitMemberReady(t, "member-1", metav1.ConditionTrue, time.Minute)
+		e.holds(t, []string{"web"}, []string{"web-pods"})
+		setExport("plain-7", "true")
+		e.waitExported(t, "plain-7", 1)
+		e.holds(t, []string{"plain-7", "web"}, []string{"web-pods"})
+	})
+
+	parent := t
+	t.Run("an export removed while the hub is down is unexported when it is back", func(t *testing.T) {
+		e.stop()
+		setExport("plain-7", "")
+		e.startController(parent)
+		eventually(t, time.Minute, "plain-7's mirror removed from member-2", gone(e.members["member-2"],
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: mirror.Name("plain-7", "member-1")}}))
+		e.holds(t, []string{"web"}, []string{"web-pods"})
+		e.waitExported(t, "web", 4)
+	})
+}
+
+// holds waits until the hub's cache of member-1 holds exactly the Services and the
+// EndpointSlices named (in namespace shop).
+func (e *env) holds(t *testing.T, services, sliceNames []string) {
+	t.Helper()
+	names := func(kind string) ([]string, error) {
+		reader, err := e.conns.Reader("member-1")
+		if err != nil {
+			return nil, err
+		}
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind + "List"))
+		if kind == "EndpointSlice" {
+			list.SetGroupVersionKind(discoveryv1.SchemeGroupVersion.WithKind(kind + "List"))
+		}
+		if err := reader.List(context.Background(), list, client.InNamespace("shop")); err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, o := range list.Items {
+			out = append(out, o.Name)
+		}
+		sort.Strings(out)
+		return out, nil
+	}
+	eventually(t, 30*time.Second, fmt.Sprintf("the hub to hold Services %v and EndpointSlices %v of member-1", services, sliceNames), func() error {
+		svcs, err := names("Service")
+		if err != nil {
+			return err
+		}
+		sls, err := names("EndpointSlice")
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(svcs, services) || !slices.Equal(sls, sliceNames) {
+			return fmt.Errorf("it holds Services %v and EndpointSlices %v", svcs, sls)
+		}
+		return nil
+	})
+}
+
+// heard records the Services and EndpointSlices of member-1 the hub's handlers hear of.
+type heard struct {
+	mu   sync.Mutex
+	seen map[string]map[string]bool // name -> resourceVersions
+}
+
+// listen attaches a handler to member-1's Service and EndpointSlice informers for the rest of
+// the test and records what it hears.
+func (e *env) listen(t *testing.T) *heard {
+	t.Helper()
+	h := &heard{seen: map[string]map[string]bool{}}
+	record := func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
+		if cluster != "member-1" {
+			return nil
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.seen[o.GetName()] == nil {
+			h.seen[o.GetName()] = map[string]bool{}
+		}
+		h.seen[o.GetName()][o.GetResourceVersion()] = true
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	t.Cleanup(q.ShutDown)
+	for _, obj := range []client.Object{serviceMeta(), sliceMeta()} {
+		must(t, e.conns.WatchSource(obj, record).Start(ctx, q))
+	}
+	return h
+}
+
+func (h *heard) had(name, resourceVersion string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen[name][resourceVersion]
+}
+
+func (h *heard) namesOtherThan(names ...string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for n := range h.seen {
+		if !slices.Contains(names, n) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TestHeartbeatEnqueuesNothing: a MemberCluster status heartbeat enqueues no export; a

@@ -61,10 +61,10 @@ const (
 // ImportModes lists the valid import modes (for flag help and errors).
 var ImportModes = []ImportMode{ImportOptOut, ImportOptIn}
 
-// Member kinds servicesync caches. Services and EndpointSlices are metadata-only and
-// trimmed (an export is an annotation, which no selector can pick, so every Service is
-// seen, but only as a name and Flotilla's keys); full objects of exported Services are read
-// from the member on demand.
+// Member kinds servicesync caches. Services and EndpointSlices are metadata-only, trimmed
+// and filtered (an export is an annotation, which no selector can pick, so every Service is
+// seen on the wire, but the cache keeps only exported ones, Flotilla's own, and their slices:
+// filter.go); full objects of exported Services are read from the member on demand.
 func serviceMeta() *metav1.PartialObjectMetadata {
 	return metadataOf(corev1.SchemeGroupVersion.WithKind("Service"))
 }
@@ -90,7 +90,8 @@ func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
 }
 
 // Setup adds the export controller to mgr and registers what it watches in members:
-// trimmed metadata of every Service and EndpointSlice, metadata of Namespaces (shared with
+// trimmed metadata of exported Services, of Flotilla's own and of their EndpointSlices
+// (filter.go), metadata of Namespaces (shared with
 // propagation), the Endpoints Flotilla wrote, and trimmed Nodes only while an export of the
 // member needs node addresses.
 func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) error {
@@ -129,6 +130,9 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		}
 	}
 	if err := access.RegisterOnDemand(nodeKind, cache.ByObject{Label: everything, Transform: trimNode}); err != nil {
+		return err
+	}
+	if err := registerFilters(access); err != nil {
 		return err
 	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,

@@ -90,6 +90,9 @@ func (f *Members) RegisterOnDemand(obj client.Object, opts cache.ByObject) error
 	return f.RegisterWatch(obj, opts)
 }
 
+// RegisterFilter accepts any filter: the fake's readers serve whatever the test put there.
+func (f *Members) RegisterFilter(client.Object, clusters.FilterFactory) error { return nil }
+
 // Demand records whether holder needs obj's kind in cluster; see Demanded.
 func (f *Members) Demand(cluster string, obj client.Object, holder string, needed bool) {
 	f.mu.Lock()
