@@ -21,7 +21,10 @@
 // RegisterWatch kinds start with the cache; RegisterOnDemand kinds start only while some
 // holder (an export that publishes node addresses, say) Demands them in that member, are
 // started again after a reconnect while still demanded, and are removed with their store
-// when the last holder lets go, so that the hub holds them only while they are used.
+// when the last holder lets go, so that the hub holds them only while they are used. A kind
+// no server-side selector can scope can be filtered instead (RegisterFilter, filter.go): its
+// objects still arrive, but only those the filter keeps enter the cache, and one that stops
+// being kept leaves it as a deletion.
 //
 // It must not know what other controllers do with a member: propagation and servicesync
 // consume its small connection-manager interface, never its internals.
