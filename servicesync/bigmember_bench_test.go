@@ -36,8 +36,9 @@ const bigProbes = 3
 // iterations (run with -benchtime 1x -count 3 for three fleets):
 //
 //   - MiB-heap/1000-unexported: hub heap growth from before the fill to after the member
-//     cache has seen all of it, per 1,000 unexported Services (Nodes included: the exports
-//     are PodIP, so none of them needs the Nodes);
+//     cache has seen all of it, per 1,000 unexported Services (the Nodes included: the
+//     exports are PodIP, whose addresses are checked against the Nodes' pod CIDRs, so the
+//     hub holds the Nodes, trimmed, throughout);
 //   - s-export-empty, s-export-big: from creating an exported Service and its slice until its
 //     catalog entry reports it mirrored with 30 ready endpoints (median of bigProbes);
 //   - ratio-export-big-vs-empty.
