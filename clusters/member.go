@@ -3,6 +3,7 @@ package clusters
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -70,6 +72,15 @@ type member struct {
 	connHash string
 	token    *bearerToken
 	config   *rest.Config
+	// transport is the one HTTP transport of every client of this member (direct client,
+	// probes, discovery, cache): HTTP/2 multiplexes all their requests and watches on one
+	// connection, instead of one connection (and its read loop) per client.
+	transport http.RoundTripper
+	// watchHTTP is the HTTP client of the member cache: the shared transport without a
+	// client timeout, which would cut every watch.
+	watchHTTP *http.Client
+	// mapperHTTP serves discovery for new kinds, bounded by the request timeout.
+	mapperHTTP *http.Client
 	// client is the member's direct client (probes); deadlineClient bounds every call of
 	// the other controllers (see withDeadline).
 	client         client.Client
@@ -107,19 +118,27 @@ type demand struct {
 
 func newMember(mc memberConfig, name string, creds *Credentials) (*member, error) {
 	cfg := memberRESTConfig(creds.Config, mc.opts.RequestTimeout)
-	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mc.scheme})
+	// The guarded dialer keeps client-go from sharing transports between configs, so every
+	// client built from cfg alone would open a connection of its own: build one here.
+	transport, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: build HTTP transport: %w", name, err)
+	}
+	withTimeout := func(d time.Duration) *http.Client { return &http.Client{Transport: transport, Timeout: d} }
+	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mc.scheme, HTTPClient: withTimeout(mc.opts.RequestTimeout)})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
 	}
 	probeCfg := rest.CopyConfig(cfg)
 	probeCfg.Timeout = mc.opts.ProbeTimeout
-	disco, err := discovery.NewDiscoveryClientForConfig(probeCfg)
+	disco, err := discovery.NewDiscoveryClientForConfigAndClient(probeCfg, withTimeout(mc.opts.ProbeTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build discovery client: %w", name, err)
 	}
 	return &member{
 		cfg: mc, name: name, hash: creds.Hash, connHash: creds.ConnectionHash, token: creds.token,
 		config: cfg, client: cl, disco: disco,
+		transport: transport, watchHTTP: withTimeout(0), mapperHTTP: withTimeout(mc.opts.RequestTimeout),
 		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
 		done:           make(chan struct{}),
 		h:              Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
@@ -178,6 +197,8 @@ func (m *member) stop() {
 		<-m.done
 	}
 	m.stopCache()
+	// The connection would otherwise stay open (and its read loop run) until it idles out.
+	utilnet.CloseIdleConnectionsFor(m.transport)
 }
 
 // probeOnce runs one health probe, updates health, starts or stops the cache on a
@@ -288,14 +309,13 @@ func (m *member) startCache(parent context.Context) error {
 	var bind func(client.Reader)
 	opts.NewInformer, bind = m.cfg.informers(m.name)
 	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
-	// timeout; only the watches themselves run without one.
-	httpClient, err := rest.HTTPClientFor(m.config)
-	if err != nil {
-		return fmt.Errorf("cluster %q: build HTTP client: %w", m.name, err)
-	}
-	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(m.config, httpClient); err != nil {
+	// timeout; only the watches themselves run without one. Both use the member's one
+	// transport.
+	var err error
+	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(m.config, m.mapperHTTP); err != nil {
 		return fmt.Errorf("cluster %q: build REST mapper: %w", m.name, err)
 	}
+	opts.HTTPClient = m.watchHTTP
 	c, err := cache.New(cacheRESTConfig(m.config), opts)
 	if err != nil {
 		return fmt.Errorf("cluster %q: build cache: %w", m.name, err)

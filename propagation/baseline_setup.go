@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
@@ -42,7 +43,9 @@ func setupBaseline(mgr ctrl.Manager, sources *sourceReader, opts SetupOptions) e
 		Named("baseline").
 		For(&fleetv1alpha1.Baseline{}).
 		Owns(&fleetv1alpha1.BaselineBinding{}).
-		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(allBaselines)).
+		// Selection reads members' labels only: a status heartbeat enqueues nothing.
+		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(allBaselines),
+			builder.WithPredicates(clusters.MemberSelectionChanged())).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(baselinesForSource("ConfigMap")), inHubNamespace).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(baselinesForSource("Secret")), inHubNamespace).
 		Complete(&BaselineReconciler{Client: hub, Sources: sources, Recorder: status.Events(mgr.GetEventRecorder("flotilla-propagation"))})

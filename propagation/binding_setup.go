@@ -5,6 +5,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -16,7 +17,7 @@ import (
 )
 
 // setupBinding adds the BaselineBinding controller: a binding is reconciled when it or its
-// Baseline changes, when its MemberCluster changes or (dis)connects, when an object it applied
+// Baseline changes, when its MemberCluster changes what a binding reads (not a heartbeat) or (dis)connects, when an object it applied
 // changes in the member (found by its labels), and when a member's Namespaces change (the
 // perNamespace fan-out). Bindings of different members reconcile in parallel.
 func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourceReader, opts SetupOptions) error {
@@ -39,10 +40,12 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 		Named("baselinebinding").
 		For(&fleetv1alpha1.BaselineBinding{}).
 		Watches(&fleetv1alpha1.Baseline{}, handler.EnqueueRequestsFromMapFunc(bindingsOfBaseline)).
+		// Only what a binding reads of its member (labels, spec, readiness, credentials), so
+		// that a status heartbeat enqueues no binding.
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(
 			func(ctx context.Context, o client.Object) []reconcile.Request {
 				return bindingsOfCluster(ctx, o.GetName())
-			})).
+			}), builder.WithPredicates(clusters.MemberStateChanged())).
 		WatchesRawSource(kindSource).
 		WatchesRawSource(access.WatchSource(namespaceMeta(), func(ctx context.Context, cluster string, _ client.Object) []reconcile.Request {
 			return bindingsOfCluster(ctx, cluster)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,42 +139,20 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	}
 	watches0 := openWatches(b, fleet)
 
-	hub, stop := runHub(b, fleet.Hub.Config)
+	// The benchmark's own member connections are opened before the baseline is taken, so
+	// that their goroutines (one HTTP/2 read loop per member) are not counted as the hub's.
+	floor.WarmClients(b, members, floor.Decode(b, workload))
+
+	hub, stop := runHub(b, fleet.Hub.Config, hubOptions{})
 	defer stop()
 	must(b, client.IgnoreAlreadyExists(hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
 	heap0, g0 := heapInUse(), runtime.NumGoroutine()
+	profiles := newProfiler(b, n)
+	profiles.goroutines("empty")
 
-	// Register every member and give each the namespace the exports live in.
-	must(b, forEach(names, func(m string) error {
-		if err := members[m].Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
-			return err
-		}
-		return hub.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: m, Namespace: hubNS,
-				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
-				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "env=bench,name=" + m}},
-			Data: map[string][]byte{"value": fleettest.MemberKubeconfig(b, fleet.Member(m))},
-		})
-	}))
-	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d members Ready", n), func() error {
-		list := &fleetv1alpha1.MemberClusterList{}
-		if err := hub.List(ctx, list); err != nil {
-			return err
-		}
-		ready := 0
-		for _, mc := range list.Items {
-			if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
-				ready++
-			}
-		}
-		if ready < n {
-			return fmt.Errorf("%d of %d Ready", ready, n)
-		}
-		return nil
-	})
+	registerMembers(b, hub, fleet, members)
 
 	createExports(b, hub, members, names)
-	floor.WarmClients(b, members, floor.Decode(b, workload))
 
 	var p fleetPoint
 	p.members = n
@@ -218,34 +197,46 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	time.Sleep(envDuration(b, "FLOTILLA_BENCH_SETTLE", 15*time.Second))
 	p.heap = float64(heapInUse()) - float64(heap0)
 	p.goroutines = float64(runtime.NumGoroutine() - g0)
+	profiles.goroutines("steady")
+	profiles.heap("steady")
 	watches1 := openWatches(b, fleet)
 	for _, m := range names {
 		p.watches += float64(watches1[m]-watches0[m]) / float64(n)
 	}
 	window := envDuration(b, "FLOTILLA_BENCH_STEADY", 60*time.Second)
+	stopCPU := profiles.cpu("steady")
 	cpu0 := cpuTime(b)
 	time.Sleep(window)
 	p.cpuPerMin = (cpuTime(b) - cpu0).Seconds() / window.Minutes()
+	stopCPU()
 	b.Logf("%d members: heap +%.1f MiB, goroutines +%.0f, %.1f watches/member, CPU %.3f s/min; create %.1fs (floor %.1fs), change %.1fs (floor %.1fs)",
 		n, p.heap/(1<<20), p.goroutines, p.watches, p.cpuPerMin, p.create, p.floorCreate, p.change, p.floorChange)
 	return p
 }
 
+// hubOptions are what tests change of fleet-controller's defaults.
+type hubOptions struct {
+	// Heartbeat is the MemberCluster status heartbeat and ProbeInterval the members' health
+	// probe interval (default: fleet-controller's).
+	Heartbeat, ProbeInterval time.Duration
+}
+
 // runHub runs the hub controller's three domains in process with fleet-controller's
 // defaults (probe interval, heartbeat, resync, workers) and its hub cache scoping; the
-// log goes to the benchmark's log at info level.
-func runHub(b *testing.B, cfg *rest.Config) (client.Client, func()) {
-	b.Helper()
+// log goes to the test's log at info level.
+func runHub(tb testing.TB, cfg *rest.Config, opts hubOptions) (client.Client, func()) {
+	tb.Helper()
 	scheme := k8sruntime.NewScheme()
-	must(b, clientgoscheme.AddToScheme(scheme))
-	must(b, fleetv1alpha1.AddToScheme(scheme))
-	logger := zap.New(zap.WriteTo(fleettest.LogWriter{TB: b}))
+	must(tb, clientgoscheme.AddToScheme(scheme))
+	must(tb, fleetv1alpha1.AddToScheme(scheme))
+	logger := zap.New(zap.WriteTo(fleettest.LogWriter{TB: tb}))
 	ctrl.SetLogger(logger)
 	clusterOpts := clusters.SetupOptions{
 		HubNamespace: hubNS,
 		Policy:       clusters.CredentialPolicy{AllowLoopback: true}, // local members listen on loopback
-		Connections: clusters.Options{
+		Connections: clusters.Options{ProbeInterval: opts.ProbeInterval,
 			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
+		Heartbeat: opts.Heartbeat,
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Logger: logger, Scheme: scheme,
@@ -257,11 +248,11 @@ func runHub(b *testing.B, cfg *rest.Config) (client.Client, func()) {
 			&corev1.Secret{}:    clusters.SecretCacheOptions(clusterOpts),
 		}},
 	})
-	must(b, err)
+	must(tb, err)
 	conns, err := clusters.Setup(mgr, clusterOpts)
-	must(b, err)
-	must(b, propagation.Setup(mgr, conns, propagation.SetupOptions{HubNamespace: hubNS}))
-	must(b, servicesync.Setup(mgr, conns, servicesync.SetupOptions{}))
+	must(tb, err)
+	must(tb, propagation.Setup(mgr, conns, propagation.SetupOptions{HubNamespace: hubNS}))
+	must(tb, servicesync.Setup(mgr, conns, servicesync.SetupOptions{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -270,17 +261,52 @@ func runHub(b *testing.B, cfg *rest.Config) (client.Client, func()) {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				b.Errorf("manager: %v", err)
+				tb.Errorf("manager: %v", err)
 			}
 		})
 	}
 	return mgr.GetClient(), stop
 }
 
+// registerMembers gives every member the namespace the exports live in, registers it
+// with a labelled kubeconfig Secret and waits until every MemberCluster is Ready.
+func registerMembers(tb testing.TB, hub client.Client, fleet *localfleet.Fleet, members map[string]client.Client) {
+	tb.Helper()
+	ctx := context.Background()
+	must(tb, forEach(keys(members), func(m string) error {
+		if err := members[m].Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+			return err
+		}
+		return hub.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: m, Namespace: hubNS,
+				Labels:      map[string]string{fleetv1alpha1.LabelKubeconfig: "true"},
+				Annotations: map[string]string{fleetv1alpha1.AnnotationClusterLabels: "env=bench,name=" + m}},
+			Data: map[string][]byte{"value": fleettest.MemberKubeconfig(tb, fleet.Member(m))},
+		})
+	}))
+	n := len(members)
+	fleettest.EventuallyEvery(tb, time.Second, 15*time.Minute, fmt.Sprintf("%d members Ready", n), func() error {
+		list := &fleetv1alpha1.MemberClusterList{}
+		if err := hub.List(ctx, list); err != nil {
+			return err
+		}
+		ready := 0
+		for _, mc := range list.Items {
+			if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+				ready++
+			}
+		}
+		if ready < n {
+			return fmt.Errorf("%d of %d Ready", ready, n)
+		}
+		return nil
+	})
+}
+
 // createExports exports Services svc-00..09 in shop, from members 1..10 in turn, each with a
 // slice of 3 endpoints, and waits until each is mirrored into every other member.
-func createExports(b *testing.B, hub client.Client, members map[string]client.Client, names []string) {
-	b.Helper()
+func createExports(tb testing.TB, hub client.Client, members map[string]client.Client, names []string) {
+	tb.Helper()
 	ctx := context.Background()
 	for j := 0; j < exports; j++ {
 		src := members[names[j%len(names)]]
@@ -295,15 +321,15 @@ func createExports(b *testing.B, hub client.Client, members map[string]client.Cl
 			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.64.%d.%d", j, 10+k)},
 				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 		}
-		must(b, src.Create(ctx, slice))
-		must(b, src.Create(ctx, &corev1.Service{
+		must(tb, src.Create(ctx, slice))
+		must(tb, src.Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Annotations: map[string]string{
 				fleetv1alpha1.AnnotationExport: "true", fleetv1alpha1.AnnotationAddressMode: "PodIP"}},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}},
 		}))
 	}
 	want := len(names) - 1
-	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d exports mirrored into %d members", exports, want), func() error {
+	fleettest.EventuallyEvery(tb, time.Second, 15*time.Minute, fmt.Sprintf("%d exports mirrored into %d members", exports, want), func() error {
 		list := &fleetv1alpha1.ExportedServiceList{}
 		if err := hub.List(ctx, list); err != nil {
 			return err
@@ -323,10 +349,10 @@ func createExports(b *testing.B, hub client.Client, members map[string]client.Cl
 
 // waitApplied waits until every binding of the Baseline "scale" holds its current revision,
 // applied and healthy, and that revision is not notRevision.
-func waitApplied(b *testing.B, hub client.Client, n int, notRevision string) {
-	b.Helper()
+func waitApplied(tb testing.TB, hub client.Client, n int, notRevision string) {
+	tb.Helper()
 	ctx := context.Background()
-	fleettest.EventuallyEvery(b, time.Second, 15*time.Minute, fmt.Sprintf("%d bindings applied", n), func() error {
+	fleettest.EventuallyEvery(tb, time.Second, 15*time.Minute, fmt.Sprintf("%d bindings applied", n), func() error {
 		bl := &fleetv1alpha1.Baseline{}
 		if err := hub.Get(ctx, types.NamespacedName{Name: "scale"}, bl); err != nil {
 			return err
@@ -353,12 +379,12 @@ func waitApplied(b *testing.B, hub client.Client, n int, notRevision string) {
 }
 
 // fastClient is a member client with a raised rate limit, for the floor and the probes.
-func fastClient(b *testing.B, cfg *rest.Config) client.Client {
-	b.Helper()
+func fastClient(tb testing.TB, cfg *rest.Config) client.Client {
+	tb.Helper()
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 500, 1000
 	c, err := client.New(cfg, client.Options{})
-	must(b, err)
+	must(tb, err)
 	return c
 }
 
@@ -506,4 +532,14 @@ func forEach(names []string, do func(string) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// keys are the names of members.
+func keys(members map[string]client.Client) []string {
+	out := make([]string, 0, len(members))
+	for k := range members {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
