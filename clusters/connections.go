@@ -81,6 +81,10 @@ type Options struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one probe, so a hanging member costs at most this much.
 	ProbeTimeout time.Duration
+	// NodeCountInterval is how often a connected member's Nodes are counted (status.nodeCount);
+	// the probes in between ask for the version only. Default one minute, and never more
+	// often than ProbeInterval.
+	NodeCountInterval time.Duration
 	// FailureThreshold consecutive failed probes disconnect a member.
 	FailureThreshold int
 	// MaxBackoff caps the interval between probes of a member that has never answered
@@ -107,6 +111,9 @@ func (o *Options) defaults() {
 	}
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = 5 * time.Second
+	}
+	if o.NodeCountInterval <= 0 {
+		o.NodeCountInterval = time.Minute
 	}
 	if o.FailureThreshold <= 0 {
 		o.FailureThreshold = 3

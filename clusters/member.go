@@ -89,6 +89,8 @@ type member struct {
 	// everConnected: a member that answered before is probed every ProbeInterval while it
 	// is away (no backoff), so that it is back within one interval of answering again.
 	everConnected bool
+	// nodesCounted is when the prober last counted the member's Nodes (prober goroutine only).
+	nodesCounted time.Time
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -275,7 +277,10 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 	return min(backoff, opts.MaxBackoff)
 }
 
-// probe asks the member for its version and counts its nodes, bounded by ProbeTimeout.
+// probe asks the member for its version, bounded by ProbeTimeout, and counts its nodes when
+// the last count is older than NodeCountInterval (or the member is not connected): the
+// version answers whether the member is healthy, and a list of every Node (in pages, for a
+// big member) every probe would cost the hub and the member far more than the count is worth.
 func (m *member) probe(ctx context.Context) (string, int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.opts.ProbeTimeout)
 	defer cancel()
@@ -283,20 +288,34 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	// Metadata only, in pages: the count is what matters, not the Node objects.
+	h := m.health()
+	if h.Connected && time.Since(m.nodesCounted) < m.cfg.opts.NodeCountInterval {
+		return v, h.Nodes, nil
+	}
+	nodes, err := m.countNodes(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	m.nodesCounted = time.Now()
+	return v, nodes, nil
+}
+
+// countNodes lists the member's Nodes, metadata only and in pages: the count is what
+// matters, not the Node objects.
+func (m *member) countNodes(ctx context.Context) (int32, error) {
 	var nodes int32
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
 	for cont := ""; ; {
 		if err := m.client.List(ctx, list, client.Limit(500), client.Continue(cont)); err != nil {
-			return "", 0, err
+			return 0, err
 		}
 		nodes += int32(len(list.Items))
 		if cont = list.Continue; cont == "" {
 			break
 		}
 	}
-	return v, nodes, nil
+	return nodes, nil
 }
 
 // startCache builds the member's scoped cache, starts an informer for each registered

@@ -48,6 +48,14 @@ type MemberClusterReconciler struct {
 	// reconcileDelete); Recorder reports how leaving went.
 	CleanupTimeout time.Duration
 	Recorder       recorder.EventRecorder
+
+	memo credentialMemo
+}
+
+// disconnect closes the member's connection and forgets its credentials.
+func (r *MemberClusterReconciler) disconnect(cluster string) {
+	r.memo.forget(cluster)
+	r.Connections.Remove(cluster)
 }
 
 // Reconcile reads the MemberCluster, loads and checks its credentials, makes sure the
@@ -58,7 +66,7 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	mc := &fleetv1alpha1.MemberCluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Connections.Remove(req.Name)
+			r.disconnect(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -89,7 +97,7 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	if credErr != nil {
 		if !awaitsUnregistration(mc, credErr) {
-			r.Connections.Remove(mc.Name)
+			r.disconnect(mc.Name)
 		}
 		setCredentialsInvalid(mc, credErr)
 		return ctrl.Result{}, status.Stalled(credErr.Reason, errors.New(credErr.Detail))
@@ -152,8 +160,14 @@ func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleet
 	if key == "" {
 		key = fleetv1alpha1.DefaultKubeconfigKey
 	}
+	secretKey := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+	memoKey := secretKey.String() + "/" + key
+	// Unchanged since the credentials were loaded (the heartbeat's reconcile): nothing to read.
+	if creds := r.memo.get(mc.Name, memoKey, cachedSecretVersion(ctx, r.Client, secretKey)); creds != nil {
+		return creds, nil, nil
+	}
 	secret := &corev1.Secret{}
-	if err := r.SecretReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, secret); err != nil {
+	if err := r.SecretReader.Get(ctx, secretKey, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &CredentialError{Reason: fleetv1alpha1.ReasonSecretNotFound,
 				Detail: fmt.Sprintf("kubeconfig Secret %s/%s not found", ref.Namespace, ref.Name)}, nil
@@ -183,6 +197,7 @@ func (r *MemberClusterReconciler) loadCredentials(ctx context.Context, mc *fleet
 		return nil, &CredentialError{Reason: ce.Reason,
 			Detail: fmt.Sprintf("kubeconfig in Secret %s/%s key %q: %s", ref.Namespace, ref.Name, key, ce.Error())}, nil
 	}
+	r.memo.put(mc.Name, memoKey, secret.ResourceVersion, creds)
 	return creds, nil, nil
 }
 

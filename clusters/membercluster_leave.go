@@ -96,7 +96,7 @@ func (r *MemberClusterReconciler) findLeftovers(ctx context.Context, cluster str
 // is reported in a condition and a warning event.
 func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleetv1alpha1.MemberCluster) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(mc, fleetv1alpha1.FinalizerMemberCleanup) {
-		r.Connections.Remove(mc.Name)
+		r.disconnect(mc.Name)
 		return ctrl.Result{}, nil
 	}
 	left, err := r.findLeftovers(ctx, mc.Name)
@@ -138,7 +138,7 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 		log.FromContext(ctx).Info("member left with clean-up incomplete", "cluster", mc.Name, "left", left.String())
 	}
 	// The connection goes only now: the clean-up above used it.
-	r.Connections.Remove(mc.Name)
+	r.disconnect(mc.Name)
 	base := mc.DeepCopy()
 	controllerutil.RemoveFinalizer(mc, fleetv1alpha1.FinalizerMemberCleanup)
 	if err := r.Client.Patch(ctx, mc, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {

@@ -58,6 +58,7 @@ type options struct {
 	policy           clusters.CredentialPolicy
 	probeInterval    time.Duration
 	probeTimeout     time.Duration
+	nodeCount        time.Duration
 	failureThreshold int
 	maxBackoff       time.Duration
 	requestTimeout   time.Duration
@@ -114,6 +115,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 			"empty copies none. fleet.flotilla.dev/ keys are never copied.")
 	fs.DurationVar(&o.probeInterval, "probe-interval", 10*time.Second, "Interval between health probes of a connected member.")
 	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Time limit of one member health probe.")
+	fs.DurationVar(&o.nodeCount, "member-node-count-interval", time.Minute,
+		"How often a connected member's Nodes are counted for status.nodeCount; the probes in between ask for the version only.")
 	fs.IntVar(&o.failureThreshold, "probe-failure-threshold", 3, "Consecutive failed probes after which a member is disconnected.")
 	fs.DurationVar(&o.maxBackoff, "reconnect-max-backoff", 2*time.Minute,
 		"Longest wait between probes of a member that never answered since it was registered (one that was connected is probed every --probe-interval).")
@@ -255,12 +258,13 @@ func run(args []string) error {
 		ClusterAPINamespaces: splitList(opts.capiNamespaces),
 		ClusterAPILabelKeys:  splitList(opts.capiLabelKeys),
 		Connections: clusters.Options{
-			ProbeInterval:    opts.probeInterval,
-			ProbeTimeout:     opts.probeTimeout,
-			FailureThreshold: opts.failureThreshold,
-			MaxBackoff:       opts.maxBackoff,
-			RequestTimeout:   opts.requestTimeout,
-			CacheSyncTimeout: opts.cacheSyncTimeout,
+			ProbeInterval:     opts.probeInterval,
+			ProbeTimeout:      opts.probeTimeout,
+			NodeCountInterval: opts.nodeCount,
+			FailureThreshold:  opts.failureThreshold,
+			MaxBackoff:        opts.maxBackoff,
+			RequestTimeout:    opts.requestTimeout,
+			CacheSyncTimeout:  opts.cacheSyncTimeout,
 			// Member caches hold only what Flotilla wrote, whatever kinds Baselines apply.
 			DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue}),
 		},

@@ -115,7 +115,9 @@ func byCreator(dump []byte) string {
 		rows = append(rows, row{k, v})
 		total += v
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].n > rows[j].n || rows[i].n == rows[j].n && rows[i].key < rows[j].key })
+	sort.Slice(rows, func(i, j int) bool {
+		return rows[i].n > rows[j].n || rows[i].n == rows[j].n && rows[i].key < rows[j].key
+	})
 	var out strings.Builder
 	fmt.Fprintf(&out, "%d goroutines\n", total)
 	for _, r := range rows {
