@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -65,10 +66,19 @@ func TestSecretReadFailureKeepsTheConnection(t *testing.T) {
 	must(t, admin.Create(ctx, memberCluster("steady", "steady-kubeconfig")))
 	r.waitCondition(t, "steady", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "", 30*time.Second)
 
-	// Revoke, and wait until the MemberCluster controller has failed to read the Secret a
-	// few times (it re-reads at every heartbeat, 1s here).
+	// Revoke, change the Secret's metadata (the controller reads a Secret again only when
+	// its version changed), and wait until the MemberCluster controller has failed to read
+	// it a few times.
 	errorsBefore := reconcileErrors(t, "membercluster")
 	must(t, admin.Delete(ctx, grant()))
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := &corev1.Secret{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: hubNS, Name: "steady-kubeconfig"}, s); err != nil {
+			return err
+		}
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, "example.com/touched", "yes")
+		return admin.Update(ctx, s)
+	}))
 	eventually(t, 30*time.Second, "the MemberCluster controller to fail reading the Secret 3 times", func() error {
 		if err := stillConnected(r, "steady"); err != nil {
 			t.Fatal(err)

@@ -308,6 +308,12 @@ func registerMembers(tb testing.TB, hub client.Client, fleet *localfleet.Fleet, 
 func createExports(tb testing.TB, hub client.Client, members map[string]client.Client, names []string) {
 	tb.Helper()
 	ctx := context.Background()
+	// Pod IPs are mirrored only from inside the source's pod CIDRs: each source member gets
+	// a Node holding 10.64.0.0/16 (members without kube-controller-manager have none).
+	for _, m := range names[:min(len(names), exports)] {
+		must(tb, members[m].Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"},
+			Spec: corev1.NodeSpec{PodCIDR: "10.64.0.0/16", PodCIDRs: []string{"10.64.0.0/16"}}}))
+	}
 	for j := 0; j < exports; j++ {
 		src := members[names[j%len(names)]]
 		name := fmt.Sprintf("svc-%02d", j)
