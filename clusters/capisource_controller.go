@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -271,7 +272,7 @@ func (r *ClusterAPISourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				// The MemberCluster carries the Cluster's name; the Secret's namespace is the Cluster's.
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{
 					Namespace: mc.Spec.KubeconfigSecretRef.Namespace, Name: mc.Name}}}
-			})).
+			}), builder.WithPredicates(registrationChanged())).
 		Complete(r)
 }
 

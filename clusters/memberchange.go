@@ -66,3 +66,11 @@ func conditionChanged(old, mc *fleetv1alpha1.MemberCluster, typ string) bool {
 		return a.Status != b.Status || a.Reason != b.Reason
 	}
 }
+
+// registrationChanged passes creations, deletions and the updates of a MemberCluster that a
+// registration source reads: its spec, labels, annotations and deletion. A source applies
+// the MemberCluster it made; without this, every heartbeat would be an apply.
+func registrationChanged() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		predicate.LabelChangedPredicate{}, MemberSelectionChanged())
+}

@@ -115,7 +115,8 @@ func (r *SecretSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("secretsource").
 		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
 		WatchesMetadata(&corev1.Secret{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(inHubNamespace)).
-		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(secretOfRegistration(fleetv1alpha1.RegistrationSecret))).
+		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(secretOfRegistration(fleetv1alpha1.RegistrationSecret)),
+			builder.WithPredicates(registrationChanged())).
 		Complete(r)
 }
 

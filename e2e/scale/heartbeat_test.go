@@ -17,11 +17,11 @@ import (
 )
 
 // fanOutControllers are the controllers a member's status heartbeat must not wake.
-var fanOutControllers = []string{"baseline", "baselinebinding", "exportedservice"}
+var fanOutControllers = []string{"baseline", "baselinebinding", "exportedservice", "secretsource", "tokenrenewal"}
 
 // TestHeartbeatEnqueuesNothing: with a Baseline applied to two real members and Services
 // exported from each into the other, MemberCluster status heartbeats (here once a second
-// per member) are followed by no Baseline, binding or export reconcile. Reconciles are
+// per member) are followed by no Baseline, binding, export, registration or token reconcile. Reconciles are
 // counted by controller-runtime's reconcile counter, and heartbeats by watching
 // status.lastProbeTime move on the hub.
 func TestHeartbeatEnqueuesNothing(t *testing.T) {
