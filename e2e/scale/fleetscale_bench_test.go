@@ -146,6 +146,9 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	hub, stop := runHub(b, fleet.Hub.Config, hubOptions{})
 	defer stop()
 	must(b, client.IgnoreAlreadyExists(hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
+	// The hub's own informers and workers start in the background: wait until their
+	// goroutines are there, so that they are not counted as the members'.
+	settleGoroutines()
 	heap0, g0 := heapInUse(), runtime.NumGoroutine()
 	profiles := newProfiler(b, n)
 	profiles.goroutines("empty")
@@ -441,6 +444,20 @@ func cpuTime(b *testing.B) time.Duration {
 	var ru syscall.Rusage
 	must(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// settleGoroutines waits (at most 30s) until the number of goroutines has not changed for
+// two seconds.
+func settleGoroutines() {
+	last, same := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(30 * time.Second); same < 4 && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		if g := runtime.NumGoroutine(); g == last {
+			same++
+		} else {
+			last, same = g, 0
+		}
+	}
 }
 
 func heapInUse() uint64 {
