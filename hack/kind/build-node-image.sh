@@ -134,7 +134,7 @@ inputs_hash() {
       "$K8S_BIN/etcd" $(for b in $K8S_BINARIES; do echo "$K8S_BIN/$b"; done); do
       stat -c '%n %s %Y' "$f"
     done
-  } | sha256sum | cut -c1-16
+  } | sed "s|$ROOT/||" | sha256sum | cut -c1-16 # the same in any checkout of the same files
 }
 
 # ---- 4 node filesystem
