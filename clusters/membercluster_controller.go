@@ -67,6 +67,7 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.disconnect(req.Name)
+			forgetMember(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -77,8 +78,11 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.ensureFinalizer(ctx, mc); err != nil {
 		return ctrl.Result{}, err
 	}
-	p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock())
-	defer func() { err = p.Patch(ctx, mc, err) }()
+	p := status.NewPatcher(r.Client, mc, status.WithOptimisticLock(), status.WithEvents(r.Recorder, nil, memberEvent))
+	defer func() {
+		err = p.Patch(ctx, mc, err)
+		observeMember(mc)
+	}()
 	lastProbe := mc.Status.LastProbeTime
 
 	creds, credErr, readErr := r.loadCredentials(ctx, mc)
@@ -114,6 +118,25 @@ func (r *MemberClusterReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		next = min(next, time.Until(claims.Expiry)+time.Second)
 	}
 	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// memberEvent names the changes of a MemberCluster's status worth an event
+// (status.WithEvents), each sent once, when it happens: connected, disconnected (with the
+// probe's classified reason: Unauthorized is the member refusing the credentials), and
+// credentials the hub's policy refuses or that expired. A refusal by policy also sets
+// Connected=False with the same reason: one event says it.
+func memberEvent(obj status.Object, c metav1.Condition) (string, string, string) {
+	mc := obj.(*fleetv1alpha1.MemberCluster)
+	switch {
+	case c.Type == fleetv1alpha1.ConditionConnected && c.Status == metav1.ConditionTrue:
+		return corev1.EventTypeNormal, "Connect", ""
+	case c.Type == fleetv1alpha1.ConditionConnected && c.Status == metav1.ConditionFalse &&
+		!meta.IsStatusConditionFalse(mc.Status.Conditions, fleetv1alpha1.ConditionCredentialsValid):
+		return corev1.EventTypeWarning, "Connect", ""
+	case c.Type == fleetv1alpha1.ConditionCredentialsValid && c.Status == metav1.ConditionFalse:
+		return corev1.EventTypeWarning, "CheckCredentials", ""
+	}
+	return "", "", ""
 }
 
 // tokenExpired reports a member token past its exp claim: the hub renews tokens before they

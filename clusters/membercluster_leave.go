@@ -144,6 +144,7 @@ func (r *MemberClusterReconciler) reconcileDelete(ctx context.Context, mc *fleet
 	if err := r.Client.Patch(ctx, mc, client.MergeFrom(base)); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer of cluster %q: %w", mc.Name, err)
 	}
+	forgetMember(mc.Name)
 	return ctrl.Result{}, nil
 }
 

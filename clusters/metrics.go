@@ -4,7 +4,10 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
 // connectionMetrics are the connection manager's Prometheus metrics, served on the
@@ -66,3 +69,25 @@ func (m *connectionMetrics) recount() {
 		m.members.WithLabelValues(s).Set(n)
 	}
 }
+
+// memberReady is the per-member readiness gauge, set from each MemberCluster's Ready
+// condition once its status is written, and deleted when the MemberCluster is gone: a
+// platform team alerts on members that are not ready, and a member that left is not one.
+var memberReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "flotilla_member_ready",
+	Help: "1 while the MemberCluster's Ready condition is True, else 0 (not connected, credentials refused, connecting).",
+}, []string{"cluster"})
+
+func init() { metrics.Registry.MustRegister(memberReady) }
+
+// observeMember sets the readiness gauge of mc from the status just computed for it.
+func observeMember(mc *fleetv1alpha1.MemberCluster) {
+	v := 0.0
+	if meta.IsStatusConditionTrue(mc.Status.Conditions, fleetv1alpha1.ConditionReady) {
+		v = 1
+	}
+	memberReady.WithLabelValues(mc.Name).Set(v)
+}
+
+// forgetMember deletes the readiness series of a member that is gone.
+func forgetMember(cluster string) { memberReady.DeleteLabelValues(cluster) }

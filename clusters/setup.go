@@ -73,7 +73,7 @@ func Setup(mgr ctrl.Manager, opts SetupOptions) (*Connections, error) {
 		Lifetime:       opts.MemberTokenLifetime,
 		RenewFraction:  opts.MemberTokenRenewFraction,
 		RequestTimeout: opts.Connections.RequestTimeout,
-		Recorder:       mgr.GetEventRecorder("flotilla-token-renewal"),
+		Recorder:       status.Events(mgr.GetEventRecorder("flotilla-token-renewal")),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up member token renewal: %w", err)
 	}

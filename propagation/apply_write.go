@@ -175,16 +175,10 @@ func (a *applier) applyStages(ctx context.Context, mgr *ssa.ResourceManager, p *
 				return err
 			}
 			for i, r := range results {
-				switch r.action {
-				case ssa.CreatedAction:
+				if r.action == ssa.CreatedAction || r.action == ssa.ConfiguredAction {
 					out.Written++
-				case ssa.ConfiguredAction:
-					out.Written++
-					switch {
-					case len(r.taken) > 0:
-						out.Drifted = append(out.Drifted, foreignRemoved(render.ObjectRef(kind[i].Doc.Object), r.taken))
-					case r.drifted:
-						out.Drifted = append(out.Drifted, render.ObjectRef(kind[i].Doc.Object)+" corrected")
+					if note := driftNote(kind[i].Doc, r.drift, r.taken); note != "" {
+						out.Drifted = append(out.Drifted, note)
 					}
 				}
 				if stage.Wait && !r.ready {
@@ -219,9 +213,9 @@ func byKind(objs []plan.Object) [][]plan.Object {
 // objectWrite is what writing one object did.
 type objectWrite struct {
 	action ssa.Action
-	// drifted: the member's copy differed from the Baseline while the Baseline had not
-	// changed since the last apply: someone else changed it, and the apply corrected it.
-	drifted bool
+	// drift is what the write did about drift (driftOf): a deleted object restored, a
+	// changed one changed back, others' content removed — or nothing.
+	drift correction
 	// taken: content other managers had set, which the apply took over and removed
 	// (takeover.go).
 	taken []plan.Foreign
@@ -256,7 +250,8 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 				return objectWrite{}, err
 			}
 			a.setApplied(entry, recordOf(obj, hash))
-			return objectWrite{action: ssa.ConfiguredAction, taken: taken, ready: isCurrent(obj)}, nil
+			return objectWrite{action: ssa.ConfiguredAction, taken: taken, ready: isCurrent(obj),
+				drift: driftOf(writeFacts{action: ssa.ConfiguredAction, inInventory: inInventory(rec, ok), taken: taken})}, nil
 		}
 	}
 	switch how := howToWrite(o, liveRV, rec, ok, hash); how {
@@ -277,17 +272,21 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 			}
 		}
 		a.setApplied(entry, recordOf(obj, hash))
-		return objectWrite{action: action, ready: isCurrent(obj)}, nil
+		// An update is never drift: writeUpdate means the Baseline changed and the member's
+		// copy did not. A create is, of an object the inventory held.
+		return objectWrite{action: action, ready: isCurrent(obj),
+			drift: driftOf(writeFacts{action: action, inInventory: inInventory(rec, ok)})}, nil
 	default:
-		return a.checkAndApply(ctx, mgr, o, obj, hash, ok && rec.Hash == hash)
+		return a.checkAndApply(ctx, mgr, o, obj, hash, writeFacts{inInventory: inInventory(rec, ok), sameDesired: ok && rec.Hash == hash})
 	}
 }
 
 // checkAndApply is writeCheck: a server-side dry run shows whether the member's copy
-// differs from obj; only then is it applied. sameDesired says the desired object is the one
-// last applied, so that a difference is drift (someone else's change) and not the Baseline's.
+// differs from obj; only then is it applied. facts say whether the inventory held the
+// object and whether the desired object is the one last applied, so that a difference is
+// drift (someone else's change) and not the Baseline's (driftOf).
 func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o plan.Object, obj *unstructured.Unstructured,
-	hash string, sameDesired bool) (objectWrite, error) {
+	hash string, facts writeFacts) (objectWrite, error) {
 	entry := render.EntryKey(o.Doc.InventoryEntry())
 	change, _, _, err := mgr.Diff(ctx, obj.DeepCopy(), ssa.DefaultDiffOptions())
 	if err != nil {
@@ -306,7 +305,8 @@ func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o
 		return objectWrite{}, err
 	}
 	a.setApplied(entry, recordOf(obj, hash))
-	return objectWrite{action: change.Action, drifted: change.Action == ssa.ConfiguredAction && sameDesired, ready: isCurrent(obj)}, nil
+	facts.action = change.Action
+	return objectWrite{action: change.Action, drift: driftOf(facts), ready: isCurrent(obj)}, nil
 }
 
 // serverSideApply applies obj as field manager "flotilla", taking over fields other managers

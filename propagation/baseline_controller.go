@@ -42,6 +42,9 @@ type BaselineReconciler struct {
 func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	b := &fleetv1alpha1.Baseline{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetBaseline(req.Name) // gone without our finalizer's clean-up
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !b.DeletionTimestamp.IsZero() {
@@ -53,8 +56,11 @@ func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 			return ctrl.Result{}, err
 		}
 	}
-	p := status.NewPatcher(r.Client, b)
-	defer func() { err = p.Patch(ctx, b, err) }()
+	p := status.NewPatcher(r.Client, b, status.WithEvents(r.Recorder, nil, baselineEvent))
+	defer func() {
+		err = p.Patch(ctx, b, err)
+		observeBaseline(b)
+	}()
 
 	out, err := r.Sources.render(ctx, b)
 	if err != nil {
@@ -71,6 +77,22 @@ func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	return ctrl.Result{}, status.Aggregate(multierror.Append(bindErr, releaseErr))
 }
 
+// baselineEvent names the changes of a Baseline's status worth an event (status.WithEvents),
+// each sent once, when it happens: a Baseline that stalls (sources that do not render, a
+// rollout stopped at maxFailures) and a revision that reached every selected member.
+func baselineEvent(_ status.Object, c metav1.Condition) (string, string, string) {
+	switch {
+	case c.Type == fleetv1alpha1.ConditionStalled && c.Status == metav1.ConditionTrue:
+		if c.Reason == fleetv1alpha1.ReasonTooManyFailures {
+			return corev1.EventTypeWarning, "Rollout", ""
+		}
+		return corev1.EventTypeWarning, "Render", ""
+	case c.Type == fleetv1alpha1.ConditionProgressing && c.Reason == fleetv1alpha1.ReasonRolloutComplete:
+		return corev1.EventTypeNormal, "Rollout", ""
+	}
+	return "", "", ""
+}
+
 // sourceFailed turns a Baseline whose sources do not render into a Stalled one with the
 // reason and an actionable message; nothing of that revision reaches any member (bindings
 // keep the revision they have). Any other error is transient.
@@ -80,7 +102,6 @@ func (r *BaselineReconciler) sourceFailed(b *fleetv1alpha1.Baseline, err error) 
 		return fmt.Errorf("read the sources of Baseline %q: %w", b.Name, err)
 	}
 	msg := srcErr.msg + "; " + sourceHint(srcErr.reason)
-	r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, srcErr.reason, "Render", "%s", msg)
 	status.Set(b, fleetv1alpha1.ConditionProgressing, metav1.ConditionFalse, srcErr.reason,
 		"stalled: no member gets a revision the hub refused; members keep the one they have")
 	return status.Stalled(srcErr.reason, errors.New(msg))
@@ -236,7 +257,10 @@ func (r *BaselineReconciler) reconcileDelete(ctx context.Context, b *fleetv1alph
 	}
 	r.Sources.forget(b)
 	if controllerutil.RemoveFinalizer(b, fleetv1alpha1.FinalizerBaselineCleanup) {
-		return ctrl.Result{}, r.Client.Update(ctx, b)
+		if err := r.Client.Update(ctx, b); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
+	forgetBaseline(b.Name)
 	return ctrl.Result{}, nil
 }

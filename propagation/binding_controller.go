@@ -110,7 +110,7 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 			return ctrl.Result{}, err
 		}
 	}
-	p := status.NewPatcher(r.Client, bb)
+	p := status.NewPatcher(r.Client, bb, status.WithEvents(r.Recorder, b, bindingEvent))
 	defer func() { err = p.Patch(ctx, bb, err) }()
 	// Member calls carry memberCtx; the deferred status write does not, so that a member
 	// that ran out of time still gets its failure reported.
@@ -190,29 +190,29 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if err == nil && len(res.UnknownKinds) == 0 {
 		r.records.set(bb.UID, res.Owned)
 	}
-	applyLatency.WithLabelValues(cluster).Observe(time.Since(start).Seconds())
+	applyLatency.WithLabelValues(b.Name, cluster).Observe(time.Since(start).Seconds())
 	var tooLarge *tooLargeError
 	if errors.As(err, &tooLarge) {
 		return r.failed(bb, b, fleetv1alpha1.ReasonBaselineTooLarge, tooLarge.err)
 	}
 	if err != nil {
-		applies.WithLabelValues(cluster, "failed").Inc()
+		applies.WithLabelValues(b.Name, cluster, "failed").Inc()
 		return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("apply to cluster %q: %w", cluster, err))
 	}
 	if len(res.UnknownKinds) > 0 {
-		applies.WithLabelValues(cluster, "failed").Inc()
+		applies.WithLabelValues(b.Name, cluster, "failed").Inc()
 		return r.failed(bb, b, fleetv1alpha1.ReasonUnknownKind,
 			fmt.Errorf("cluster %q does not serve the kind of %s; nothing was applied", cluster, status.List(res.UnknownKinds, listed, "; ")))
 	}
-	applies.WithLabelValues(cluster, "succeeded").Inc()
-	objectsWritten.WithLabelValues(cluster).Add(float64(res.Written))
+	applies.WithLabelValues(b.Name, cluster, "succeeded").Inc()
+	objectsWritten.WithLabelValues(b.Name, cluster).Add(float64(res.Written))
 
 	pruned := 0
 	if pruning(b) {
 		if pruned, err = a.prune(ctx, res.Prune); err != nil {
 			return r.failed(bb, b, fleetv1alpha1.ReasonApplyFailed, fmt.Errorf("prune in cluster %q: %w", cluster, err))
 		}
-		prunes.WithLabelValues(cluster).Add(float64(pruned))
+		prunes.WithLabelValues(b.Name, cluster).Add(float64(pruned))
 	} else {
 		// Without pruning, objects that left the Baseline and are still its own in the
 		// member stay listed; those gone or taken over by someone else are not ours.
@@ -254,7 +254,6 @@ func (r *BindingReconciler) desiredObjects(ctx context.Context, b *fleetv1alpha1
 // rollout counts it. It is retried on a slow period, not in a hot loop.
 func (r *BindingReconciler) failed(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, reason string, err error) (ctrl.Result, error) {
 	status.Set(bb, fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, reason, err.Error())
-	r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, reason, "Apply", "%s", err.Error())
 	return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 }
 
@@ -284,21 +283,51 @@ func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 	case b.Spec.Policy == fleetv1alpha1.PolicyInform && len(res.Drifted) > 0:
 		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionTrue, fleetv1alpha1.ReasonDriftDetected, status.List(res.Drifted, listed, "; "))
 	case len(res.Drifted) > 0:
-		driftCorrections.WithLabelValues(cluster).Add(float64(len(res.Drifted)))
-		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, "corrected: "+status.List(res.Drifted, listed, "; "))
+		// Each correction is news, even when the condition's status does not move: someone
+		// deleted or changed what the Baseline enforces.
+		driftCorrections.WithLabelValues(b.Name, cluster).Add(float64(len(res.Drifted)))
+		msg := "corrected: " + status.List(res.Drifted, listed, "; ")
+		status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonDriftCorrected, msg)
+		r.Recorder.Eventf(b, bb, corev1.EventTypeNormal, fleetv1alpha1.ReasonDriftCorrected, "CorrectDrift", "cluster %q: %s", cluster, msg)
 	default:
 		if c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionDrifted); c == nil || c.Status != metav1.ConditionFalse {
 			status.Set(bb, fleetv1alpha1.ConditionDrifted, metav1.ConditionFalse, fleetv1alpha1.ReasonInSync, "the member matches the Baseline")
 		}
 	}
 
+	bindingDrifted.WithLabelValues(b.Name, cluster).Set(conditionGauge(bb.Status.Conditions, fleetv1alpha1.ConditionDrifted))
+
 	if len(res.Conflicts) > 0 {
 		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther,
 			"left untouched: "+status.List(res.Conflicts, listed, "; "))
-		r.Recorder.Eventf(b, bb, corev1.EventTypeWarning, fleetv1alpha1.ReasonOwnedByOther, "Apply", "cluster %q: %s", cluster, status.List(res.Conflicts, listed, "; "))
 	} else {
 		status.Set(bb, fleetv1alpha1.ConditionConflict, metav1.ConditionFalse, fleetv1alpha1.ReasonNoConflict, "no object is owned by someone else")
 	}
+}
+
+// bindingEvent names the changes of a binding's status worth an event (status.WithEvents),
+// each sent once, when it happens: an apply that starts failing, objects found owned by
+// someone else, drift that policy Inform reports. Drift corrections are sent by report, one
+// event per apply that made them. The notes name the member: the events regard the Baseline.
+func bindingEvent(obj status.Object, c metav1.Condition) (string, string, string) {
+	bb := obj.(*fleetv1alpha1.BaselineBinding)
+	note := fmt.Sprintf("cluster %q: %s", bb.Spec.ClusterName, c.Message)
+	switch {
+	case c.Type == fleetv1alpha1.ConditionApplied && c.Status == metav1.ConditionFalse && applyFailures[c.Reason]:
+		return corev1.EventTypeWarning, "Apply", note
+	case c.Type == fleetv1alpha1.ConditionConflict && c.Status == metav1.ConditionTrue,
+		c.Type == fleetv1alpha1.ConditionDrifted && c.Status == metav1.ConditionTrue:
+		return corev1.EventTypeWarning, "Apply", note
+	}
+	return "", "", ""
+}
+
+// applyFailures are the reasons of Applied=False that need someone to act (failed); the
+// others (waiting for the rollout, a member not connected) are states the Baseline's status
+// and the member's own events already tell.
+var applyFailures = map[string]bool{
+	fleetv1alpha1.ReasonApplyFailed: true, fleetv1alpha1.ReasonUnknownKind: true,
+	fleetv1alpha1.ReasonBaselineTooLarge: true, fleetv1alpha1.ReasonInvalidSource: true,
 }
 
 // reconcileDelete removes (deletionPolicy Delete) or releases (Orphan) what the binding
@@ -343,7 +372,7 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 			return ctrl.Result{}, err
 		}
 		if !orphan {
-			prunes.WithLabelValues(cluster).Add(float64(len(bb.Status.Inventory)))
+			prunes.WithLabelValues(bb.Spec.BaselineName, cluster).Add(float64(len(bb.Status.Inventory)))
 		}
 	default:
 		log.FromContext(ctx).Info("member is not connected; clean-up waits", "cluster", cluster, "reason", err.Error())
@@ -351,7 +380,11 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 	}
 	r.records.forget(bb.UID)
 	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)
-	return ctrl.Result{}, r.Client.Update(ctx, bb)
+	if err := r.Client.Update(ctx, bb); err != nil {
+		return ctrl.Result{}, err
+	}
+	forgetBinding(bb.Spec.BaselineName, cluster)
+	return ctrl.Result{}, nil
 }
 
 // pruning tells whether b deletes what left it: only Enforce with spec.prune on.

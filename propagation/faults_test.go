@@ -150,7 +150,7 @@ func TestPausedMemberGetsNoWritesThenCatchesUp(t *testing.T) {
 
 	e.setPaused(t, "member-2", true)
 	e.waitBinding(t, "paused-config", "member-2", fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonPaused)
-	written := testutil.ToFloat64(objectsWritten.WithLabelValues("member-2"))
+	written := testutil.ToFloat64(objectsWritten.WithLabelValues("paused-config", "member-2"))
 	e.setBaselineValue(t, "paused-config", "paused", "v2")
 	e.waitValue(t, "member-1", "paused", "v2", 30*time.Second)
 	// The binding of the paused member sees the new revision (and says it is paused).
@@ -165,14 +165,14 @@ func TestPausedMemberGetsNoWritesThenCatchesUp(t *testing.T) {
 	})
 	got := &corev1.ConfigMap{}
 	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "default", Name: "paused"}, got))
-	if got.Data["v"] != "v1" || testutil.ToFloat64(objectsWritten.WithLabelValues("member-2")) != written {
-		t.Errorf("paused member was written to: v=%q, writes %v -> %v", got.Data["v"], written, testutil.ToFloat64(objectsWritten.WithLabelValues("member-2")))
+	if got.Data["v"] != "v1" || testutil.ToFloat64(objectsWritten.WithLabelValues("paused-config", "member-2")) != written {
+		t.Errorf("paused member was written to: v=%q, writes %v -> %v", got.Data["v"], written, testutil.ToFloat64(objectsWritten.WithLabelValues("paused-config", "member-2")))
 	}
 
 	e.setPaused(t, "member-2", false)
 	e.waitValue(t, "member-2", "paused", "v2", 30*time.Second)
 	e.waitBinding(t, "paused-config", "member-2", fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded)
-	if n := testutil.ToFloat64(objectsWritten.WithLabelValues("member-2")) - written; n != 1 {
+	if n := testutil.ToFloat64(objectsWritten.WithLabelValues("paused-config", "member-2")) - written; n != 1 {
 		t.Errorf("catching up after unpause wrote %v objects, want exactly 1 (the changed ConfigMap)", n)
 	}
 }

@@ -309,7 +309,7 @@ func TestRestartedControllerMakesNoWrites(t *testing.T) {
 	e.stop()
 	appliesBefore := map[string]float64{}
 	for name := range e.members {
-		appliesBefore[name] = testutil.ToFloat64(applies.WithLabelValues(name, "succeeded"))
+		appliesBefore[name] = testutil.ToFloat64(applies.WithLabelValues("steady", name, "succeeded"))
 	}
 	writes := e.markControllerWrites(t)
 	e.startController(t)
@@ -317,7 +317,7 @@ func TestRestartedControllerMakesNoWrites(t *testing.T) {
 	// diffs with a server-side dry run and would write if anything differed.
 	eventually(t, 30*time.Second, "an apply per member by the restarted controller", func() error {
 		for name, n := range appliesBefore {
-			if testutil.ToFloat64(applies.WithLabelValues(name, "succeeded")) <= n {
+			if testutil.ToFloat64(applies.WithLabelValues("steady", name, "succeeded")) <= n {
 				return fmt.Errorf("no apply to %s yet", name)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -41,6 +42,9 @@ type ExportReconciler struct {
 	AllowSystemNamespaces bool
 	// ImportMode says which target namespaces receive mirrors.
 	ImportMode ImportMode
+	// Recorder sends the catalog entry's events (export_status.go): mirrors written into
+	// new members, conflicts, refusals.
+	Recorder recorder.EventRecorder
 	// dirty records when a source change was seen, for the propagation latency metric.
 	dirty *dirtyTimes
 	// work runs each member's part of a reconcile under that member's slots (memberwork.go).
@@ -106,7 +110,7 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	if es, err = r.ensureCatalogEntry(ctx, req, es); err != nil {
 		return ctrl.Result{}, err
 	}
-	p := status.NewPatcher(r.Client, es)
+	p := status.NewPatcher(r.Client, es, status.WithEvents(r.Recorder, nil, exportEvent))
 	defer func() { err = p.Patch(ctx, es, err) }()
 	wrote, deferred, err = r.export(ctx, req, es, read)
 	if len(deferred) > 0 && err == nil {
@@ -182,7 +186,12 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
+	added := newlyMirrored(es.Status.MirroredInto, out.mirrored)
 	recordSync(es, exp, res, out, refusing)
+	if len(added) > 0 {
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, fleetv1alpha1.ReasonMirrored, "Mirror",
+			"mirror written into %s", status.List(added, messageItems, ", "))
+	}
 	return out.wrote, out.deferred, out.err
 }
 
@@ -214,7 +223,7 @@ func (r *ExportReconciler) sourceUnreachable(ctx context.Context, req exportRequ
 	if wait := r.StaleWindow - time.Since(since); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	p := status.NewPatcher(r.Client, es)
+	p := status.NewPatcher(r.Client, es, status.WithEvents(r.Recorder, nil, exportEvent))
 	defer func() { err = p.Patch(ctx, es, err) }()
 	recordUnreachable(es, req.Cluster, since)
 	deferred, err := r.markStale(ctx, req)

@@ -2,8 +2,10 @@ package servicesync
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -84,4 +86,28 @@ func recordUnreachable(es *fleetv1alpha1.ExportedService, cluster string, since 
 func summarize(es *fleetv1alpha1.ExportedService, s metav1.ConditionStatus, reason, msg string) {
 	status.Set(es, fleetv1alpha1.ConditionSynced, s, reason, msg)
 	status.Set(es, fleetv1alpha1.ConditionReady, s, reason, msg)
+}
+
+// exportEvent names the changes of a catalog entry's status worth an event
+// (status.WithEvents), each sent once, when it happens: an export conflict (an object
+// Flotilla does not own in the mirror's place), an export refused as invalid, a source that
+// became unreachable. Mirrors written into new members are sent by export (newlyMirrored);
+// endpoint updates are not events: they are the steady work of a busy Service.
+func exportEvent(_ status.Object, c metav1.Condition) (string, string, string) {
+	if c.Type == fleetv1alpha1.ConditionSynced && c.Status == metav1.ConditionFalse {
+		return corev1.EventTypeWarning, "Mirror", ""
+	}
+	return "", "", ""
+}
+
+// newlyMirrored lists the members of now that were not in before: where a mirror was just
+// written for the first time (or again after it was removed).
+func newlyMirrored(before, now []string) []string {
+	var out []string
+	for _, m := range now {
+		if !slices.Contains(before, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/flotilla-dev/flotilla/clusters"
+	"github.com/flotilla-dev/flotilla/internal/status"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
 
@@ -136,6 +137,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		return err
 	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
+		Recorder:              status.Events(mgr.GetEventRecorder("flotilla-servicesync")),
 		AllowSystemNamespaces: opts.AllowSystemNamespaces, ImportMode: opts.ImportMode, dirty: newDirtyTimes(dirtyLimit),
 		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout)}
 	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty}

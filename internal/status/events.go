@@ -3,6 +3,8 @@ package status
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 )
@@ -20,4 +22,57 @@ func (c cappedNotes) Eventf(regarding, related runtime.Object, eventtype, reason
 
 func (c cappedNotes) AnnotatedEventf(regarding, related runtime.Object, annotations map[string]string, eventtype, reason, action, note string, args ...any) {
 	c.EventRecorder.AnnotatedEventf(regarding, related, annotations, eventtype, reason, action, "%s", Truncate(fmt.Sprintf(note, args...), MaxNote))
+}
+
+// Transition events: a controller reports a change of state once, when it happens, and not
+// on every reconcile that finds the state unchanged (a steady fleet sends no events). The
+// Patcher knows both states — the snapshot it took and the status it wrote — so it sends
+// them, and only after the write succeeded: a reconcile whose write fails (a conflict on a
+// stale read, say) sends nothing, and its retry finds the same change and reports it then.
+
+// EventFor decides the event for one condition that changed between the snapshot and the
+// written status (its status, or its reason within the same status): the event type
+// (corev1.EventTypeNormal or Warning), action and note, or an empty type for none; an empty
+// note is the condition's message. obj is the object as written. The event's reason is the
+// condition's.
+type EventFor func(obj Object, changed metav1.Condition) (eventtype, action, note string)
+
+// WithEvents makes Patch send, through rec, the events decide names for the conditions
+// that changed. Events regard the reconciled object, or regarding when it is not nil (a
+// BaselineBinding's events regard its Baseline, so that `kubectl describe baseline` shows
+// them; the binding is then the related object).
+func WithEvents(rec recorder.EventRecorder, regarding runtime.Object, decide EventFor) Option {
+	return func(p *Patcher) { p.events, p.regarding, p.decide = rec, regarding, decide }
+}
+
+// Changed lists the conditions of after that are new in it or differ from before in status
+// or reason, in after's order.
+func Changed(before, after []metav1.Condition) []metav1.Condition {
+	var out []metav1.Condition
+	for _, c := range after {
+		old := meta.FindStatusCondition(before, c.Type)
+		if old == nil || old.Status != c.Status || old.Reason != c.Reason {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sendTransitions sends the events for the changes from the snapshot to obj, just written.
+func (p *Patcher) sendTransitions(obj Object) {
+	if p.events == nil {
+		return
+	}
+	regarding, related := runtime.Object(obj), runtime.Object(nil)
+	if p.regarding != nil {
+		regarding, related = p.regarding, obj
+	}
+	for _, c := range Changed(p.before.GetConditions(), obj.GetConditions()) {
+		if typ, action, note := p.decide(obj, c); typ != "" {
+			if note == "" {
+				note = c.Message
+			}
+			p.events.Eventf(regarding, related, typ, c.Reason, action, "%s", note)
+		}
+	}
 }

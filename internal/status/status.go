@@ -8,11 +8,13 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -88,6 +90,10 @@ type Patcher struct {
 	client client.Client
 	before Object
 	lock   bool
+	// events, regarding and decide send transition events (WithEvents).
+	events    recorder.EventRecorder
+	regarding runtime.Object
+	decide    EventFor
 }
 
 // Option changes how a Patcher writes.
@@ -148,7 +154,11 @@ func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) err
 	if p.lock {
 		patch = client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})
 	}
-	if err := p.client.Status().Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+	err := p.client.Status().Patch(ctx, obj, patch)
+	if apierrors.IsNotFound(err) {
+		return reconcileErr // deleted meanwhile: nobody to tell
+	}
+	if err != nil {
 		patchErr := fmt.Errorf("update status of %T %q: %w", obj, obj.GetName(), err)
 		if reconcileErr == nil || errors.Is(reconcileErr, reconcile.TerminalError(nil)) {
 			// Retried even after a user error: the status that tells the user is not written.
@@ -156,6 +166,7 @@ func (p *Patcher) Patch(ctx context.Context, obj Object, reconcileErr error) err
 		}
 		return multierror.Append(reconcileErr, patchErr)
 	}
+	p.sendTransitions(obj)
 	return reconcileErr
 }
 
