@@ -25,8 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/flotilla-dev/flotilla/clusters"
-	"github.com/flotilla-dev/flotilla/internal/status"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
 // SetupOptions configure service sync.
