@@ -127,7 +127,8 @@ func TestMetricsNeedAReaderRole(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			body := readAll(t, resp)
-			for _, want := range []string{"flotilla_service_endpoint_propagation_seconds_count", `controller_runtime_reconcile_total{controller="membercluster"`} {
+			for _, want := range []string{"flotilla_service_endpoint_propagation_seconds_count", `controller_runtime_reconcile_total{controller="membercluster"`,
+				`flotilla_build_info{commit="`, `goversion="go1.`} {
 				if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
 					return fmt.Errorf("GET /metrics as %s: %s, want 200 with %s:\n%.1500s", e2e.MetricsReaderRole, resp.Status, want, body)
 				}

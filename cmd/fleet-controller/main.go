@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	"github.com/flotilla-dev/flotilla/cmd/internal/version"
@@ -295,6 +296,9 @@ func run(args []string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := metrics.Registry.Register(version.BuildInfo()); err != nil {
+		return fmt.Errorf("register flotilla_build_info: %w", err)
 	}
 	conns, err := clusters.Setup(mgr, clusterOpts)
 	if err != nil {

@@ -16,9 +16,14 @@ var (
 
 // String is a one-line description of this build.
 func String() string {
+	return fmt.Sprintf("%s (commit %s, %s, %s/%s)", Version, Commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// Commit is the build's commit: the stamped one, or else the VCS revision `go build` records
+// when built in a checkout without the Makefile, or "unknown".
+func Commit() string {
 	commit := GitCommit
 	if commit == "unknown" {
-		// `go build` without the Makefile still knows the VCS revision when built in a checkout.
 		if info, ok := debug.ReadBuildInfo(); ok {
 			for _, s := range info.Settings {
 				if s.Key == "vcs.revision" && len(s.Value) >= 7 {
@@ -27,5 +32,5 @@ func String() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s (commit %s, %s, %s/%s)", Version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return commit
 }
