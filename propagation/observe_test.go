@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -261,4 +262,80 @@ func ours(pairs []*dto.LabelPair) bool {
 		}
 	}
 	return true
+}
+
+// Events tell changes: a fleet where nothing changes sends none, however often its objects
+// are reconciled — here every MemberCluster, Baseline and binding is reconciled again (an
+// annotation written on each) while member probes run every 500ms, one Baseline holding a
+// conflict that an event reported once.
+func TestSteadyFleetSendsNoEvents(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	// Someone else's ConfigMap in member-1, where Baseline "clashing" wants its own.
+	must(t, e.members["member-1"].Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "clash"}}))
+	must(t, e.hub.Create(ctx, baseline("steady-events", clusterRoleYAML)))
+	must(t, e.hub.Create(ctx, baseline("clashing", configMapDoc("clash", "x"))))
+	e.waitBaseline(t, "steady-events", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "")
+	e.waitBinding(t, "clashing", "member-1", fleetv1alpha1.ConditionConflict, metav1.ConditionTrue, fleetv1alpha1.ReasonOwnedByOther)
+	e.waitSettled(t)
+	var before []string
+	eventually(t, 30*time.Second, "the fleet's events: members connected, rollouts complete, the conflict", func() error {
+		var err error
+		if before, err = e.allEvents(ctx); err != nil {
+			return err
+		}
+		got := strings.Join(before, "\n")
+		for _, want := range []string{"MemberCluster/member-1 Normal Connected", "MemberCluster/member-2 Normal Connected",
+			"Baseline/steady-events Normal RolloutComplete", "Baseline/clashing Warning OwnedByOther"} {
+			if !strings.Contains(got, want) {
+				return fmt.Errorf("no %q among:\n%s", want, got)
+			}
+		}
+		return nil
+	})
+
+	poke := func(obj client.Object) {
+		update(t, e.hub, obj, func() {
+			a := obj.GetAnnotations()
+			if a == nil {
+				a = map[string]string{}
+			}
+			a["test.flotilla.dev/poke"] = time.Now().Format(time.RFC3339Nano)
+			obj.SetAnnotations(a)
+		})
+	}
+	for _, name := range []string{"member-1", "member-2"} {
+		poke(&fleetv1alpha1.MemberCluster{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	}
+	for _, name := range []string{"steady-events", "clashing"} {
+		poke(&fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: name}})
+		for _, cluster := range []string{"member-1", "member-2"} {
+			poke(&fleetv1alpha1.BaselineBinding{ObjectMeta: metav1.ObjectMeta{Name: fleetv1alpha1.BindingName(name, cluster)}})
+		}
+	}
+	consistently(t, 5*time.Second, "no new event, no repeat of an old one", func() error {
+		after, err := e.allEvents(ctx)
+		if err == nil && !slices.Equal(after, before) {
+			return fmt.Errorf("events now:\n%s\nwere:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+		}
+		return err
+	})
+}
+
+// allEvents lists the hub's events as "<kind>/<name> <type> <reason> ×<series count>", sorted.
+func (e *env) allEvents(ctx context.Context) ([]string, error) {
+	list := &corev1.EventList{}
+	if err := e.hub.List(ctx, list); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(list.Items))
+	for _, ev := range list.Items {
+		n := int32(1)
+		if ev.Series != nil {
+			n = ev.Series.Count
+		}
+		out = append(out, fmt.Sprintf("%s/%s %s %s ×%d", ev.InvolvedObject.Kind, ev.InvolvedObject.Name, ev.Type, ev.Reason, n))
+	}
+	slices.Sort(out)
+	return out, nil
 }
