@@ -155,8 +155,19 @@ func (d *demo) showDriftRestored(ctx context.Context, cluster string, member cli
 	if err != nil {
 		return fmt.Errorf("the deleted NetworkPolicy %s in cluster %q was not restored: %w", key, cluster, err)
 	}
-	d.say("restored by the hub after %s", time.Since(start).Round(time.Millisecond))
-	return nil
+	d.say("restored by the hub after %s; it says so in a DriftCorrected event on the Baseline", time.Since(start).Round(time.Millisecond))
+	// Events are sent asynchronously: wait until it is there, then show it as a person would.
+	listed := []string{"get", "events", "-A", "--field-selector", "reason=" + fleetv1alpha1.ReasonDriftCorrected}
+	err = poll(ctx, 100*time.Millisecond, 30*time.Second, func() (bool, error) {
+		cmd := exec.CommandContext(ctx, d.o.kubectl, append(listed, "-o", "name")...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+d.fleet.Hub.KubeconfigPath)
+		out, err := cmd.Output()
+		return err == nil && len(out) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no DriftCorrected event for the restored NetworkPolicy %s in cluster %q: %w", key, cluster, err)
+	}
+	return d.runTool(ctx, d.o.kubectl, listed...)
 }
 
 // status prints `fleetctl status` at the end of the tour.
