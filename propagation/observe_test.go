@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/flotilla-dev/flotilla/e2e/localfleet"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/propagation/plan"
 )
@@ -67,7 +68,7 @@ func TestDriftIsOthersChangesOnly(t *testing.T) {
 	t.Run("a new revision is not drift", func(t *testing.T) {
 		before := e.waitBaseline(t, "audited", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "").Status.Revision
 		update(t, e.hub, b, func() {
-			b.Spec.Resources[1].Inline = strings.Replace(b.Spec.Resources[1].Inline, `level: "1"`, `level: "2"`, 1)
+			b.Spec.Resources[0].Inline = strings.Replace(b.Spec.Resources[0].Inline, `level: "1"`, `level: "2"`, 1)
 		})
 		e.waitObject(t, "member-1", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "addons", Name: "settings"}}, "level 2", func(err error) error {
 			if err != nil {
@@ -269,7 +270,7 @@ func ours(pairs []*dto.LabelPair) bool {
 // annotation written on each) while member probes run every 500ms, one Baseline holding a
 // conflict that an event reported once.
 func TestSteadyFleetSendsNoEvents(t *testing.T) {
-	e := newEnv(t, 2)
+	e := newEnvWith(t, localfleet.Options{Members: 2, AuditLog: true}) // waitSettled counts writes
 	ctx := context.Background()
 	// Someone else's ConfigMap in member-1, where Baseline "clashing" wants its own.
 	must(t, e.members["member-1"].Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "clash"}}))
