@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -186,8 +187,9 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
-	added := newlyMirrored(es.Status.MirroredInto, out.mirrored)
+	added := newlyMirrored(mirroredBefore(es), out.mirrored)
 	recordSync(es, exp, res, out, refusing)
+	status.Remember(es.UID, mirroredKey, strings.Join(out.mirrored, ","))
 	if len(added) > 0 {
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, fleetv1alpha1.ReasonMirrored, "Mirror",
 			"mirror written into %s", status.List(added, messageItems, ", "))

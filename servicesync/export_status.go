@@ -3,6 +3,7 @@ package servicesync
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -110,4 +111,20 @@ func newlyMirrored(before, now []string) []string {
 		}
 	}
 	return out
+}
+
+// mirroredKey is what the transition memory (status.Remember) holds of an export: the
+// members it was last mirrored into, newer than a stale cached status can be.
+const mirroredKey = "mirroredInto"
+
+// mirroredBefore is where es was mirrored before this reconcile: what this process last
+// recorded, else its status.
+func mirroredBefore(es *fleetv1alpha1.ExportedService) []string {
+	if v, ok := status.Recall(es.UID, mirroredKey); ok {
+		if v == "" {
+			return nil
+		}
+		return strings.Split(v, ",")
+	}
+	return es.Status.MirroredInto
 }

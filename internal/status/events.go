@@ -2,10 +2,12 @@ package status
 
 import (
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 )
 
@@ -68,6 +70,11 @@ func (p *Patcher) sendTransitions(obj Object) {
 		regarding, related = p.regarding, obj
 	}
 	for _, c := range Changed(p.before.GetConditions(), obj.GetConditions()) {
+		state, key := string(c.Status)+"/"+c.Reason, "condition/"+c.Type
+		if last, ok := Recall(obj.GetUID(), key); ok && last == state {
+			continue // written and reported already; this reconcile read a stale copy
+		}
+		Remember(obj.GetUID(), key, state)
 		if typ, action, note := p.decide(obj, c); typ != "" {
 			if note == "" {
 				note = c.Message
@@ -75,4 +82,47 @@ func (p *Patcher) sendTransitions(obj Object) {
 			p.events.Eventf(regarding, related, typ, c.Reason, action, "%s", note)
 		}
 	}
+}
+
+// Transition memory. A reconcile may read its object from a cache that has not seen the
+// status the previous reconcile wrote a moment ago: compared with that stale copy, the same
+// change would be reported twice. So the Patcher remembers, per object UID and condition
+// type, the status and reason it last wrote, and reports a change only against that. The
+// memory is bounded (a full one starts over, at the cost of at most one repeated event per
+// object) and lives as long as the process: after a restart the written status is all there
+// is, and it is fresh.
+var memory = newTransitionMemory(50000)
+
+type memoryKey struct {
+	uid types.UID
+	key string
+}
+
+type transitionMemory struct {
+	mu    sync.Mutex
+	limit int
+	m     map[memoryKey]string
+}
+
+func newTransitionMemory(limit int) *transitionMemory {
+	return &transitionMemory{limit: limit, m: map[memoryKey]string{}}
+}
+
+// Recall returns what was last remembered for key of the object uid.
+func Recall(uid types.UID, key string) (string, bool) {
+	memory.mu.Lock()
+	defer memory.mu.Unlock()
+	v, ok := memory.m[memoryKey{uid, key}]
+	return v, ok
+}
+
+// Remember records value for key of the object uid (see Recall): what a controller last
+// reported, for state that a stale read of the object would show older.
+func Remember(uid types.UID, key, value string) {
+	memory.mu.Lock()
+	defer memory.mu.Unlock()
+	if len(memory.m) >= memory.limit {
+		memory.m = map[memoryKey]string{}
+	}
+	memory.m[memoryKey{uid, key}] = value
 }
