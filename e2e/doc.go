@@ -17,6 +17,18 @@
 // missing from the generated RBAC therefore fails the specs, and the failure output names the
 // refused requests.
 //
+// # What the kind backend adds
+//
+// FLOTILLA_E2E_BACKEND=kind (`make e2e`) runs the same specs on kind clusters made with kind's
+// Go API: a hub and two members of one node each, on the offline node image of package
+// kindnode (through its docker shim on engines that refuse --privileged). config/ is installed
+// with `make deploy`, Deployment included, from the image `make docker-build` tagged and kind
+// loaded; members are registered at the addresses of kind's internal kubeconfigs, which the
+// hub's pods reach over the kind Docker network. Specs that need a data plane (pods,
+// kube-proxy, DNS: dataplane_test.go) run only there; the workloads they run are the programs
+// in e2e/workloads. Clusters are deleted when the suite ends, on SIGINT and SIGTERM, before
+// go test's -timeout fires, and at the start of the next run if a run was killed.
+//
 // # Artifacts
 //
 // Each run writes into _artifacts/e2e-<timestamp>/ (or $FLOTILLA_E2E_ARTIFACTS): controller
