@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,6 +107,9 @@ func StartKind(ctx context.Context, opts KindOptions) (_ *Kind, err error) {
 	}
 	if opts.NodeImage == "" {
 		opts.NodeImage = kindnode.Image
+	}
+	if err := checkInotify(); err != nil {
+		return nil, err
 	}
 	k := &Kind{opts: opts, provider: newKindProvider(opts.Progress)}
 	defer func() {
@@ -425,6 +429,28 @@ func (k *Kind) Stop() error {
 
 func (k *Kind) progress(format string, args ...any) {
 	fmt.Fprintf(k.opts.Progress, "e2e: kind: "+format+"\n", args...)
+}
+
+// minInotifyInstances is what three kind nodes need: every node's systemd, containerd and
+// kubelet (and every pod's) inotify instances count against one host-wide per-user limit,
+// whose usual default of 128 lets the second node's containerd fail ("too many open files"),
+// and kubeadm with it. kind's known issues recommend 512.
+const minInotifyInstances = 512
+
+// checkInotify refuses to start on a host whose inotify limit would break the clusters, with
+// the command that fixes it.
+func checkInotify() error {
+	const path = "/proc/sys/fs/inotify/max_user_instances"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil // not Linux, or not readable: let kind try
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || n >= minInotifyInstances {
+		return nil
+	}
+	return fmt.Errorf("%s is %d: three kind clusters need at least %d (their containerd fails with \"too many open files\"); "+
+		"raise it with: sudo sysctl fs.inotify.max_user_instances=%d", path, n, minInotifyInstances, minInotifyInstances)
 }
 
 // DeleteKindClusters deletes every kind cluster whose name starts with prefix and a dash: what
