@@ -58,7 +58,7 @@ func TestBaselineReachesEveryMember(t *testing.T) {
 	hub := b.HubKubeconfig()
 	members := b.Members()
 	for _, m := range members {
-		fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", "env=e2e"}, m.RegisterArgs()...)...)
+		register(t, hub, m, "env=e2e")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "create", "namespace", "shop")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "label", "namespace", "shop", "e2e.fleet.flotilla.dev/workloads=true")
 	}

@@ -141,7 +141,7 @@ func TestDataPlaneAcrossMembers(t *testing.T) {
 	members := b.Members()
 	a, bm := members[0], members[1]
 	for _, m := range members {
-		fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", "env=e2e"}, m.RegisterArgs()...)...)
+		register(t, hub, m, "env=e2e")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "create", "namespace", dataplaneNamespace)
 	}
 	defer func() {

@@ -95,7 +95,7 @@ func TestExportedServiceIsMirrored(t *testing.T) {
 	}
 
 	for _, m := range members {
-		fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", "env=e2e"}, m.RegisterArgs()...)...)
+		register(t, hub, m, "env=e2e")
 		kubectl(t, "--kubeconfig", m.Kubeconfig, "create", "namespace", exportNamespace)
 	}
 	manifest := filepath.Join(t.TempDir(), "web.yaml")

@@ -25,8 +25,7 @@ func TestFleetctlRegisterStatusUnregister(t *testing.T) {
 	members := b.Members()
 
 	for _, m := range members {
-		out := fleetctl(t, append([]string{"register", m.Name, "--kubeconfig", hub,
-			"--labels", "env=e2e,e2e.fleet.flotilla.dev/member=" + m.Name}, m.RegisterArgs()...)...)
+		out := register(t, hub, m, "env=e2e,e2e.fleet.flotilla.dev/member="+m.Name)
 		if want := fmt.Sprintf("Registered %q", m.Name); !strings.Contains(out, want) {
 			t.Fatalf("fleetctl register %s printed no %q", m.Name, want)
 		}

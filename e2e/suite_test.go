@@ -184,6 +184,30 @@ func fleetctl(t *testing.T, args ...string) string {
 	return mustRun(t, suite.bins.Fleetctl, args...)
 }
 
+// register registers m with fleetctl as its owner would, with labels, and returns fleetctl's
+// output. A member's flotilla-system namespace that an earlier `unregister --cleanup` is
+// still deleting (a real cluster takes seconds) is waited out, as fleetctl's error advises.
+func register(t *testing.T, hub string, m e2e.Member, labels string) string {
+	t.Helper()
+	args := append([]string{"register", m.Name, "--kubeconfig", hub, "--labels", labels}, m.RegisterArgs()...)
+	var out string
+	eventually(t, readyTimeout, "fleetctl register "+m.Name+" (once the member's flotilla-system namespace from an earlier cleanup is gone)", func() error {
+		var err error
+		out, err = runProgram(t, suite.bins.Fleetctl, args...)
+		switch {
+		case err == nil:
+			return nil
+		case strings.Contains(out, "is being deleted"):
+			return fmt.Errorf("%w: %s", err, out)
+		default:
+			t.Fatalf("fleetctl %s: %v\n%s", strings.Join(args, " "), err, out)
+			return nil
+		}
+	})
+	t.Logf("$ fleetctl %s\n%s", strings.Join(args, " "), out)
+	return out
+}
+
 // kubectl does the same with the pinned kubectl.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
