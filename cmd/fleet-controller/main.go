@@ -251,7 +251,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("find the hub cluster: %w", err)
 	}
-	restConfig.UserAgent = "fleet-controller/" + version.Version
+	restConfig.UserAgent = "fleet-controller/" + version.Get().Version
 
 	clusterOpts := clusters.SetupOptions{
 		HubNamespace:         opts.hubNamespace,
@@ -321,6 +321,9 @@ func run(args []string) error {
 		MaxConcurrentPerMember: 2 * opts.perMember,
 		ImportMode:             servicesync.ImportMode(opts.importMode),
 	}); err != nil {
+		return err
+	}
+	if err := mgr.Add(&versionRecorder{c: mgr.GetClient(), namespace: opts.hubNamespace}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -72,11 +72,11 @@ func (h *hubFlags) kubectl(args string) string {
 		return s
 	}
 	line := "kubectl"
-	if h.kubeconfig != "" {
-		line += " --kubeconfig " + quote(h.kubeconfig)
+	if v := flagValue(h.KubeConfig); v != "" {
+		line += " --kubeconfig " + quote(v)
 	}
-	if h.context != "" {
-		line += " --context " + quote(h.context)
+	if v := flagValue(h.Context); v != "" {
+		line += " --context " + quote(v)
 	}
 	return line + " " + args
 }

@@ -66,6 +66,7 @@ Exit status: 0 when no member would change, 1 when some would, 2 on an error
 (including an object a member would reject), as diff(1) and kubectl diff.`,
 		Example: `  fleetctl diff security
   fleetctl diff security --member eu-1`,
+		ValidArgsFunction: completeBaselines(hub),
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return withExitCode(diffExitError, fmt.Errorf("diff takes one argument, the name of a Baseline; got %d", len(args)))
@@ -83,6 +84,7 @@ Exit status: 0 when no member would change, 1 when some would, 2 on an error
 	// --member-... by convention, so it stays as a hidden alias.
 	cmd.Flags().StringVar(&o.cluster, "cluster", "", "Alias of --member.")
 	_ = cmd.Flags().MarkHidden("cluster")
+	_ = cmd.RegisterFlagCompletionFunc("member", completeMemberFlag(hub))
 	cmd.Flags().StringVar(&o.hubNamespace, "hub-namespace", fleetv1alpha1.DefaultHubNamespace,
 		"Hub namespace holding the Baseline's ConfigMap and Secret sources.")
 	return cmd

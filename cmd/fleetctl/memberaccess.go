@@ -158,8 +158,7 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool, tokens tok
 			return nil, err
 		}
 	} else {
-		role := rbacv1ac.ClusterRole(hubServiceAccount).WithLabels(managedLabels()).WithRules(policyRulesApply(hubAccessRules)...)
-		if err := a.apply(ctx, "clusterrole "+hubServiceAccount, role, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}}); err != nil {
+		if err := a.apply(ctx, "clusterrole "+hubServiceAccount, clusterRoleApply(), &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}}); err != nil {
 			return nil, err
 		}
 		if err := a.ensureBinding(ctx, hubServiceAccount); err != nil {
@@ -204,9 +203,8 @@ func (a *memberAccess) ensure(ctx context.Context, clusterAdmin bool, tokens tok
 
 // ensureServiceAccount applies the hub's ServiceAccount and returns it as it is now.
 func (a *memberAccess) ensureServiceAccount(ctx context.Context) (*corev1.ServiceAccount, error) {
-	sa := corev1ac.ServiceAccount(hubServiceAccount, memberNamespace).WithLabels(managedLabels())
 	live := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount, Namespace: memberNamespace}}
-	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, sa, live); err != nil {
+	if err := a.apply(ctx, "serviceaccount "+memberNamespace+"/"+hubServiceAccount, serviceAccountApply(), live); err != nil {
 		return nil, err
 	}
 	return live, nil
@@ -233,17 +231,11 @@ func tokenRoleObjects() []struct {
 // serviceaccounts/token, resourceNames: itself): the hub renews its token with the token
 // it holds, and that token can mint no other identity's.
 func (a *memberAccess) ensureTokenRole(ctx context.Context) error {
-	role := rbacv1ac.Role(hubTokenRole, memberNamespace).WithLabels(managedLabels()).WithRules(
-		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("serviceaccounts/token").
-			WithResourceNames(hubServiceAccount).WithVerbs("create"))
-	if err := a.apply(ctx, "role "+memberNamespace+"/"+hubTokenRole, role,
+	if err := a.apply(ctx, "role "+memberNamespace+"/"+hubTokenRole, tokenRoleApply(),
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}}); err != nil {
 		return err
 	}
-	binding := rbacv1ac.RoleBinding(hubTokenRole, memberNamespace).WithLabels(managedLabels()).
-		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(hubTokenRole)).
-		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithNamespace(memberNamespace).WithName(hubServiceAccount))
-	return a.apply(ctx, "rolebinding "+memberNamespace+"/"+hubTokenRole, binding,
+	return a.apply(ctx, "rolebinding "+memberNamespace+"/"+hubTokenRole, tokenRoleBindingApply(),
 		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: hubTokenRole, Namespace: memberNamespace}})
 }
 
@@ -285,12 +277,8 @@ func (a *memberAccess) ensureLongLivedToken(ctx context.Context) (*hubCredential
 	// A token Secret rather than the TokenRequest API (--long-lived-token): a credential that
 	// does not expire while nobody is around to renew it. Created by hand (not listed in the
 	// ServiceAccount), it is not subject to the cleanup of unused auto-generated legacy tokens.
-	token := corev1ac.Secret(hubTokenSecret, memberNamespace).
-		WithLabels(managedLabels()).
-		WithAnnotations(map[string]string{corev1.ServiceAccountNameKey: hubServiceAccount}).
-		WithType(corev1.SecretTypeServiceAccountToken)
 	live := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: hubTokenSecret, Namespace: memberNamespace}}
-	if err := a.apply(ctx, "secret "+memberNamespace+"/"+hubTokenSecret, token, live); err != nil {
+	if err := a.apply(ctx, "secret "+memberNamespace+"/"+hubTokenSecret, tokenSecretApply(), live); err != nil {
 		return nil, err
 	}
 	return a.waitForToken(ctx, live)
@@ -337,12 +325,8 @@ func (a *memberAccess) ensureBinding(ctx context.Context, role string) error {
 		}
 		replaced = true
 	}
-	binding := rbacv1ac.ClusterRoleBinding(hubServiceAccount).
-		WithLabels(managedLabels()).
-		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(role)).
-		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithNamespace(memberNamespace).WithName(hubServiceAccount))
 	live = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: hubServiceAccount}}
-	res, err := applyObject(ctx, a.c, binding, live)
+	res, err := applyObject(ctx, a.c, clusterRoleBindingApply(role), live)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", what, err)
 	}
@@ -532,6 +516,50 @@ func namespaceContents(ctx context.Context, cfg *rest.Config, namespace string) 
 		}
 	}
 	return left, nil
+}
+
+// The objects register applies in a member, one function each, so that register and
+// register --dry-run (which prints them for GitOps) cannot tell different stories.
+
+func serviceAccountApply() *corev1ac.ServiceAccountApplyConfiguration {
+	return corev1ac.ServiceAccount(hubServiceAccount, memberNamespace).WithLabels(managedLabels())
+}
+
+func clusterRoleApply() *rbacv1ac.ClusterRoleApplyConfiguration {
+	return rbacv1ac.ClusterRole(hubServiceAccount).WithLabels(managedLabels()).WithRules(policyRulesApply(hubAccessRules)...)
+}
+
+// clusterRoleBindingApply binds the hub's ServiceAccount to the ClusterRole role.
+func clusterRoleBindingApply(role string) *rbacv1ac.ClusterRoleBindingApplyConfiguration {
+	return rbacv1ac.ClusterRoleBinding(hubServiceAccount).
+		WithLabels(managedLabels()).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(role)).
+		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithNamespace(memberNamespace).WithName(hubServiceAccount))
+}
+
+func tokenRoleApply() *rbacv1ac.RoleApplyConfiguration {
+	return rbacv1ac.Role(hubTokenRole, memberNamespace).WithLabels(managedLabels()).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("serviceaccounts/token").
+			WithResourceNames(hubServiceAccount).WithVerbs("create"))
+}
+
+func tokenRoleBindingApply() *rbacv1ac.RoleBindingApplyConfiguration {
+	return rbacv1ac.RoleBinding(hubTokenRole, memberNamespace).WithLabels(managedLabels()).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(hubTokenRole)).
+		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithNamespace(memberNamespace).WithName(hubServiceAccount))
+}
+
+// tokenSecretApply is the long-lived token Secret (--long-lived-token).
+func tokenSecretApply() *corev1ac.SecretApplyConfiguration {
+	return corev1ac.Secret(hubTokenSecret, memberNamespace).
+		WithLabels(managedLabels()).
+		WithAnnotations(map[string]string{corev1.ServiceAccountNameKey: hubServiceAccount}).
+		WithType(corev1.SecretTypeServiceAccountToken)
+}
+
+// namespaceApply is a namespace as register creates it when missing.
+func namespaceApply(name string) *corev1ac.NamespaceApplyConfiguration {
+	return corev1ac.Namespace(name).WithLabels(managedLabels())
 }
 
 func policyRulesApply(rules []rbacv1.PolicyRule) []*rbacv1ac.PolicyRuleApplyConfiguration {

@@ -40,6 +40,9 @@ type registerOptions struct {
 	hubNamespace string
 	longLived    bool
 	lifetime     time.Duration
+	// dryRun prints what register would apply instead of applying it; output is its -o.
+	dryRun bool
+	output *outputFlags
 }
 
 // defaultTokenLifetime is the lifetime of the tokens fleetctl issues; the hub renews them
@@ -50,7 +53,7 @@ const (
 )
 
 func newRegisterCommand(hub *hubFlags) *cobra.Command {
-	o := &registerOptions{}
+	o := &registerOptions{output: newOutputFlags("yaml")}
 	cmd := &cobra.Command{
 		Use:   "register NAME --member-kubeconfig FILE",
 		Short: "Register a member cluster with the hub, giving the hub its own least-privilege identity in the member",
@@ -73,9 +76,19 @@ new one.
 token never expires and is never renewed (the legacy mode).
 
 Re-running is safe: every step says whether it created, updated or left an object
-unchanged (a token with at least half its lifetime left is kept).`,
+unchanged (a token with at least half its lifetime left is kept).
+
+--dry-run writes nothing anywhere: it only reads (the member's root CA, the hub's
+existing registration) and prints what register would apply, for GitOps: the member's
+namespace, ServiceAccount and RBAC, then the hub's kubeconfig Secret and MemberCluster
+(-o yaml, the default: one document each; -o json: a v1 List; -o name). A token cannot
+be issued without writing, so the Secret's kubeconfig holds the placeholder token
+` + dryRunTokenPlaceholder + ` (in stringData, to be replaced by your secret manager); or
+apply the member objects and run register without --dry-run, which then changes nothing
+but the Secret.`,
 		Example: `  fleetctl register eu-1 --member-kubeconfig ~/.kube/eu-1.yaml --labels env=prod,region=eu
-  fleetctl register dev --member-kubeconfig kind.yaml --member-server https://dev-control-plane:6443`,
+  fleetctl register dev --member-kubeconfig kind.yaml --member-server https://dev-control-plane:6443
+  fleetctl register eu-1 --member-kubeconfig ~/.kube/eu-1.yaml --dry-run > eu-1.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
@@ -93,6 +106,9 @@ unchanged (a token with at least half its lifetime left is kept).`,
 		"Give the hub a ServiceAccount token Secret that never expires and is never renewed, instead of a short-lived token the hub renews (legacy).")
 	cmd.Flags().DurationVar(&o.lifetime, "token-lifetime", defaultTokenLifetime,
 		"Lifetime of the short-lived token register issues (at least 10m); the hub renews it with its own --member-token-lifetime.")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false,
+		"Print the objects register would apply in the member and the hub (-o yaml|json|name) and write nothing.")
+	o.output.bind(cmd)
 	_ = cmd.MarkFlagRequired("member-kubeconfig")
 	return cmd
 }
@@ -120,6 +136,15 @@ func (o *registerOptions) validate() (map[string]string, error) {
 		return nil, fmt.Errorf("invalid --labels: %w", err)
 	}
 	labels[fleetv1alpha1.LabelRegistration] = fleetv1alpha1.RegistrationFleetctl
+	if o.output.print.OutputFlagSpecified != nil && o.output.print.OutputFlagSpecified() && !o.dryRun {
+		return nil, fmt.Errorf("-o only applies with --dry-run: register prints its steps")
+	}
+	if o.output.human() && o.dryRun {
+		return nil, fmt.Errorf("register --dry-run prints objects: use -o yaml, json or name")
+	}
+	if err := o.output.validate(); err != nil {
+		return nil, err
+	}
 	return labels, nil
 }
 
@@ -138,6 +163,9 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 	labels, err := o.validate()
 	if err != nil {
 		return err
+	}
+	if o.dryRun {
+		return runRegisterDryRun(ctx, out, errOut, hub, o, labels)
 	}
 	memberCfg, err := o.member.restConfig()
 	if err != nil {
@@ -197,17 +225,7 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 	if err := ensureHubNamespace(ctx, hubClient, hs, o.hubNamespace); err != nil {
 		return err
 	}
-	secret := corev1ac.Secret(secretRef.Name, secretRef.Namespace).
-		WithLabels(map[string]string{
-			fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationFleetctl,
-			fleetv1alpha1.LabelCluster:      o.name,
-		}).
-		WithType(corev1.SecretTypeOpaque).
-		WithData(map[string][]byte{secretRef.Key: kubeconfig})
-	if !creds.expiry.IsZero() {
-		// Without it (--long-lived-token) the apply removes the annotation again.
-		secret.WithAnnotations(map[string]string{fleetv1alpha1.AnnotationRenewToken: "true"})
-	}
+	secret := hubSecretApply(o.name, secretRef, !creds.expiry.IsZero()).WithData(map[string][]byte{secretRef.Key: kubeconfig})
 	res, err := applyObject(ctx, hubClient, secret, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretRef.Name, Namespace: secretRef.Namespace}})
 	if err != nil {
 		return fmt.Errorf("hub: apply secret %s/%s: %w", secretRef.Namespace, secretRef.Name, err)
@@ -283,6 +301,21 @@ func ensureHubNamespace(ctx context.Context, c client.Client, steps stepPrinter,
 	}
 	steps.printf("namespace %s %s", name, res)
 	return nil
+}
+
+// hubSecretApply is the hub's kubeconfig Secret of member cluster, without its data.
+func hubSecretApply(cluster string, ref fleetv1alpha1.SecretKeyReference, renew bool) *corev1ac.SecretApplyConfiguration {
+	secret := corev1ac.Secret(ref.Name, ref.Namespace).
+		WithLabels(map[string]string{
+			fleetv1alpha1.LabelRegistration: fleetv1alpha1.RegistrationFleetctl,
+			fleetv1alpha1.LabelCluster:      cluster,
+		}).
+		WithType(corev1.SecretTypeOpaque)
+	if renew {
+		// Without it (--long-lived-token) the apply removes the annotation again.
+		secret.WithAnnotations(map[string]string{fleetv1alpha1.AnnotationRenewToken: "true"})
+	}
+	return secret
 }
 
 // memberClusterApply is the MemberCluster as fleetctl declares it. Labels fleetctl applied

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -34,10 +35,11 @@ type rolloutStatusOptions struct {
 	baseline string
 	watch    bool
 	timeout  time.Duration
+	output   *outputFlags
 }
 
 func newRolloutStatusCommand(hub *hubFlags) *cobra.Command {
-	o := &rolloutStatusOptions{}
+	o := &rolloutStatusOptions{output: newOutputFlags(outputText, outputWide)}
 	cmd := &cobra.Command{
 		Use:   "status BASELINE [--watch] [--timeout D]",
 		Short: "Show the rollout of a Baseline's current revision: which members hold it, applied and healthy",
@@ -49,10 +51,16 @@ and healthy; the rollout is complete when every selected member is.
 With --watch it prints again whenever something changes, until the rollout is
 complete (exit 0), stalls (more members failed than spec.rollout.maxFailures
 allows, or the sources do not render: exit 1 with the reason) or --timeout passes
-(exit 1). Without --watch it prints once and exits 0, or 1 if the rollout stalled.`,
+(exit 1). Without --watch it prints once and exits 0, or 1 if the rollout stalled.
+
+-o wide adds when each member last applied and prints reasons in full. -o json|yaml
+prints the Baseline and the BaselineBindings of its selected members as one v1 List
+(with --watch, one List each time something changes), -o name their kind/name.`,
 		Example: `  fleetctl rollout status security
-  fleetctl rollout status security --watch --timeout 10m`,
-		Args: cobra.ExactArgs(1),
+  fleetctl rollout status security --watch --timeout 10m
+  fleetctl rollout status security -o jsonpath='{.items[0].status.revision}'`,
+		ValidArgsFunction: completeBaselines(hub),
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.baseline = args[0]
 			return runRolloutStatus(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), hub, o)
@@ -60,6 +68,7 @@ allows, or the sources do not render: exit 1 with the reason) or --timeout passe
 	}
 	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "Keep printing changes until the rollout completes or stalls.")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 0, "With --watch, give up after this long (0: wait as long as it takes).")
+	o.output.bind(cmd)
 	return cmd
 }
 
@@ -70,6 +79,9 @@ func runRolloutStatus(ctx context.Context, out, errOut io.Writer, hub *hubFlags,
 	if o.timeout > 0 && !o.watch {
 		return fmt.Errorf("--timeout only applies with --watch")
 	}
+	if err := o.output.validate(); err != nil {
+		return err
+	}
 	cfg, err := hub.restConfig()
 	if err != nil {
 		return err
@@ -78,12 +90,26 @@ func runRolloutStatus(ctx context.Context, out, errOut io.Writer, hub *hubFlags,
 	if err != nil {
 		return err
 	}
+	wide := o.output.wide()
+	// show prints a view as -o asks; text is what tells one view from the next.
+	show := func(v *rolloutView, text string, again bool) error {
+		if !o.output.human() {
+			return o.output.printObjects(out, v.objects)
+		}
+		if again {
+			text = "\n" + text
+		}
+		_, err := fmt.Fprint(out, text)
+		return err
+	}
 	v, err := readRollout(ctx, c, o.baseline)
 	if err != nil {
 		return err
 	}
-	last := v.String()
-	fmt.Fprint(out, last)
+	last := v.text(wide)
+	if err := show(v, last, false); err != nil {
+		return err
+	}
 	if !o.watch || v.finished() {
 		return v.err()
 	}
@@ -119,8 +145,10 @@ func runRolloutStatus(ctx context.Context, out, errOut io.Writer, hub *hubFlags,
 		}
 		lastErr = ""
 		v = next
-		if text := v.String(); text != last {
-			fmt.Fprint(out, "\n"+text)
+		if text := v.text(wide); text != last {
+			if err := show(v, text, true); err != nil {
+				return err
+			}
 			last = text
 		}
 		if v.finished() {
@@ -134,11 +162,16 @@ type rolloutView struct {
 	baseline *fleetv1alpha1.Baseline
 	members  []rolloutRow
 	updated  int
+	// objects are what the view was read from, for -o json|yaml|name: the Baseline and the
+	// bindings of its selected members.
+	objects []runtime.Object
 }
 
 // rolloutRow is one selected member.
 type rolloutRow struct {
 	cluster, released, holds, applied, healthy, state, reason string
+	// fullReason is reason untruncated and lastApplied when the member last applied, for -o wide.
+	fullReason, lastApplied string
 }
 
 func readRollout(ctx context.Context, c client.Client, name string) (*rolloutView, error) {
@@ -154,7 +187,7 @@ func readRollout(ctx context.Context, c client.Client, name string) (*rolloutVie
 	if err != nil {
 		return nil, err
 	}
-	v := &rolloutView{baseline: b}
+	v := &rolloutView{baseline: b, objects: []runtime.Object{b}}
 	rev := b.Status.Revision
 	for _, mc := range members {
 		bb := bindings[mc.Name]
@@ -171,6 +204,10 @@ func readRollout(ctx context.Context, c client.Client, name string) (*rolloutVie
 			healthy:  conditionStatus(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy),
 			state:    bindingState(rev, bb),
 		}
+		v.objects = append(v.objects, bb)
+		if t := bb.Status.LastAppliedTime; t != nil {
+			row.lastApplied = t.UTC().Format(time.RFC3339)
+		}
 		if rev != "" && bb.Spec.Revision == rev {
 			row.released = "yes"
 		}
@@ -178,7 +215,8 @@ func readRollout(ctx context.Context, c client.Client, name string) (*rolloutVie
 			v.updated++
 		}
 		if row.state != stateOK {
-			row.reason = rolloutReason(bb, rev, row.state)
+			row.reason = rolloutReason(bb, rev, row.state, maxProblemLen)
+			row.fullReason = rolloutReason(bb, rev, row.state, 0)
 		}
 		v.members = append(v.members, row)
 	}
@@ -187,9 +225,9 @@ func readRollout(ctx context.Context, c client.Client, name string) (*rolloutVie
 
 // rolloutReason explains a member that is not done: its first problem, else what it waits
 // for.
-func rolloutReason(bb *fleetv1alpha1.BaselineBinding, revision, state string) string {
+func rolloutReason(bb *fleetv1alpha1.BaselineBinding, revision, state string, limit int) string {
 	if p := bindingProblems(bb); len(p) > 0 {
-		return conditionText(p[0], maxProblemLen)
+		return conditionText(p[0], limit)
 	}
 	applied := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionApplied)
 	switch state {
@@ -198,11 +236,11 @@ func rolloutReason(bb *fleetv1alpha1.BaselineBinding, revision, state string) st
 			return "released; not applied yet"
 		}
 		if c := meta.FindStatusCondition(bb.Status.Conditions, fleetv1alpha1.ConditionHealthy); c != nil && c.Status != metav1.ConditionTrue {
-			return conditionText(c, maxProblemLen)
+			return conditionText(c, limit)
 		}
 	case stateWaiting, statePaused:
 		if applied != nil && (applied.Reason == fleetv1alpha1.ReasonWaitingForRollout || applied.Reason == fleetv1alpha1.ReasonPaused) {
-			return conditionText(applied, maxProblemLen)
+			return conditionText(applied, limit)
 		}
 	}
 	return ""
@@ -246,14 +284,26 @@ func (v *rolloutView) progress() string {
 }
 
 // String is the block printed for the view: a header, a row per member and the summary line.
-func (v *rolloutView) String() string {
+func (v *rolloutView) String() string { return v.text(false) }
+
+// text is String, with -o wide's extra column and full reasons when wide.
+func (v *rolloutView) text(wide bool) string {
 	var w strings.Builder
 	b := v.baseline
 	fmt.Fprintf(&w, "Baseline %s, revision %s: %s\n", b.Name, orDash(b.Status.Revision), v.progress())
 	if len(v.members) > 0 {
-		rows := [][]string{{"CLUSTER", "RELEASED", "HOLDS", "APPLIED", "HEALTHY", "STATE", "REASON/MESSAGE"}}
+		header := []string{"CLUSTER", "RELEASED", "HOLDS", "APPLIED", "HEALTHY", "STATE"}
+		if wide {
+			header = append(header, "LAST APPLIED")
+		}
+		rows := [][]string{append(header, "REASON/MESSAGE")}
 		for _, m := range v.members {
-			rows = append(rows, []string{m.cluster, m.released, m.holds, m.applied, m.healthy, m.state, m.reason})
+			row := []string{m.cluster, m.released, m.holds, m.applied, m.healthy, m.state}
+			reason := m.reason
+			if wide {
+				row, reason = append(row, orDash(m.lastApplied)), m.fullReason
+			}
+			rows = append(rows, append(row, reason))
 		}
 		writeTable(&w, rows)
 	}

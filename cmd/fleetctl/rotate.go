@@ -46,7 +46,8 @@ hub's ServiceAccount and its token Secret in the member are deleted, which revok
 token at once, and made again.`,
 		Example: `  fleetctl rotate-credentials eu-1
   fleetctl rotate-credentials eu-1 --member-kubeconfig ~/.kube/eu-1.yaml`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeMembers(hub),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return runRotate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), hub, o)

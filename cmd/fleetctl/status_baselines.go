@@ -39,12 +39,14 @@ func renderBaselines(ctx context.Context, in statusInput, w io.Writer) error {
 	if err := in.hub.List(ctx, &clusters); err != nil {
 		return fmt.Errorf("list memberclusters: %w", err)
 	}
-	return writeBaselines(w, baselines.Items, bindings.Items, clusters.Items)
+	return writeBaselines(w, baselines.Items, bindings.Items, clusters.Items, in.wide)
 }
 
 // writeBaselines prints the summary line, one row per Baseline, the baselines × clusters
 // matrix and the problems behind its upper-case cells.
-func writeBaselines(w io.Writer, baselines []fleetv1alpha1.Baseline, bindings []fleetv1alpha1.BaselineBinding, clusters []fleetv1alpha1.MemberCluster) error {
+// wide (-o wide) adds the counts and settings the narrow table leaves out and prints
+// problems in full.
+func writeBaselines(w io.Writer, baselines []fleetv1alpha1.Baseline, bindings []fleetv1alpha1.BaselineBinding, clusters []fleetv1alpha1.MemberCluster, wide bool) error {
 	baselines = slices.Clone(baselines)
 	slices.SortFunc(baselines, func(a, b fleetv1alpha1.Baseline) int { return strings.Compare(a.Name, b.Name) })
 	clusters = slices.Clone(clusters)
@@ -62,11 +64,19 @@ func writeBaselines(w io.Writer, baselines []fleetv1alpha1.Baseline, bindings []
 		}
 	}
 	fmt.Fprintf(w, "Baselines: %d (%d ready, %d not ready)\n", len(baselines), ready, len(baselines)-ready)
-	rows := [][]string{{"NAME", "READY", "REVISION", "SELECTED", "APPLIED", "HEALTHY", "FAILED", "DRIFTED", "CONFLICTED"}}
+	header := []string{"NAME", "READY", "REVISION", "SELECTED", "APPLIED", "HEALTHY", "FAILED", "DRIFTED", "CONFLICTED"}
+	if wide {
+		header = append(header, "UNREACHABLE", "POLICY", "PAUSED")
+	}
+	rows := [][]string{header}
 	for _, b := range baselines {
 		s := b.Status
-		rows = append(rows, []string{b.Name, conditionStatus(s.Conditions, fleetv1alpha1.ConditionReady), orDash(s.Revision),
-			itoa(s.Selected), itoa(s.Applied), itoa(s.Healthy), itoa(s.Failed), itoa(s.Drifted), itoa(s.Conflicted)})
+		row := []string{b.Name, conditionStatus(s.Conditions, fleetv1alpha1.ConditionReady), orDash(s.Revision),
+			itoa(s.Selected), itoa(s.Applied), itoa(s.Healthy), itoa(s.Failed), itoa(s.Drifted), itoa(s.Conflicted)}
+		if wide {
+			row = append(row, itoa(s.Unreachable), orDash(string(b.Spec.Policy)), strconv.FormatBool(b.Spec.Paused))
+		}
+		rows = append(rows, row)
 	}
 	writeTable(w, rows)
 
@@ -93,7 +103,7 @@ func writeBaselines(w io.Writer, baselines []fleetv1alpha1.Baseline, bindings []
 		writeTable(w, matrix)
 	}
 
-	if problems := baselineProblems(baselines, byPair, clusters); len(problems) > 0 {
+	if problems := baselineProblems(baselines, byPair, clusters, problemLimit(wide, maxBindingProblemLen)); len(problems) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Problems:")
 		for _, p := range problems {
@@ -120,11 +130,11 @@ func matrixCell(b *fleetv1alpha1.Baseline, mc *fleetv1alpha1.MemberCluster, bb *
 // stop the Baseline before any binding reports anything), then every binding condition that
 // needs attention: Applied=False (except while waiting for the rollout, which is normal),
 // Conflict=True and Drifted=True.
-func baselineProblems(baselines []fleetv1alpha1.Baseline, byPair map[[2]string]*fleetv1alpha1.BaselineBinding, clusters []fleetv1alpha1.MemberCluster) []string {
+func baselineProblems(baselines []fleetv1alpha1.Baseline, byPair map[[2]string]*fleetv1alpha1.BaselineBinding, clusters []fleetv1alpha1.MemberCluster, limit int) []string {
 	var out []string
 	for _, b := range baselines {
 		if c := meta.FindStatusCondition(b.Status.Conditions, fleetv1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
-			out = append(out, fmt.Sprintf("%s: %s", b.Name, conditionText(c, maxBindingProblemLen)))
+			out = append(out, fmt.Sprintf("%s: %s", b.Name, conditionText(c, limit)))
 		}
 		names := make([]string, 0, len(clusters))
 		for _, mc := range clusters {
@@ -143,7 +153,7 @@ func baselineProblems(baselines []fleetv1alpha1.Baseline, byPair map[[2]string]*
 				continue
 			}
 			for _, c := range bindingProblems(bb) {
-				out = append(out, fmt.Sprintf("%s/%s: %s", b.Name, cluster, conditionText(c, maxBindingProblemLen)))
+				out = append(out, fmt.Sprintf("%s/%s: %s", b.Name, cluster, conditionText(c, limit)))
 			}
 		}
 	}
@@ -180,3 +190,11 @@ func writeTable(w io.Writer, rows [][]string) {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// problemLimit is how long a problem line may be: unlimited with -o wide.
+func problemLimit(wide bool, limit int) int {
+	if wide {
+		return 0
+	}
+	return limit
+}

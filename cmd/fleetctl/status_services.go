@@ -26,13 +26,13 @@ func renderServices(ctx context.Context, in statusInput, w io.Writer) error {
 		}
 		return fmt.Errorf("list exportedservices: %w", err)
 	}
-	writeServices(w, list.Items)
+	writeServices(w, list.Items, in.wide)
 	return nil
 }
 
 // writeServices prints the summary line, one row per exported Service (the hub's
 // ExportedService catalog) and the problems behind rows that are not synced.
-func writeServices(w io.Writer, services []fleetv1alpha1.ExportedService) {
+func writeServices(w io.Writer, services []fleetv1alpha1.ExportedService, wide bool) {
 	if len(services) == 0 {
 		fmt.Fprintf(w, "No Services exported. Export one with: kubectl annotate service NAME %s=true\n", fleetv1alpha1.AnnotationExport)
 		return
@@ -62,7 +62,7 @@ func writeServices(w io.Writer, services []fleetv1alpha1.ExportedService) {
 	}
 	writeTable(w, rows)
 
-	if problems := serviceProblems(services); len(problems) > 0 {
+	if problems := serviceProblems(services, problemLimit(wide, maxServiceProblemLen)); len(problems) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Problems:")
 		for _, p := range problems {
@@ -112,19 +112,19 @@ func serviceState(es *fleetv1alpha1.ExportedService) string {
 // serviceProblems lists, per exported Service, each conflict with the member it is in, a
 // Synced=False condition that the conflicts do not already explain (an invalid export, an
 // unreachable source), and the source addresses left out of the mirrors.
-func serviceProblems(services []fleetv1alpha1.ExportedService) []string {
+func serviceProblems(services []fleetv1alpha1.ExportedService, limit int) []string {
 	var out []string
 	for _, es := range services {
 		src := sourceText(es.Spec.Source)
 		conflicts := sortedConflicts(&es)
 		c := meta.FindStatusCondition(es.Status.Conditions, fleetv1alpha1.ConditionSynced)
 		if c != nil && c.Status == metav1.ConditionFalse && (len(conflicts) == 0 || c.Reason != fleetv1alpha1.ReasonNameClash) {
-			out = append(out, fmt.Sprintf("%s: %s", src, conditionText(c, maxServiceProblemLen)))
+			out = append(out, fmt.Sprintf("%s: %s", src, conditionText(c, limit)))
 		}
 		for _, mc := range conflicts {
 			out = append(out, fmt.Sprintf("%s in %s: %s", src, mc.Cluster, conditionText(&metav1.Condition{
 				Reason: fleetv1alpha1.ReasonNameClash, Message: mc.Message,
-			}, maxServiceProblemLen)))
+			}, limit)))
 		}
 		if es.Status.ConflictsOmitted > 0 {
 			out = append(out, fmt.Sprintf("%s: and %d more conflicts", src, es.Status.ConflictsOmitted))

@@ -137,7 +137,7 @@ func TestFirstProblem(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := firstProblem(tc.conds); got != tc.want {
+			if got := firstProblem(tc.conds, false); got != tc.want {
 				t.Errorf("firstProblem = %q, want %q", got, tc.want)
 			}
 		})

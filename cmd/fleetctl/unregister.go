@@ -46,7 +46,8 @@ ClusterRoleBinding, the ClusterRole and the ServiceAccount, and the namespace if
 else is left in it. Unregistering a cluster that is already gone succeeds.`,
 		Example: `  fleetctl unregister eu-1
   fleetctl unregister eu-1 --cleanup --member-kubeconfig ~/.kube/eu-1.yaml`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeMembers(hub),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return runUnregister(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), hub, o)

@@ -209,3 +209,15 @@ const (
 	// AnnotationClusterAPIPaused is Cluster API's paused annotation (cluster.x-k8s.io/paused).
 	AnnotationClusterAPIPaused = "cluster.x-k8s.io/paused"
 )
+
+// The running controller's version, for `fleetctl version`.
+const (
+	// ControllerVersionLease is the Lease in the hub namespace where the fleet-controller that
+	// acts on the fleet (the leader) records its build when it starts: holderIdentity names the
+	// instance, acquireTime when it started leading, and the annotations below its build.
+	ControllerVersionLease = "fleet-controller-version"
+	// AnnotationVersion on ControllerVersionLease is the controller's version (e.g. v0.2.0).
+	AnnotationVersion = "fleet.flotilla.dev/version"
+	// AnnotationGitCommit on ControllerVersionLease is the commit the controller was built from.
+	AnnotationGitCommit = "fleet.flotilla.dev/git-commit"
+)
