@@ -104,6 +104,41 @@ undeploy: $(KUBECTL) ## Remove Flotilla (controller, RBAC, CRDs, namespace) from
 	@$(install-overlay) && \
 	$(KUBECTL) kustomize "$$tmp" | $(KUBECTL) delete --ignore-not-found -f -
 
+##@ Release
+
+# A release is dist/install.yaml (CRDs, RBAC, the Deployment with the image pinned by digest)
+# and the image itself, dist/fleet-controller-<version>.tar. The image is written by
+# hack/imagetar, not a container engine: one layer holding the static binary, the same bytes
+# every time, so its digest is known before any registry sees it. The tarball loads with
+# `docker load` and with containerd (`ctr -n k8s.io images import`, `kind load
+# image-archive`), which keeps the manifest digest install.yaml names, so the Pod starts
+# without a pull. A release with a registry pushes the same tarball (crane push, skopeo copy
+# oci-archive:...) and the digest stays the same; see README "Install".
+DIST          := $(CURDIR)/dist
+RELEASE_TAR   := $(DIST)/fleet-controller-$(VERSION).tar
+
+.PHONY: release
+release: build-image-binary $(KUBECTL) ## Write dist/install.yaml (image pinned by digest) and the image dist/fleet-controller-<version>.tar.
+	@mkdir -p $(DIST)
+	go run ./hack/imagetar --binary $(BIN)/image/fleet-controller --image $(IMAGE_REPO):$(VERSION) \
+	  --version $(VERSION) --arch $(IMAGE_ARCH) --out $(RELEASE_TAR) >$(DIST)/image-digest
+	$(MAKE) --no-print-directory release-manifests IMAGE_DIGEST=$$(cat $(DIST)/image-digest) INSTALL_YAML=$(DIST)/install.yaml
+	@echo "released $(VERSION): $(DIST)/install.yaml, $(RELEASE_TAR) ($$(cat $(DIST)/image-digest))"
+
+# release-manifests renders config/default with the image IMAGE_REPO@IMAGE_DIGEST and every
+# object labelled with the version (not the selectors: a Deployment's selector cannot change,
+# and an upgrade must apply over the previous release).
+INSTALL_YAML ?= $(DIST)/install.yaml
+.PHONY: release-manifests
+release-manifests: $(KUBECTL) ## Render INSTALL_YAML (dist/install.yaml) for the image IMAGE_REPO@IMAGE_DIGEST.
+	@test -n "$(IMAGE_DIGEST)" || { echo "IMAGE_DIGEST=sha256:... is required (make release computes it)"; exit 1; }
+	@mkdir -p $(BIN) "$$(dirname "$(INSTALL_YAML)")" && tmp=$$(mktemp -d "$(BIN)/release-XXXXXX") && trap 'rm -rf "$$tmp"' EXIT && \
+	printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../config/default\nimages:\n- name: flotilla/fleet-controller\n  newName: %s\n  digest: %s\nlabels:\n- pairs:\n    app.kubernetes.io/version: %s\n' \
+	  "$(IMAGE_REPO)" "$(IMAGE_DIGEST)" "$(VERSION)" >"$$tmp/kustomization.yaml" && \
+	{ printf '# Flotilla %s: kubectl apply -f install.yaml (install or upgrade).\n# Image %s@%s (dist/fleet-controller-%s.tar where no registry serves it).\n' \
+	    "$(VERSION)" "$(IMAGE_REPO)" "$(IMAGE_DIGEST)" "$(VERSION)"; $(KUBECTL) kustomize "$$tmp"; } >"$(INSTALL_YAML)"
+	@echo "wrote $(INSTALL_YAML)"
+
 ##@ Development
 
 .PHONY: build
