@@ -21,12 +21,10 @@ const (
 	outputWide = "wide"
 )
 
-// outputFlags are -o and its companions (--template, --show-managed-fields) of a command
-// that prints hub objects.
+// outputFlags are -o and its companions (--template, --show-managed-fields: kubectl's, which
+// leave metadata.managedFields out unless asked) of a command that prints hub objects.
 type outputFlags struct {
 	print *genericclioptions.PrintFlags
-	// showManagedFields keeps metadata.managedFields, which kubectl also leaves out by default.
-	showManagedFields bool
 	// extraFormats are the human formats the command draws itself (always text; wide if the
 	// command has more columns to show).
 	extraFormats []string
@@ -43,8 +41,6 @@ func (o *outputFlags) bind(cmd *cobra.Command) {
 	o.print.AddFlags(cmd)
 	// AddFlags describes -o with the printers' formats only; say what this command accepts.
 	cmd.Flags().Lookup("output").Usage = "Output format. One of: (" + strings.Join(o.allowed(), ", ") + ")."
-	cmd.Flags().BoolVar(&o.showManagedFields, "show-managed-fields", false,
-		"Keep metadata.managedFields when printing JSON or YAML.")
 }
 
 func (o *outputFlags) format() string { return *o.print.OutputFormat }
@@ -75,16 +71,7 @@ func (o *outputFlags) validate() error {
 	return nil
 }
 
-func (o *outputFlags) printer() (printers.ResourcePrinter, error) {
-	p, err := o.print.ToPrinter()
-	if err != nil {
-		return nil, err
-	}
-	if !o.showManagedFields {
-		p = &printers.OmitManagedFieldsPrinter{Delegate: p}
-	}
-	return p, nil
-}
+func (o *outputFlags) printer() (printers.ResourcePrinter, error) { return o.print.ToPrinter() }
 
 // printObjects prints objs as one v1 List, the shape `kubectl get a,b -o json` prints:
 // -o name prints one kind/name line per object, -o yaml a List document.
