@@ -182,4 +182,3 @@ func snapshot(t *testing.T, hub client.Client) upgradeState {
 	}
 	return s
 }
-

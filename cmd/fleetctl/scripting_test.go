@@ -300,5 +300,3 @@ func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
 	must(t, err)
 	must(t, json.Unmarshal(data, into))
 }
-
-
