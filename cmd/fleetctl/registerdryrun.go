@@ -130,8 +130,11 @@ func readRootCA(ctx context.Context, c client.Client) ([]byte, error) {
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("read configmap %s/%s: %w", ns, rootCAConfigMap, err)
 		}
+		if err == nil {
+			err = fmt.Errorf("configmap %s/%s has no %s", ns, rootCAConfigMap, corev1.ServiceAccountRootCAKey)
+		}
 		lastErr = err
 	}
-	return nil, fmt.Errorf("no configmap %s with ca.crt in namespace %s or %s: is the member's kube-controller-manager running? (%v)",
+	return nil, fmt.Errorf("no configmap %s with ca.crt in namespace %s or %s: is the member's kube-controller-manager running? (%w)",
 		rootCAConfigMap, memberNamespace, corev1.NamespaceDefault, lastErr)
 }

@@ -167,6 +167,10 @@ func TestScriptableStatus(t *testing.T) {
 				continue
 			}
 			live.ManagedFields = nil
+			if printed.Kind != "MemberCluster" || printed.APIVersion != fleetv1alpha1.GroupVersion.String() {
+				t.Errorf("printed %s: kind %q apiVersion %q", item.GetName(), printed.Kind, printed.APIVersion)
+			}
+			live.TypeMeta = printed.TypeMeta // a typed read carries none
 			if diff := cmp.Diff(live, &printed); diff != "" {
 				t.Errorf("printed MemberCluster %s differs from the hub's (-hub +printed):\n%s", item.GetName(), diff)
 			}
@@ -210,21 +214,20 @@ func TestScriptableStatus(t *testing.T) {
 
 	t.Run("completion lists member and Baseline names from the hub", func(t *testing.T) {
 		for _, c := range []struct {
-			args []string
-			want []string
+			// args follow the connection flags; the last is the word being completed.
+			cmd, args []string
+			want      []string
 		}{
-			{[]string{"__complete", "unregister", ""}, []string{"m1", "m2"}},
-			{[]string{"__complete", "rotate-credentials", "m"}, []string{"m1", "m2"}},
-			{[]string{"__complete", "rollout", "status", "sec"}, []string{"security"}},
-			{[]string{"__complete", "diff", "security", "--member", "m2"}, []string{"m2"}},
-			{[]string{"__complete", "unregister", "x"}, nil},
+			{[]string{"unregister"}, []string{""}, []string{"m1", "m2"}},
+			{[]string{"rotate-credentials"}, []string{"m"}, []string{"m1", "m2"}},
+			{[]string{"rollout", "status"}, []string{"sec"}, []string{"security"}},
+			{[]string{"diff"}, []string{"security", "--member", "m2"}, []string{"m2"}},
+			{[]string{"unregister"}, []string{"x"}, nil},
 		} {
-			// The word being completed comes last; the connection flags before it.
-			n := len(c.args) - 1
-			out, _, err := fleetctlSplit(t, append(append(slices.Clone(c.args[:n]), kc...), c.args[n])...)
+			out, _, err := fleetctlSplit(t, slices.Concat([]string{"__complete"}, c.cmd, kc, c.args)...)
 			must(t, err)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if got := lines[:len(lines)-1]; !slices.Equal(got, c.want) && !(len(got) == 0 && c.want == nil) {
+			if got := lines[:len(lines)-1]; !slices.Equal(got, c.want) && (len(got) != 0 || c.want != nil) {
 				t.Errorf("%v completes %q, want %q", c.args, got, c.want)
 			}
 			if last := lines[len(lines)-1]; last != ":4" { // ShellCompDirectiveNoFileComp
