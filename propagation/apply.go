@@ -129,8 +129,9 @@ func (a *applier) apply(ctx context.Context, desired []render.Document, inventor
 		if out.Drifted, err = a.drift(ctx, mgr, p); err != nil {
 			return out, err
 		}
-		// Inform never writes; it owns only what exists and is not someone else's.
-		out.Owned = plan.Inventory(p.Owned(a.baseline))
+		// Inform never writes; it owns only what exists and is not someone else's. Objects
+		// found matching are recorded, so that the next check skips them while unchanged.
+		out.Owned = a.record(plan.Inventory(p.Owned(a.baseline)))
 		return out, nil
 	}
 	if err := a.applyStages(ctx, mgr, p, out); err != nil {
@@ -156,7 +157,9 @@ func (a *applier) apply(ctx context.Context, desired []render.Document, inventor
 
 // drift lists, under policy Inform, what differs from the Baseline: missing objects,
 // objects carrying content other managers set (plan.Foreign), and objects a server-side
-// apply would change.
+// apply would change. An object found matching is recorded like an applied one, and not
+// diffed again while it and the desired object stay unchanged (inSync); one that differs
+// is recorded as nothing, so it is diffed, and reported, every time.
 func (a *applier) drift(ctx context.Context, mgr *ssa.ResourceManager, p *plan.Plan) ([]string, error) {
 	var drifted []string
 	for _, stage := range p.Stages {
@@ -169,17 +172,46 @@ func (a *applier) drift(ctx context.Context, mgr *ssa.ResourceManager, p *plan.P
 				// The dry run below cannot show it: an apply leaves others' fields alone.
 				drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" has content others set: "+plan.DescribeForeign(o.Foreign))
 			default:
-				entry, _, _, err := mgr.Diff(ctx, o.Doc.Object.DeepCopy(), ssa.DefaultDiffOptions())
+				differs, err := a.differs(ctx, mgr, o)
 				if err != nil {
-					return nil, fmt.Errorf("diff %s: %w", render.ObjectRef(o.Doc.Object), err)
+					return nil, err
 				}
-				if entry.Action != ssa.UnchangedAction {
+				if differs {
 					drifted = append(drifted, render.ObjectRef(o.Doc.Object)+" differs")
 				}
 			}
 		}
 	}
 	return drifted, nil
+}
+
+// differs tells, under policy Inform, whether an existing object o differs from the
+// Baseline: not when it is unchanged since it was last found matching the same desired
+// object (howToWrite would skip it), else by a dry-run diff.
+func (a *applier) differs(ctx context.Context, mgr *ssa.ResourceManager, o plan.Object) (bool, error) {
+	obj := o.Doc.Object.DeepCopy()
+	hash, err := desiredHash(obj)
+	if err != nil {
+		return false, err
+	}
+	entry := render.EntryKey(o.Doc.InventoryEntry())
+	rec, ok := a.records[entry]
+	live := a.observed[o.Doc.Key()]
+	if howToWrite(o, versionOf(live), rec, ok, hash) == writeSkip {
+		a.setApplied(entry, rec)
+		return false, nil
+	}
+	change, _, _, err := mgr.Diff(ctx, obj, ssa.DefaultDiffOptions())
+	if err != nil {
+		return false, fmt.Errorf("diff %s: %w", render.ObjectRef(o.Doc.Object), err)
+	}
+	if change.Action != ssa.UnchangedAction {
+		return true, nil
+	}
+	if live != nil {
+		a.setApplied(entry, recordOf(live, hash))
+	}
+	return false, nil
 }
 
 // learnUIDs reads the UID of objects the apply created, so that the inventory records

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/propagation/plan"
 	"github.com/flotilla-dev/flotilla/propagation/render"
@@ -48,8 +49,8 @@ const (
 	// writeCreate: the object does not exist (read from the API server, not only from the
 	// cache); it is applied at once, with no dry run.
 	writeCreate write = "create"
-	// writeSkip: the member's copy is the one Flotilla applied last (same resourceVersion)
-	// and the desired object has not changed since (same hash): nothing to do.
+	// writeSkip: the member's copy is the one Flotilla applied last (unchangedSince) and
+	// the desired object has not changed since (same hash): nothing to do.
 	writeSkip write = "skip"
 	// writeUpdate: the Baseline changed and the member's copy did not since Flotilla applied
 	// it: applied at once; the apply writes only if the object changes.
@@ -60,22 +61,60 @@ const (
 	writeCheck write = "check"
 )
 
-// howToWrite decides how to write o from the member's resourceVersion of it (liveRV, empty
-// when it does not exist) and what the last apply recorded (rec, ok false when nothing),
-// comparing the desired object's hash. Only an unchanged resourceVersion proves that nobody
-// but Flotilla wrote the object since: every write, even of metadata, changes it.
-func howToWrite(o plan.Object, liveRV string, rec fleetv1alpha1.InventoryEntry, ok bool, hash string) write {
+// liveVersion is what the apply knows of the member's copy of an object before it writes:
+// its resourceVersion and contentHash; both empty when it does not exist.
+type liveVersion struct {
+	resourceVersion, content string
+}
+
+// versionOf is live's liveVersion (nil: the object does not exist).
+func versionOf(live *metav1.PartialObjectMetadata) liveVersion {
+	if live == nil {
+		return liveVersion{}
+	}
+	return liveVersion{resourceVersion: live.GetResourceVersion(), content: contentHash(live)}
+}
+
+// howToWrite decides how to write o from the member's copy of it (live) and what the last
+// apply recorded (rec, ok false when nothing), comparing the desired object's hash.
+func howToWrite(o plan.Object, live liveVersion, rec fleetv1alpha1.InventoryEntry, ok bool, hash string) write {
 	switch {
 	case o.Placement == plan.Missing:
 		return writeCreate
-	case o.Placement != plan.Mine || !ok || rec.ResourceVersion == "" || liveRV == "" ||
-		rec.UID != o.UID || rec.ResourceVersion != liveRV:
+	case o.Placement != plan.Mine || !ok || rec.UID != o.UID || !unchangedSince(rec, live):
 		return writeCheck
 	case rec.Hash == hash:
 		return writeSkip
 	default:
 		return writeUpdate
 	}
+}
+
+// unchangedSince reports whether nobody but a status writer changed the member's copy of an
+// object since rec was recorded: its contentHash is still the recorded one. A record made
+// before content hashes were recorded falls back to the resourceVersion, which every write
+// changes, status writes included.
+func unchangedSince(rec fleetv1alpha1.InventoryEntry, live liveVersion) bool {
+	if rec.ContentHash != "" {
+		return live.content == rec.ContentHash
+	}
+	return rec.ResourceVersion != "" && live.resourceVersion == rec.ResourceVersion
+}
+
+// contentHash identifies what of live anyone but a status writer can change (see
+// InventoryEntry.ContentHash): every write of content, labels or annotations changes
+// managedFields — the writer's entry takes the fields it set, a field removed leaves its
+// owner's entry — while status writes change only subresources' entries, which are left
+// out, as the member cache leaves them out (clusters.TrimManagedFields: the same list from
+// the cache and from the API server hashes the same). SHA-256, 16 hex digits.
+func contentHash(live metav1.Object) string {
+	h := sha256.New()
+	_ = json.NewEncoder(h).Encode(struct {
+		Generation int64                       `json:"g"`
+		Deleting   bool                        `json:"d"`
+		Managed    []metav1.ManagedFieldsEntry `json:"m"`
+	}{live.GetGeneration(), live.GetDeletionTimestamp() != nil, clusters.TrimManagedFields(live.GetManagedFields())})
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // desiredHash identifies a desired object as rendered for the member: its JSON (map keys
@@ -234,10 +273,7 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 	}
 	entry := render.EntryKey(o.Doc.InventoryEntry())
 	rec, ok := a.records[entry]
-	liveRV := ""
-	if live := a.observed[o.Doc.Key()]; live != nil {
-		liveRV = live.GetResourceVersion()
-	}
+	live := versionOf(a.observed[o.Doc.Key()])
 	if len(o.Foreign) > 0 {
 		// Content other managers added (plan.Foreign) is taken over and removed by an apply
 		// now, whatever the records say: one may have been made after it arrived.
@@ -254,7 +290,7 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 				drift: driftOf(writeFacts{action: ssa.ConfiguredAction, inInventory: inInventory(rec, ok), taken: taken})}, nil
 		}
 	}
-	switch how := howToWrite(o, liveRV, rec, ok, hash); how {
+	switch how := howToWrite(o, live, rec, ok, hash); how {
 	case writeSkip:
 		a.setApplied(entry, rec)
 		// Ready when last applied (a stage waits for what it wrote); a kind whose readiness
@@ -267,7 +303,7 @@ func (a *applier) applyObject(ctx context.Context, mgr *ssa.ResourceManager, o p
 		action := ssa.CreatedAction
 		if how == writeUpdate {
 			action = ssa.ConfiguredAction
-			if obj.GetResourceVersion() == liveRV {
+			if obj.GetResourceVersion() == live.resourceVersion {
 				action = ssa.UnchangedAction // the apply changed nothing
 			}
 		}
@@ -297,7 +333,7 @@ func (a *applier) checkAndApply(ctx context.Context, mgr *ssa.ResourceManager, o
 		// dry run of an unchanged object). Were the observation older than the object, the
 		// next apply finds a newer resourceVersion and checks once more.
 		if live := a.observed[o.Doc.Key()]; live != nil {
-			a.setApplied(entry, fleetv1alpha1.InventoryEntry{UID: live.GetUID(), ResourceVersion: live.GetResourceVersion(), Generation: live.GetGeneration(), Hash: hash})
+			a.setApplied(entry, recordOf(live, hash))
 		}
 		return objectWrite{action: ssa.UnchangedAction, ready: !healthKinds[obj.GroupVersionKind().GroupKind()]}, nil
 	}
@@ -328,8 +364,9 @@ func (a *applier) setApplied(entry, rec fleetv1alpha1.InventoryEntry) {
 
 // recordOf is what the inventory records of live, the member's object as Flotilla applied
 // it (or found it matching) with the desired object's hash.
-func recordOf(live *unstructured.Unstructured, hash string) fleetv1alpha1.InventoryEntry {
-	return fleetv1alpha1.InventoryEntry{UID: live.GetUID(), ResourceVersion: live.GetResourceVersion(), Generation: live.GetGeneration(), Hash: hash}
+func recordOf(live metav1.Object, hash string) fleetv1alpha1.InventoryEntry {
+	return fleetv1alpha1.InventoryEntry{UID: live.GetUID(), ResourceVersion: live.GetResourceVersion(), Generation: live.GetGeneration(),
+		ContentHash: contentHash(live), Hash: hash}
 }
 
 // record adds to the inventory entries what this apply recorded of each object; an entry
@@ -338,7 +375,7 @@ func (a *applier) record(entries []fleetv1alpha1.InventoryEntry) []fleetv1alpha1
 	for i, e := range entries {
 		rec, ok := a.applied[render.EntryKey(e)]
 		if ok && rec.UID == e.UID {
-			entries[i].ResourceVersion, entries[i].Generation, entries[i].Hash = rec.ResourceVersion, rec.Generation, rec.Hash
+			entries[i].ResourceVersion, entries[i].Generation, entries[i].ContentHash, entries[i].Hash = rec.ResourceVersion, rec.Generation, rec.ContentHash, rec.Hash
 		}
 	}
 	return entries

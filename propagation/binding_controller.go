@@ -50,22 +50,23 @@ type BindingReconciler struct {
 	// the defaults.
 	Limits    Limits
 	slotsOnce sync.Once
+	// waiters are the bindings waiting for a slot of their member (see memberWork).
+	waiters *memberWaiters
 	// records are the inventories this process's applies recorded last, newer than a
 	// binding's cached status can be (see appliedRecords).
 	records *appliedRecords
 }
 
-// busyRequeue is when a binding whose member had no free slot comes back: soon, since a
-// busy member is usually just a busy one, but without holding a worker meanwhile; slotWait
-// is how long a reconcile waits for a slot before it gives its worker back.
+// busyRequeue is when a binding whose member had no free slot comes back if no controller
+// queue is there to wake it into (a reconciler used without its setup); with one it waits in
+// waiters instead. slotWait is how long a reconcile waits for a slot before it gives its
+// worker back.
 const (
 	busyRequeue = 250 * time.Millisecond
 	slotWait    = 100 * time.Millisecond
 )
 
-// memberWork takes a slot of the member and bounds the work on it with MemberTimeout.
-// ok is false when the member is busy; the caller requeues.
-func (r *BindingReconciler) memberWork(ctx context.Context, cluster string) (context.Context, func(), bool) {
+func (r *BindingReconciler) init() {
 	r.slotsOnce.Do(func() {
 		if r.Slots == nil {
 			r.Slots = clusters.NewMemberSlots(2)
@@ -73,14 +74,33 @@ func (r *BindingReconciler) memberWork(ctx context.Context, cluster string) (con
 		if r.MemberTimeout <= 0 {
 			r.MemberTimeout = 2 * time.Minute
 		}
+		if r.waiters == nil {
+			r.waiters = newMemberWaiters()
+		}
 		r.records = newAppliedRecords()
 	})
+}
+
+// memberWork takes a slot of the member and bounds the work on it with MemberTimeout; done
+// gives the slot back and wakes the bindings waiting for one. ok is false when the member
+// is busy: req then waits for a slot (memberWaiters) and comes back when one is free, and
+// the caller returns the Result it is given.
+func (r *BindingReconciler) memberWork(ctx context.Context, cluster string, req ctrl.Request) (_ context.Context, done func(), busy ctrl.Result, ok bool) {
+	r.init()
 	release, ok := r.Slots.Acquire(ctx, cluster, slotWait)
 	if !ok {
-		return ctx, nil, false
+		if !r.waiters.wait(cluster, req) {
+			return ctx, nil, ctrl.Result{RequeueAfter: busyRequeue}, false
+		}
+		// A slot given back between the failed wait and the line above woke nobody.
+		if release, ok := r.Slots.Acquire(ctx, cluster, 0); ok {
+			release()
+			r.waiters.wake(cluster)
+		}
+		return ctx, nil, ctrl.Result{}, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.MemberTimeout)
-	return ctx, func() { cancel(); release() }, true
+	return ctx, func() { cancel(); release(); r.waiters.wake(cluster) }, ctrl.Result{}, true
 }
 
 // Reconcile applies the released revision to the member, or cleans up on deletion. What the
@@ -97,9 +117,9 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		}
 		b = nil // the Baseline is gone; only clean-up remains
 	}
-	memberCtx, done, ok := r.memberWork(ctx, bb.Spec.ClusterName)
+	memberCtx, done, busy, ok := r.memberWork(ctx, bb.Spec.ClusterName, req)
 	if !ok {
-		return ctrl.Result{RequeueAfter: busyRequeue}, nil
+		return busy, nil
 	}
 	defer done()
 	if !bb.DeletionTimestamp.IsZero() || b == nil {

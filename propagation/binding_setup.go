@@ -4,12 +4,14 @@ import (
 	"context"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
@@ -36,6 +38,10 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 	bindingsOfBaseline := func(ctx context.Context, o client.Object) []reconcile.Request {
 		return requestsFor(ctx, hub, &fleetv1alpha1.BaselineBindingList{}, client.MatchingLabels{fleetv1alpha1.LabelBaseline: o.GetName()})
 	}
+	r := &BindingReconciler{Client: hub, Sources: sources, Members: access, Kinds: kinds,
+		Slots:    clusters.NewMemberSlots(opts.MaxConcurrentPerMember),
+		Recorder: status.Events(mgr.GetEventRecorder("flotilla-propagation")), Resync: opts.Resync, Limits: opts.Limits,
+		waiters: newMemberWaiters()}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("baselinebinding").
 		For(&fleetv1alpha1.BaselineBinding{}).
@@ -51,8 +57,12 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 			return bindingsOfCluster(ctx, cluster)
 		})).
 		WatchesRawSource(access.ConnectionSource(bindingsOfCluster)).
+		// No events: it hands the waiters the queue into which bindings waiting for a slot
+		// of their member are woken.
+		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+			r.waiters.setQueue(q)
+			return nil
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies}).
-		Complete(&BindingReconciler{Client: hub, Sources: sources, Members: access, Kinds: kinds,
-			Slots:    clusters.NewMemberSlots(opts.MaxConcurrentPerMember),
-			Recorder: status.Events(mgr.GetEventRecorder("flotilla-propagation")), Resync: opts.Resync, Limits: opts.Limits})
+		Complete(r)
 }

@@ -13,18 +13,22 @@
 // Rendering: the Baseline controller reads a Baseline's sources and parses each revision
 // once; bindings reuse that parse from a bounded cache (sources.go, rendercache.go) and only
 // substitute and fan out per member. Applying (apply.go, apply_write.go): a missing object is
-// server-side applied without a dry run, one whose resourceVersion is still the one recorded
-// in the inventory after the last apply is skipped unless the desired object changed, and a
-// dry-run diff is made only for objects the member changed since; an apply has at most
-// eight requests in flight to its member.
+// server-side applied without a dry run; one whose content (managedFields apart from status
+// writers', generation, deletion: contentHash) is still what the inventory recorded after
+// the last apply is skipped unless the desired object changed — so a controller writing an
+// object's status does not make it look edited — and a dry-run diff is made only for
+// objects someone changed since. Inform diffs an object only while it has not been found
+// matching since it last changed. An apply has at most eight requests in flight to its
+// member.
 //
 // Isolation: bindings of all members share one pool of workers (SetupOptions
 // MaxConcurrentApplies, 16 by default). A binding reconcile takes one of its member's slots
 // (MaxConcurrentPerMember, 2) for the member work, waiting at most 100ms, and bounds that
 // work with a deadline (every single call is bounded by the connection manager too); when
-// the slots are taken — typically by calls to a member that stopped answering — it requeues
-// after 250ms instead of holding a worker. A hung member thus holds at most two workers, for
-// at most one request timeout each, and the other members' applies go on.
+// the slots are taken — typically by calls to a member that stopped answering — it gives its
+// worker back and waits, holding nothing, until a reconcile on that member gives a slot back
+// (binding_waiters.go). A hung member thus holds at most two workers, for at most one
+// request timeout each, and the other members' applies go on.
 //
 // Paused members (MemberCluster spec.paused) get no writes at all, clean-up included: a
 // binding being deleted waits until the member is unpaused or its MemberCluster is gone.

@@ -51,11 +51,18 @@ type InventoryEntry struct {
 	// +optional
 	UID types.UID `json:"uid,omitempty"`
 	// ResourceVersion is the member object's resourceVersion when Flotilla last applied it,
-	// or last found it matching the Baseline: while the object still has it, nobody has
-	// changed it since, and an apply of the same desired object (Hash) is skipped without a
-	// diff. Any change in the member gives the object a new resourceVersion and a diff.
+	// or last found it matching the Baseline, for people reading the inventory (and for
+	// entries recorded without ContentHash: while the object still has it, nobody changed it).
 	// +optional
 	ResourceVersion string `json:"resourceVersion,omitempty"`
+	// ContentHash identifies, at that time, what of the member object anyone but a status
+	// writer can change: its metadata.managedFields apart from subresources' entries (every
+	// write of content, labels or annotations changes them; a status write does not), its
+	// generation and deletion. While the object still hashes to it, nobody has changed it
+	// since, and an apply of the same desired object (Hash) is skipped without a diff —
+	// also when a controller keeps writing the object's status (a ResourceQuota's usage).
+	// +optional
+	ContentHash string `json:"contentHash,omitempty"`
 	// Generation is the member object's metadata.generation at that time (zero for kinds
 	// that do not count generations), for people reading the inventory.
 	// +optional
