@@ -14,6 +14,7 @@ import (
 	"github.com/fluxcd/pkg/ssa"
 	"github.com/fluxcd/pkg/ssa/utils"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -132,20 +133,26 @@ func desiredHash(obj *unstructured.Unstructured) (string, error) {
 // object and inventory entry (readMeta: the cache for what is Flotilla's, the API server
 // for the rest), so that the plan, which reads them one by one, finds them ready. A read
 // that fails is left to the plan to retry and report.
+//
+// Cluster-scoped objects and the Namespaces of namespaced ones are read first: an object in
+// a Namespace the member does not have does not exist either, and is not read at all — a
+// Baseline that brings its own Namespaces is created with one read per Namespace, not one
+// per object in it (missingNamespaces).
 func (a *applier) observe(ctx context.Context, desired []render.Document, inventory []fleetv1alpha1.InventoryEntry) error {
 	if len(plan.UnknownKinds(desired, a.member.RESTMapper())) > 0 {
 		return nil // the plan stops at the unknown kinds and reads nothing
 	}
-	type target struct {
-		gvk schema.GroupVersionKind
-		key types.NamespacedName
-	}
-	var targets []target
+	var clusterScoped, namespaced []observeTarget
 	seen := map[render.Key]bool{}
 	add := func(gvk schema.GroupVersionKind, namespace, name string) {
 		if k := (render.Key{Group: gvk.Group, Kind: gvk.Kind, Namespace: namespace, Name: name}); !seen[k] {
 			seen[k] = true
-			targets = append(targets, target{gvk, types.NamespacedName{Namespace: namespace, Name: name}})
+			t := observeTarget{gvk, types.NamespacedName{Namespace: namespace, Name: name}}
+			if namespace == "" {
+				clusterScoped = append(clusterScoped, t)
+			} else {
+				namespaced = append(namespaced, t)
+			}
 		}
 	}
 	for _, d := range desired {
@@ -154,6 +161,39 @@ func (a *applier) observe(ctx context.Context, desired []render.Document, invent
 	for _, e := range inventory {
 		add(schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, e.Namespace, e.Name)
 	}
+	a.observed = make(map[render.Key]*metav1.PartialObjectMetadata, len(clusterScoped)+len(namespaced))
+	if err := a.observeAll(ctx, clusterScoped); err != nil {
+		return err
+	}
+	missing := missingNamespaces(a.observed)
+	for ns := range namespacesOf(namespaced) {
+		if _, observed := a.observed[namespaceKey(ns)]; !observed && !a.namespaceExists(ctx, ns) {
+			missing[ns] = true
+		}
+	}
+	var rest []observeTarget
+	for _, t := range namespaced {
+		if missing[t.key.Namespace] {
+			a.observed[t.renderKey()] = nil // in a Namespace that does not exist
+			continue
+		}
+		rest = append(rest, t)
+	}
+	return a.observeAll(ctx, rest)
+}
+
+// observeTarget is one object observe reads.
+type observeTarget struct {
+	gvk schema.GroupVersionKind
+	key types.NamespacedName
+}
+
+func (t observeTarget) renderKey() render.Key {
+	return render.Key{Group: t.gvk.Group, Kind: t.gvk.Kind, Namespace: t.key.Namespace, Name: t.key.Name}
+}
+
+// observeAll reads targets concurrently into a.observed; a failed read leaves its target out.
+func (a *applier) observeAll(ctx context.Context, targets []observeTarget) error {
 	results := make([]*metav1.PartialObjectMetadata, len(targets))
 	failed := make([]bool, len(targets))
 	g, gctx := errgroup.WithContext(ctx)
@@ -168,13 +208,55 @@ func (a *applier) observe(ctx context.Context, desired []render.Document, invent
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	a.observed = make(map[render.Key]*metav1.PartialObjectMetadata, len(targets))
 	for i, t := range targets {
 		if !failed[i] {
-			a.observed[render.Key{Group: t.gvk.Group, Kind: t.gvk.Kind, Namespace: t.key.Namespace, Name: t.key.Name}] = results[i]
+			a.observed[t.renderKey()] = results[i]
 		}
 	}
 	return nil
+}
+
+// namespacesOf are the namespaces of targets.
+func namespacesOf(targets []observeTarget) map[string]bool {
+	out := map[string]bool{}
+	for _, t := range targets {
+		out[t.key.Namespace] = true
+	}
+	return out
+}
+
+func namespaceKey(name string) render.Key { return render.Key{Kind: "Namespace", Name: name} }
+
+// namespaceExists tells whether the member has the Namespace name, for a Namespace the
+// Baseline does not hold itself (its objects go into "default", say): the member cache,
+// which holds every Namespace, is trusted when it has it (at worst the objects are read
+// for nothing), the API server is asked when it does not. A failed read counts as existing:
+// the objects are then read, and their reads report.
+func (a *applier) namespaceExists(ctx context.Context, name string) bool {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if a.cached != nil {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := a.cached.Get(cctx, types.NamespacedName{Name: name}, ns)
+		cancel()
+		if err == nil {
+			return true
+		}
+	}
+	live, err := plan.Observed(ns, a.member.Get(ctx, types.NamespacedName{Name: name}, ns))
+	return err != nil || live != nil
+}
+
+// missingNamespaces are the Namespaces observed not to exist. readMeta trusts the cache
+// only for what exists, so each was read from the API server and found missing.
+func missingNamespaces(observed map[render.Key]*metav1.PartialObjectMetadata) map[string]bool {
+	out := map[string]bool{}
+	for k, live := range observed {
+		if k.Group == "" && k.Kind == "Namespace" && k.Namespace == "" && live == nil {
+			out[k.Name] = true
+		}
+	}
+	return out
 }
 
 // applyStages writes what the plan lets the apply write, one stage at a time and, within a

@@ -151,3 +151,84 @@ func hubRequests(t *testing.T, m *localfleet.ControlPlane, mark localfleet.Audit
 	}
 	return dryRuns, writes
 }
+
+// statusQuotaYAML is a Namespace "quotas" holding a ResourceQuota, whose status the member's
+// quota controller writes whenever what it counts changes.
+const statusQuotaYAML = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: quotas
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: limits
+  namespace: quotas
+  labels:
+    team: platform
+spec:
+  hard:
+    configmaps: "10"
+`
+
+// A controller that writes an object's status (the quota controller counting ConfigMaps)
+// does not make the object look edited: the reconciles its writes bring send no dry run and
+// no write. An edit that only removes what Flotilla set — a label, which leaves no trace in
+// any other writer's managedFields entry — is still seen and corrected.
+func TestStatusWritesCauseNoDryRun(t *testing.T) {
+	e := newEnvWith(t, localfleet.Options{Members: 1, AuditLog: true})
+	ctx := context.Background()
+	m := e.fleet.Members[0]
+	member := e.members[m.Name]
+	mark, err := m.AuditMark()
+	must(t, err)
+	must(t, e.hub.Create(ctx, baseline("quotas", statusQuotaYAML)))
+	e.waitBaseline(t, "quotas", fleetv1alpha1.ConditionReady, metav1.ConditionTrue, "")
+
+	// The quota controller counts a ConfigMap made in the namespace: a status write, which
+	// brings the binding a reconcile.
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: "quotas", Name: "limits"}}
+	reconciles := fleettest.Reconciles(t, "baselinebinding")
+	must(t, member.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "quotas", Name: "counted"}}))
+	e.waitObject(t, m.Name, quota, "the quota controller counting the ConfigMap", func(err error) error {
+		if err != nil {
+			return err
+		}
+		if used := quota.Status.Used[corev1.ResourceConfigMaps]; used.Value() < 1 {
+			return fmt.Errorf("status.used %v", quota.Status.Used)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "a binding reconcile after the status write", func() error {
+		if got := fleettest.Reconciles(t, "baselinebinding"); got <= reconciles {
+			return fmt.Errorf("%v reconciles, as before the status write", got)
+		}
+		return nil
+	})
+	e.waitSettled(t)
+	dryRuns, writes := hubRequests(t, m, mark)
+	if len(dryRuns) != 0 {
+		t.Errorf("%d dry runs after status writes, want none: %v", len(dryRuns), dryRuns)
+	}
+	if len(writes) != 2 {
+		t.Errorf("%d writes to create 2 objects, want one each: %v", len(writes), writes)
+	}
+
+	mark, err = m.AuditMark()
+	must(t, err)
+	update(t, member, quota, func() { delete(quota.Labels, "team") })
+	e.waitObject(t, m.Name, quota, "the label restored", func(err error) error {
+		if err != nil {
+			return err
+		}
+		if quota.Labels["team"] != "platform" {
+			return fmt.Errorf("labels %v", quota.Labels)
+		}
+		return nil
+	})
+	e.waitSettled(t)
+	dryRuns, writes = hubRequests(t, m, mark)
+	if len(writes) != 1 || len(dryRuns) == 0 {
+		t.Errorf("restoring a removed label took %d dry runs and writes %v, want at least one dry run and one write", len(dryRuns), writes)
+	}
+}
