@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -197,8 +198,13 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	if err := fits(0); err != nil {
 		return r.failed(bb, b, fleetv1alpha1.ReasonBaselineTooLarge, err)
 	}
+	// Each kind once: every call looks at every member.
+	kinds := map[schema.GroupVersionKind]bool{}
 	for _, d := range desired {
-		r.Kinds.EnsureKind(d.Object.GroupVersionKind())
+		if gvk := d.Object.GroupVersionKind(); !kinds[gvk] {
+			kinds[gvk] = true
+			r.Kinds.EnsureKind(gvk)
+		}
 	}
 
 	start := time.Now()
