@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -19,7 +20,7 @@ import (
 )
 
 // setupBinding adds the BaselineBinding controller: a binding is reconciled when it or its
-// Baseline changes, when its MemberCluster changes what a binding reads (not a heartbeat) or (dis)connects, when an object it applied
+// Baseline's spec changes, when its MemberCluster changes what a binding reads (not a heartbeat) or (dis)connects, when an object it applied
 // changes in the member (found by its labels), and when a member's Namespaces change (the
 // perNamespace fan-out). Bindings of different members reconcile in parallel.
 func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourceReader, opts SetupOptions) error {
@@ -44,8 +45,15 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 		waiters: newMemberWaiters()}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("baselinebinding").
-		For(&fleetv1alpha1.BaselineBinding{}).
-		Watches(&fleetv1alpha1.Baseline{}, handler.EnqueueRequestsFromMapFunc(bindingsOfBaseline)).
+		// Not on its own status writes: each would bring one more reconcile that finds
+		// nothing to do. Its spec (the revision released to it) and its deletion bump the
+		// generation.
+		For(&fleetv1alpha1.BaselineBinding{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Only a changed spec (or deletion, which bumps the generation too) concerns the
+		// bindings; the Baseline's status changes with every binding's, and would otherwise
+		// reconcile all of them on each.
+		Watches(&fleetv1alpha1.Baseline{}, handler.EnqueueRequestsFromMapFunc(bindingsOfBaseline),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Only what a binding reads of its member (labels, spec, readiness, credentials), so
 		// that a status heartbeat enqueues no binding.
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(
