@@ -66,7 +66,7 @@ func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	if err != nil {
 		return ctrl.Result{}, r.sourceFailed(b, err)
 	}
-	members, bindings, bindErr := r.bind(ctx, b)
+	members, bindings, bindErr := r.bind(ctx, b, out.revision)
 	if members == nil {
 		return ctrl.Result{}, bindErr // nothing is known about the fleet: keep the last summary
 	}
@@ -122,8 +122,11 @@ func sourceHint(reason string) string {
 // that are no longer selected (their finalizer removes or orphans what they applied). Each
 // member is bound concurrently and one member's failure does not stop the others: the
 // maps hold every member and binding that exist, and the error reports each failure. nil
-// maps mean the fleet could not be read at all.
-func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline) (map[string]*fleetv1alpha1.MemberCluster, map[string]*fleetv1alpha1.BaselineBinding, error) {
+// maps mean the fleet could not be read at all. A new binding that the rollout releases
+// revision to at once (a Baseline without rollout limits: all of them) is created with it,
+// and with its finalizer, so that its first reconcile applies instead of waiting for the
+// release to come as a second write.
+func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline, revision string) (map[string]*fleetv1alpha1.MemberCluster, map[string]*fleetv1alpha1.BaselineBinding, error) {
 	selector, err := metav1.LabelSelectorAsSelector(&b.Spec.ClusterSelector)
 	if err != nil {
 		return nil, nil, err // the API server validated it; this is a bug, not user input
@@ -161,12 +164,29 @@ func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline
 			return nil
 		})
 	}
+	var missing []string
 	for name := range members {
-		if _, ok := bindings[name]; ok {
-			continue
+		if _, ok := bindings[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	released := map[string]bool{}
+	if len(missing) > 0 {
+		// The rollout's decision as rollOut will make it, with the new bindings unreleased;
+		// rollOut then finds the ones released here released and in flight.
+		if states, err := rolloutStates(b, revision, members, bindings, missing); err == nil {
+			for _, name := range planRollout(states, b.Spec.Rollout, b.Spec.Paused).Release {
+				released[name] = true
+			}
+		}
+	}
+	for _, name := range missing {
+		rev := ""
+		if released[name] {
+			rev = revision
 		}
 		g.Go(func() error {
-			bb, err := r.createBinding(ctx, b, name)
+			bb, err := r.createBinding(ctx, b, name, rev)
 			if err != nil {
 				return err
 			}
@@ -179,21 +199,27 @@ func (r *BaselineReconciler) bind(ctx context.Context, b *fleetv1alpha1.Baseline
 	return members, bindings, status.Aggregate(g.Wait())
 }
 
-// createBinding makes the binding of b for one member; one that exists already is fine (the
-// cache had not seen it yet): the Owns watch brings its current state.
-func (r *BaselineReconciler) createBinding(ctx context.Context, b *fleetv1alpha1.Baseline, cluster string) (*fleetv1alpha1.BaselineBinding, error) {
+// createBinding makes the binding of b for one member, released revision (empty: none yet)
+// and holding the clean-up finalizer its controller would add; one that exists already is
+// fine (the cache had not seen it yet): the Owns watch brings its current state, and until
+// then it counts as not released, so that rollOut releases it if it must.
+func (r *BaselineReconciler) createBinding(ctx context.Context, b *fleetv1alpha1.Baseline, cluster, revision string) (*fleetv1alpha1.BaselineBinding, error) {
 	bb := &fleetv1alpha1.BaselineBinding{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   fleetv1alpha1.BindingName(b.Name, cluster),
-			Labels: map[string]string{fleetv1alpha1.LabelBaseline: b.Name, fleetv1alpha1.LabelCluster: cluster},
+			Name:       fleetv1alpha1.BindingName(b.Name, cluster),
+			Labels:     map[string]string{fleetv1alpha1.LabelBaseline: b.Name, fleetv1alpha1.LabelCluster: cluster},
+			Finalizers: []string{fleetv1alpha1.FinalizerBaselineCleanup},
 		},
-		Spec: fleetv1alpha1.BaselineBindingSpec{BaselineName: b.Name, ClusterName: cluster},
+		Spec: fleetv1alpha1.BaselineBindingSpec{BaselineName: b.Name, ClusterName: cluster, Revision: revision},
 	}
 	if err := controllerutil.SetControllerReference(b, bb, r.Client.Scheme()); err != nil {
 		return nil, err
 	}
-	if err := r.Client.Create(ctx, bb); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("bind Baseline %q to cluster %q: %w", b.Name, cluster, err)
+	if err := r.Client.Create(ctx, bb); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("bind Baseline %q to cluster %q: %w", b.Name, cluster, err)
+		}
+		bb.Spec.Revision = ""
 	}
 	return bb, nil
 }
@@ -202,22 +228,9 @@ func (r *BaselineReconciler) createBinding(ctx context.Context, b *fleetv1alpha1
 // whose release failed is reported in the error and tried again on the retry.
 func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Baseline, revision string,
 	members map[string]*fleetv1alpha1.MemberCluster, bindings map[string]*fleetv1alpha1.BaselineBinding) (rolloutPlan, error) {
-	var canary labels.Selector
-	if b.Spec.Rollout != nil && b.Spec.Rollout.Canary != nil {
-		var err error
-		if canary, err = metav1.LabelSelectorAsSelector(b.Spec.Rollout.Canary); err != nil {
-			return rolloutPlan{}, err
-		}
-	}
-	states := make([]memberRollout, 0, len(bindings))
-	for name, bb := range bindings {
-		states = append(states, memberRollout{
-			Cluster:  name,
-			Canary:   canary != nil && canary.Matches(labels.Set(members[name].Labels)),
-			Released: bb.Spec.Revision == revision,
-			Done:     bb.Done(revision),
-			Failed:   bb.Failed(revision),
-		})
+	states, err := rolloutStates(b, revision, members, bindings, nil)
+	if err != nil {
+		return rolloutPlan{}, err
 	}
 	plan := planRollout(states, b.Spec.Rollout, b.Spec.Paused)
 	var g multierror.Group
@@ -233,6 +246,36 @@ func (r *BaselineReconciler) rollOut(ctx context.Context, b *fleetv1alpha1.Basel
 		})
 	}
 	return plan, status.Aggregate(g.Wait())
+}
+
+// rolloutStates is where each member stands in the rollout of revision: those with a
+// binding as it says, and unbound, members that get a binding now and have nothing released.
+func rolloutStates(b *fleetv1alpha1.Baseline, revision string, members map[string]*fleetv1alpha1.MemberCluster,
+	bindings map[string]*fleetv1alpha1.BaselineBinding, unbound []string) ([]memberRollout, error) {
+	var canary labels.Selector
+	if b.Spec.Rollout != nil && b.Spec.Rollout.Canary != nil {
+		var err error
+		if canary, err = metav1.LabelSelectorAsSelector(b.Spec.Rollout.Canary); err != nil {
+			return nil, err
+		}
+	}
+	isCanary := func(name string) bool {
+		return canary != nil && members[name] != nil && canary.Matches(labels.Set(members[name].Labels))
+	}
+	states := make([]memberRollout, 0, len(bindings)+len(unbound))
+	for name, bb := range bindings {
+		states = append(states, memberRollout{
+			Cluster:  name,
+			Canary:   isCanary(name),
+			Released: bb.Spec.Revision == revision,
+			Done:     bb.Done(revision),
+			Failed:   bb.Failed(revision),
+		})
+	}
+	for _, name := range unbound {
+		states = append(states, memberRollout{Cluster: name, Canary: isCanary(name)})
+	}
+	return states, nil
 }
 
 // reconcileDelete deletes every binding (each removes or orphans what it applied, as
