@@ -9,6 +9,7 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/pkg/ssa"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -245,7 +246,12 @@ func (a *applier) Meta(ctx context.Context, gvk schema.GroupVersionKind, key typ
 // Baseline owns is normally in the member's metadata cache (it holds what Flotilla wrote),
 // which saves a request per object in steady state; anything else — missing, unowned, not
 // cached yet — is read from the API server, so a stale cache can never make an unowned
-// object look like ours.
+// object look like ours. Two things make a fresh Baseline cheap: a Namespace the member
+// cache does not have is missing without a read (the cache holds every Namespace of the
+// member: cachedNamespaceMissing), and the API server answers reads from its watch cache
+// (resourceVersion 0), not from etcd. Either may be behind the member by the watch's lag,
+// a few milliseconds — no more than a read from etcd is behind by the time the apply that
+// follows it arrives.
 func (a *applier) readMeta(ctx context.Context, gvk schema.GroupVersionKind, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(gvk)
@@ -255,13 +261,26 @@ func (a *applier) readMeta(ctx context.Context, gvk schema.GroupVersionKind, key
 		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := a.cached.Get(cctx, key, live)
 		cancel()
-		if err == nil && (live.GetLabels()[fleetv1alpha1.LabelBaseline] == a.baseline.Name || a.inventory[live.GetUID()]) {
+		switch {
+		case err == nil && (live.GetLabels()[fleetv1alpha1.LabelBaseline] == a.baseline.Name || a.inventory[live.GetUID()]):
 			return live, nil
+		case cachedNamespaceMissing(gvk, err):
+			return nil, nil
 		}
 		live = &metav1.PartialObjectMetadata{}
 		live.SetGroupVersionKind(gvk)
 	}
-	return plan.Observed(live, a.member.Get(ctx, key, live))
+	return plan.Observed(live, a.member.Get(ctx, key, live, fromWatchCache))
+}
+
+// fromWatchCache has the API server answer a read from its watch cache (resourceVersion 0).
+var fromWatchCache = &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}
+
+// cachedNamespaceMissing tells whether a member-cache read of gvk that returned err found
+// a Namespace missing: the member cache watches every Namespace (Setup registers the
+// informer for the perNamespace fan-out), so one it does not have does not exist.
+func cachedNamespaceMissing(gvk schema.GroupVersionKind, err error) bool {
+	return gvk.Group == "" && gvk.Kind == "Namespace" && apierrors.IsNotFound(err)
 }
 
 // healthKinds are the kinds whose readiness kstatus can judge from status; everything else

@@ -228,27 +228,29 @@ func namespacesOf(targets []observeTarget) map[string]bool {
 func namespaceKey(name string) render.Key { return render.Key{Kind: "Namespace", Name: name} }
 
 // namespaceExists tells whether the member has the Namespace name, for a Namespace the
-// Baseline does not hold itself (its objects go into "default", say): the member cache,
-// which holds every Namespace, is trusted when it has it (at worst the objects are read
-// for nothing), the API server is asked when it does not. A failed read counts as existing:
-// the objects are then read, and their reads report.
+// Baseline does not hold itself (its objects go into "default", say): from the member
+// cache, which holds every Namespace (cachedNamespaceMissing), or else the API server. A
+// failed read counts as existing: the objects are then read, and their reads report.
 func (a *applier) namespaceExists(ctx context.Context, name string) bool {
+	gvk := corev1.SchemeGroupVersion.WithKind("Namespace")
 	ns := &metav1.PartialObjectMetadata{}
-	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	ns.SetGroupVersionKind(gvk)
 	if a.cached != nil {
 		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := a.cached.Get(cctx, types.NamespacedName{Name: name}, ns)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return true
+		case cachedNamespaceMissing(gvk, err):
+			return false
 		}
 	}
-	live, err := plan.Observed(ns, a.member.Get(ctx, types.NamespacedName{Name: name}, ns))
+	live, err := plan.Observed(ns, a.member.Get(ctx, types.NamespacedName{Name: name}, ns, fromWatchCache))
 	return err != nil || live != nil
 }
 
-// missingNamespaces are the Namespaces observed not to exist. readMeta trusts the cache
-// only for what exists, so each was read from the API server and found missing.
+// missingNamespaces are the Namespaces observed not to exist.
 func missingNamespaces(observed map[render.Key]*metav1.PartialObjectMetadata) map[string]bool {
 	out := map[string]bool{}
 	for k, live := range observed {

@@ -43,7 +43,8 @@ import (
 //     creating (until Healthy) and changing, counted in the members' audit logs (a fresh
 //     object needs no dry run; the log line says which verbs).
 //
-// Each run uses fresh object names and is deleted (and waited for) before the next, so no
+// The hub probes members as fleet-controller does by default (newBenchEnv). Each run uses
+// fresh object names and is deleted (and waited for) before the next, so no
 // earlier Baseline is alive during a measurement. Then, with every member and one Baseline:
 // drift-restore latency (FLOTILLA_BENCH_DRIFT_SAMPLES deletions of a ResourceQuota, default
 // 100 so that the p99 is one; below 100 the tail is reported as max), objects written during
@@ -64,7 +65,7 @@ func BenchmarkBaseline50(b *testing.B) {
 		fleetSize, err = strconv.Atoi(v)
 		must(b, err)
 	}
-	e := newEnvWith(b, localfleet.Options{Members: fleetSize, AuditLog: true})
+	e := newBenchEnv(b, localfleet.Options{Members: fleetSize, AuditLog: true})
 	ctx := context.Background()
 	var names []string
 	for i, m := range e.fleet.Members {

@@ -37,6 +37,8 @@ type env struct {
 	heapBeforeMembers uint64
 	// limits are the controller's Baseline limits (zero: the defaults).
 	limits Limits
+	// shippedProbes: the hub probes members with fleet-controller's defaults (newBenchEnv).
+	shippedProbes bool
 }
 
 func newEnv(t testing.TB, members int) *env {
@@ -55,8 +57,22 @@ func newEnvWith(t testing.TB, opts localfleet.Options) *env {
 // newEnvLimited is newEnvWith for a controller with the given Baseline limits.
 func newEnvLimited(t testing.TB, opts localfleet.Options, limits Limits) *env {
 	t.Helper()
+	return startEnv(t, opts, &env{limits: limits})
+}
+
+// newBenchEnv is newEnvWith for benchmarks: the hub probes members as fleet-controller
+// does by default (every 10s), not every 500ms as tests do to see failures fast — a
+// benchmark measures what the product as shipped asks of the members.
+func newBenchEnv(b *testing.B, opts localfleet.Options) *env {
+	b.Helper()
+	return startEnv(b, opts, &env{shippedProbes: true})
+}
+
+// startEnv starts the fleet and the controller configured as e says.
+func startEnv(t testing.TB, opts localfleet.Options, e *env) *env {
+	t.Helper()
 	fleet := localfleet.StartForTest(t, opts)
-	e := &env{fleet: fleet, members: map[string]client.Client{}, limits: limits}
+	e.fleet, e.members = fleet, map[string]client.Client{}
 	for _, m := range fleet.Members {
 		c, err := m.Client()
 		must(t, err)
@@ -99,13 +115,17 @@ func (e *env) startController(t testing.TB) {
 	scheme := runtime.NewScheme()
 	must(t, clientgoscheme.AddToScheme(scheme))
 	must(t, fleetv1alpha1.AddToScheme(scheme))
+	connections := clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second}
+	if e.shippedProbes {
+		connections = clusters.Options{}
+	}
+	connections.DynamicLabelSelector = labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})
 	e.hub, e.stop = fleettest.RunManager(t, e.fleet.Hub.Config, scheme, func(mgr ctrl.Manager) error {
 		conns, err := clusters.Setup(mgr, clusters.SetupOptions{
 			HubNamespace: hubNS,
 			// Local fleet members listen on loopback.
-			Policy: clusters.CredentialPolicy{AllowLoopback: true},
-			Connections: clusters.Options{ProbeInterval: 500 * time.Millisecond, ProbeTimeout: time.Second, FailureThreshold: 2, MaxBackoff: time.Second,
-				DynamicLabelSelector: labels.SelectorFromSet(labels.Set{fleetv1alpha1.LabelManagedBy: fleetv1alpha1.ManagedByValue})},
+			Policy:               clusters.CredentialPolicy{AllowLoopback: true},
+			Connections:          connections,
 			Heartbeat:            time.Minute,
 			MemberCleanupTimeout: memberCleanupTimeout,
 		})
