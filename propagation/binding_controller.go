@@ -131,7 +131,10 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 			return ctrl.Result{}, err
 		}
 	}
-	p := status.NewPatcher(r.Client, bb, status.WithEvents(r.Recorder, b, bindingEvent))
+	// Locked: some outcomes keep what the last reconcile reported (a paused member's Applied
+	// status stays what it was), so a reconcile that read a binding older than that report
+	// must not write over it; it gets a conflict and reads again.
+	p := status.NewPatcher(r.Client, bb, status.WithEvents(r.Recorder, b, bindingEvent), status.WithOptimisticLock())
 	defer func() { err = p.Patch(ctx, bb, err) }()
 	// Member calls carry memberCtx; the deferred status write does not, so that a member
 	// that ran out of time still gets its failure reported.
