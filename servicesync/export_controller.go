@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
+	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 	"github.com/flotilla-dev/flotilla/internal/status"
@@ -50,6 +52,8 @@ type ExportReconciler struct {
 	dirty *dirtyTimes
 	// work runs each member's part of a reconcile under that member's slots (memberwork.go).
 	work *memberWork
+	// mcs says which MCS kinds each member serves (mcs.go).
+	mcs *mcsMembers
 }
 
 // exportRequest names one exported Service: the member it lives in and its namespace/name.
@@ -85,7 +89,7 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	switch err := r.Client.Get(ctx, types.NamespacedName{Name: req.Cluster}, mc); {
 	case apierrors.IsNotFound(err) || (err == nil && !mc.DeletionTimestamp.IsZero()):
 		// The source member was unregistered: its mirrors go everywhere.
-		return r.unexport(ctx, req, es)
+		return r.unexport(ctx, req, es, nil)
 	case err != nil:
 		return ctrl.Result{}, err
 	}
@@ -105,7 +109,11 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 	}
 	read := reads[req.Cluster]
 	if !read.exported {
-		return r.unexport(ctx, req, es)
+		var se *exportStatus
+		if read.serviceExport != nil && !read.service {
+			se = noService(req)
+		}
+		return r.unexport(ctx, req, es, se)
 	}
 
 	if es, err = r.ensureCatalogEntry(ctx, req, es); err != nil {
@@ -125,6 +133,9 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 // it asks to be exported, and (for a valid export) what its mirrors depend on.
 type sourceRead struct {
 	exported bool
+	// service: the Service exists. serviceExport: its MCS ServiceExport, if any.
+	service       bool
+	serviceExport *metav1.PartialObjectMetadata
 	exp      *mirror.Export
 	invalid  error
 	in       mirror.Source
@@ -137,15 +148,19 @@ func (r *ExportReconciler) readSource(ctx context.Context, req exportRequest) (s
 	if err != nil {
 		return sourceRead{}, err
 	}
+	se, err := r.serviceExportOf(ctx, req.Cluster, req.NamespacedName)
+	if err != nil {
+		return sourceRead{}, err
+	}
 	svc := &corev1.Service{}
 	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return sourceRead{}, nil
+			return sourceRead{serviceExport: se}, nil
 		}
 		return sourceRead{}, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
 	}
-	read := sourceRead{}
-	read.exp, read.exported, read.invalid = mirror.ParseExport(svc, r.AllowSystemNamespaces)
+	read := sourceRead{service: true, serviceExport: se}
+	read.exp, read.exported, read.invalid = mirror.ParseExportRequest(svc, se != nil, r.AllowSystemNamespaces)
 	read.in = mirror.Source{Cluster: req.Cluster, Service: svc}
 	r.demandNodes(req, read.exported && read.invalid == nil && mirror.NeedsNodes(svc, read.exp.Mode))
 	if read.exported && read.invalid == nil {
@@ -168,7 +183,7 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 		res, invalid = mirror.Resolve(in, exp.Mode)
 	}
 	if invalid != nil {
-		deferred, err := r.refuse(ctx, req, es, invalid)
+		deferred, err := r.refuse(ctx, req, es, read, invalid)
 		return false, deferred, err
 	}
 
@@ -180,7 +195,13 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	if err != nil {
 		return false, nil, err
 	}
-	out := r.syncMirrors(ctx, req, writable, targets, in, res)
+	self := mirror.ExporterOf(in, res, exportedSince(es, read.serviceExport).Time)
+	fs, err := r.fleetServiceOf(ctx, req, &self, exp.Global, targets)
+	if err != nil {
+		return false, nil, err
+	}
+	se := &exportStatus{valid: true, conflict: fs.conflictOf(req.Cluster)}
+	out := r.syncMirrors(ctx, req, writable, targets, in, res, fs, se)
 	for _, m := range out.deferred {
 		away[m] = true
 	}
@@ -194,14 +215,22 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, fleetv1alpha1.ReasonMirrored, "Mirror",
 			"mirror written into %s", status.List(added, messageItems, ", "))
 	}
+	recordMerge(es, read, &self, fs)
 	return out.wrote, out.deferred, out.err
 }
 
 // refuse handles an export that asks for what it cannot have (hostile or mistaken input):
 // nothing is written into any member, mirrors an earlier valid export left are removed,
 // and the catalog entry says why, as a Stalled condition a person can act on.
-func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, invalid error) ([]string, error) {
-	deferred, err := r.collect(ctx, req)
+func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, read sourceRead, invalid error) ([]string, error) {
+	var se *exportStatus
+	if read.serviceExport != nil {
+		se = &exportStatus{reason: fleetv1alpha1.ReasonInvalidExport, message: invalid.Error()}
+		if read.in.Service != nil && read.in.Service.Spec.Type == corev1.ServiceTypeExternalName {
+			se.reason = string(mcsv1alpha1.ServiceExportReasonInvalidServiceType)
+		}
+	}
+	deferred, err := r.collect(ctx, req, se)
 	if err != nil {
 		return deferred, err
 	}
@@ -253,9 +282,9 @@ func (r *ExportReconciler) demandNodes(req exportRequest, needed bool) {
 // unexport removes every mirror of req and then its catalog entry, which stays while a
 // member's part is deferred (the entry is what brings the export back, and what a leaving
 // member waits for).
-func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService) (ctrl.Result, error) {
+func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, se *exportStatus) (ctrl.Result, error) {
 	r.demandNodes(req, false)
-	deferred, err := r.collect(ctx, req)
+	deferred, err := r.collect(ctx, req, se)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

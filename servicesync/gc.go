@@ -34,18 +34,21 @@ func keepNames(in mirror.Source, res *mirror.Resolved) map[string]bool {
 // their ownership labels only. A member that is not connected keeps its mirrors until it
 // reconnects (its connect event brings every export back here), and so does a paused one
 // until it is unpaused.
-func (r *ExportReconciler) collect(ctx context.Context, req exportRequest) (deferred []string, err error) {
+//
+// The merged service of req's namespace/name is brought to what the other exports make of it
+// (merged.go), and se, if any, is written on the source's ServiceExport.
+func (r *ExportReconciler) collect(ctx context.Context, req exportRequest, se *exportStatus) (deferred []string, err error) {
 	writable, err := r.writable(ctx)
 	if err != nil {
 		return nil, err
 	}
-	writable = slices.DeleteFunc(writable, func(m string) bool { return m == req.Cluster }) // a source holds no mirror of itself
-	_, deferred, err = onMembers(ctx, r.work, req, writable, func(ctx context.Context, m string) (bool, error) {
-		removed, err := r.collectFrom(ctx, m, req, nil)
-		if err != nil {
-			return removed, fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
-		}
-		return removed, nil
+	fs, err := r.fleetServiceOf(ctx, req, nil, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	// The source is visited too: it may hold its own merged slices, and its ServiceExport.
+	_, deferred, err = onMembers(ctx, r.work, req, writable, func(ctx context.Context, m string) (mirrorPart, error) {
+		return r.syncMerged(ctx, m, req, mirror.Source{}, nil, fs, se, nil)
 	})
 	return deferred, err
 }

@@ -46,6 +46,9 @@ type SetupOptions struct {
 	MemberTimeout time.Duration
 	// ImportMode says which member namespaces receive mirrors (default ImportOptOut).
 	ImportMode ImportMode
+	// MCSProbeInterval is how often a connected member is asked again which MCS kinds it
+	// serves (a CRD installed after it connected); zero means one minute.
+	MCSProbeInterval time.Duration
 }
 
 // ImportMode says which namespaces of a target member receive mirrors.
@@ -136,11 +139,14 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if err := registerFilters(access); err != nil {
 		return err
 	}
+	if err := setupMCSKinds(mgr, access); err != nil {
+		return err
+	}
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
 		Recorder:              status.Events(mgr.GetEventRecorder("flotilla-servicesync")),
 		AllowSystemNamespaces: opts.AllowSystemNamespaces, ImportMode: opts.ImportMode, dirty: newDirtyTimes(dirtyLimit),
-		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout)}
-	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty}
+		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout), mcs: newMCSMembers()}
+	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty, mcs: r.mcs}
 
 	err := builder.TypedControllerManagedBy[exportRequest](mgr).
 		Named("exportedservice").
@@ -148,6 +154,9 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		// not change the generation and enqueue nothing.
 		Watches(&fleetv1alpha1.ExportedService{}, handler.TypedEnqueueRequestsFromMapFunc(m.catalogEntry),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// The other exports of its namespace/name, when what the merge reads of it changed.
+		Watches(&fleetv1alpha1.ExportedService{}, handler.TypedEnqueueRequestsFromMapFunc(m.siblings),
+			builder.WithPredicates(mergeInputChanged())).
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.TypedFuncs[client.Object, exportRequest]{
 			CreateFunc: nil, // a new member is not connected yet; its connect event follows
 			UpdateFunc: m.memberChanged,
@@ -158,6 +167,12 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
 			return access.WatchSource(serviceMeta(), func(ctx context.Context, cluster string, o client.Object) []reconcile.Request {
 				add(m.service(ctx, cluster, o))
+				return nil
+			})
+		})).
+		WatchesRawSource(memberSource(func(add func([]exportRequest)) source.Source {
+			return access.WatchSource(serviceExportMeta(), func(_ context.Context, cluster string, o client.Object) []reconcile.Request {
+				add(m.serviceExport(cluster, o))
 				return nil
 			})
 		})).
@@ -203,7 +218,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if err != nil {
 		return fmt.Errorf("set up service sync: %w", err)
 	}
-	return nil
+	return setupMCSMembers(mgr, access, r, m, opts.MCSProbeInterval)
 }
 
 // memberSource adapts a clusters source, whose queue carries reconcile.Requests, to this
@@ -225,6 +240,7 @@ type mapper struct {
 	hub     client.Reader
 	members clusters.MemberAccess
 	dirty   *dirtyTimes
+	mcs     *mcsMembers
 }
 
 func (m *mapper) add(q workqueue.TypedRateLimitingInterface[exportRequest], reqs []exportRequest) {
@@ -247,7 +263,7 @@ func (m *mapper) service(ctx context.Context, cluster string, o client.Object) [
 	reqs := mirrorSource(o)
 	self := exportRequest{Cluster: cluster, NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}
 	switch {
-	case o.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true":
+	case m.exportRequested(ctx, cluster, o):
 		// A mirror annotated by someone is reported by its own reconcile; no latency to time.
 		if len(reqs) == 0 {
 			m.dirty.mark(self)
@@ -275,7 +291,7 @@ func (m *mapper) slice(ctx context.Context, cluster string, o client.Object) []e
 		return nil // the member's connect event enqueues every export
 	}
 	svc := serviceMeta()
-	if err := reader.Get(ctx, self.NamespacedName, svc); err != nil || svc.Annotations[fleetv1alpha1.AnnotationExport] != "true" {
+	if err := reader.Get(ctx, self.NamespacedName, svc); err != nil || !m.exportRequested(ctx, cluster, svc) {
 		return nil
 	}
 	m.dirty.mark(self)

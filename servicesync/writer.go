@@ -41,10 +41,13 @@ type mirrorPart struct {
 // members at once, each under memberWork: targets get the mirrors of in (writing only what
 // differs) and lose mirror objects no longer wanted (slices, Endpoints of an ExternalName
 // mirror); every other writable member loses them all. One member's failure or silence
-// holds up neither the others nor the worker.
-func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, writable, targets []string, in mirror.Source, res *mirror.Resolved) writeOutcome {
+// holds up neither the others nor the worker. The merged service of the namespace/name (fs,
+// merged.go) is brought along in every member visited, the source's own included, where
+// se (the ServiceExport's status) is written too.
+func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, writable, targets []string, in mirror.Source, res *mirror.Resolved,
+	fs *fleetService, se *exportStatus) writeOutcome {
 	keep := keepNames(in, res)
-	members := slices.DeleteFunc(slices.Clone(writable), func(m string) bool { return m == req.Cluster })
+	members := slices.Clone(writable)
 	for _, t := range targets {
 		if !slices.Contains(members, t) {
 			members = append(members, t)
@@ -52,11 +55,7 @@ func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, w
 	}
 	parts, deferred, err := onMembers(ctx, r.work, req, members, func(ctx context.Context, m string) (mirrorPart, error) {
 		if !slices.Contains(targets, m) {
-			wrote, err := r.collectFrom(ctx, m, req, nil)
-			if err != nil {
-				return mirrorPart{wrote: wrote}, fmt.Errorf("remove mirrors of %s from cluster %q: %w", req, m, err)
-			}
-			return mirrorPart{wrote: wrote}, nil
+			return r.syncMerged(ctx, m, req, in, res, fs, se, nil)
 		}
 		wrote, conflict, err := r.writeMirror(ctx, m, req, in, res)
 		if err != nil {
@@ -65,11 +64,9 @@ func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, w
 		if conflict != "" {
 			return mirrorPart{wrote: wrote, conflict: conflict}, nil
 		}
-		removed, err := r.collectFrom(ctx, m, req, keep)
-		if err != nil {
-			return mirrorPart{wrote: wrote || removed}, fmt.Errorf("remove unwanted mirror objects of %s from cluster %q: %w", req, m, err)
-		}
-		return mirrorPart{wrote: wrote || removed}, nil
+		p, err := r.syncMerged(ctx, m, req, in, res, fs, se, keep)
+		p.wrote = p.wrote || wrote
+		return p, err
 	})
 	out := writeOutcome{deferred: deferred, err: err}
 	for m, p := range parts {

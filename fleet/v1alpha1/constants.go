@@ -30,6 +30,10 @@ const (
 	LabelSourceNamespace = "fleet.flotilla.dev/source-namespace"
 	// LabelSourceName on a mirror names the exported Service.
 	LabelSourceName = "fleet.flotilla.dev/source-name"
+	// LabelMerged ("true") marks an object that merges every exporter of one namespace/name (the
+	// <name>-global Service, a ServiceImport): it carries source-namespace and source-name but no
+	// source-cluster, and is written and removed on behalf of all of them.
+	LabelMerged = "fleet.flotilla.dev/merged"
 	// LabelImport on a member Namespace: "false" refuses mirrors of exported Services; "true"
 	// accepts them when the hub imports opt-in (--import-mode=opt-in).
 	LabelImport = "fleet.flotilla.dev/import"
@@ -54,6 +58,10 @@ const (
 	AnnotationExportTo = "fleet.flotilla.dev/export-to"
 	// AnnotationAddressMode chooses which addresses of an exported Service are published (see AddressMode).
 	AnnotationAddressMode = "fleet.flotilla.dev/address-mode"
+	// AnnotationGlobal ("true") on an exported Service adds the merged mirror <name>-global in
+	// every member the export reaches: one selectorless Service holding the endpoints of every
+	// member that exports a Service of that namespace and name.
+	AnnotationGlobal = "fleet.flotilla.dev/global"
 	// AnnotationPrune ("true") on a Namespace or CRD manifest allows pruning it; they are kept otherwise.
 	AnnotationPrune = "fleet.flotilla.dev/prune"
 )
@@ -154,6 +162,12 @@ const (
 	ReasonInvalidExport           = "InvalidExport"
 	ReasonMirrored                = "Mirrored"
 	ReasonNameClash               = "NameClash"
+	// ReasonPortConflict: exporters of one namespace/name disagree on a port; the oldest export's wins (MCS).
+	ReasonPortConflict = "PortConflict"
+	// ReasonTypeConflict: exporters of one namespace/name disagree on headless or not; the oldest export's wins (MCS).
+	ReasonTypeConflict = "TypeConflict"
+	// ReasonNoConflicts: every exporter of the namespace/name agrees with the merged service (MCS).
+	ReasonNoConflicts = "NoConflicts"
 	// ReasonBaselineTooLarge: a Baseline renders to more objects or bytes than the hub's limits
 	// (--max-baseline-objects, --max-baseline-bytes); nothing of it is applied.
 	ReasonBaselineTooLarge = "BaselineTooLarge"

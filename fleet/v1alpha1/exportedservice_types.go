@@ -39,6 +39,8 @@ type ExportedPort struct {
 	Name string `json:"name,omitempty"`
 	// +optional
 	Protocol corev1.Protocol `json:"protocol,omitempty"`
+	// +optional
+	AppProtocol string `json:"appProtocol,omitempty"`
 	// Port is the Service port mirrors expose.
 	Port int32 `json:"port"`
 }
@@ -90,6 +92,20 @@ type ExportedServiceStatus struct {
 	// +listType=atomic
 	// +optional
 	Ports []ExportedPort `json:"ports,omitempty"`
+	// ServiceExport is true when an MCS ServiceExport of the same name asks for the export
+	// (alone or beside the fleet.flotilla.dev/export annotation).
+	// +optional
+	ServiceExport bool `json:"serviceExport,omitempty"`
+	// ExportedSince is when the export began: the ServiceExport's creation, else this entry's.
+	// The oldest export of a namespace/name decides the merged service's ports and type.
+	// +optional
+	ExportedSince *metav1.Time `json:"exportedSince,omitempty"`
+	// Headless is true when the source Service is headless: merged mirrors are headless too.
+	// +optional
+	Headless bool `json:"headless,omitempty"`
+	// Global is true when the source asks for the merged <name>-global mirror.
+	// +optional
+	Global bool `json:"global,omitempty"`
 	// Endpoints published (ready or not).
 	// +optional
 	Endpoints int32 `json:"endpoints"`
@@ -128,7 +144,8 @@ type ExportedServiceStatus struct {
 	// ConflictsOmitted counts the conflicts Conflicts has no room for.
 	// +optional
 	ConflictsOmitted int32 `json:"conflictsOmitted,omitempty"`
-	// Conditions: Synced.
+	// Conditions: Synced, Ready, and Conflict (this export disagrees with the merged service of
+	// its namespace/name: PortConflict, TypeConflict; NoConflicts otherwise).
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -337,6 +337,10 @@ func (in *ExportedServiceStatus) DeepCopyInto(out *ExportedServiceStatus) {
 		*out = make([]ExportedPort, len(*in))
 		copy(*out, *in)
 	}
+	if in.ExportedSince != nil {
+		in, out := &in.ExportedSince, &out.ExportedSince
+		*out = (*in).DeepCopy()
+	}
 	if in.MirroredInto != nil {
 		in, out := &in.MirroredInto, &out.MirroredInto
 		*out = make([]string, len(*in))

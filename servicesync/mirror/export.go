@@ -18,6 +18,8 @@ type Export struct {
 	ExportTo labels.Selector
 	// ExportToText is the export-to annotation as written (trimmed), for status.
 	ExportToText string
+	// Global: the fleet.flotilla.dev/global annotation asks for the merged <name>-global mirror.
+	Global bool
 }
 
 // AddressModes lists the valid values of the address-mode annotation, in the order error
@@ -39,7 +41,14 @@ var systemNamespaces = map[string]bool{"kube-system": true, "kube-public": true,
 // asks to be exported but cannot be returns exported=true and an error a person can act on;
 // the caller must then write nothing for it.
 func ParseExport(svc *corev1.Service, allowSystemNamespaces bool) (exp *Export, exported bool, err error) {
-	if svc == nil || svc.Annotations[fleetv1alpha1.AnnotationExport] != "true" {
+	return ParseExportRequest(svc, false, allowSystemNamespaces)
+}
+
+// ParseExportRequest is ParseExport for a Service that an MCS ServiceExport of the same name
+// may ask to export (serviceExport): the ServiceExport exports exactly like the annotation,
+// and the other annotations refine the export the same way.
+func ParseExportRequest(svc *corev1.Service, serviceExport, allowSystemNamespaces bool) (exp *Export, exported bool, err error) {
+	if svc == nil || (svc.Annotations[fleetv1alpha1.AnnotationExport] != "true" && !serviceExport) {
 		return nil, false, nil
 	}
 	ref := fmt.Sprintf("Service %s/%s", svc.Namespace, svc.Name)
@@ -50,7 +59,7 @@ func ParseExport(svc *corev1.Service, allowSystemNamespaces bool) (exp *Export, 
 		return nil, true, fmt.Errorf("%s: namespace %s is not exported unless the hub allows system namespaces", ref, svc.Namespace)
 	}
 
-	exp = &Export{Mode: fleetv1alpha1.AddressModeAuto}
+	exp = &Export{Mode: fleetv1alpha1.AddressModeAuto, Global: svc.Annotations[fleetv1alpha1.AnnotationGlobal] == "true"}
 	if text := strings.TrimSpace(svc.Annotations[fleetv1alpha1.AnnotationExportTo]); text != "" {
 		sel, err := labels.Parse(text)
 		if err != nil {

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,7 +39,7 @@ func Objects(src Source, res *Resolved) (svc *corev1.Service, eps *corev1.Endpoi
 	if res.ExternalName != "" {
 		return svc, nil, nil
 	}
-	return svc, mirrorEndpoints(src, res, name), mirrorSlices(src, res, name)
+	return svc, mirrorEndpoints(src, res, name), mirrorSlices(src, res, name, sliceLabels(src, name))
 }
 
 func mirrorService(src Source, res *Resolved, name string) *corev1.Service {
@@ -88,7 +89,8 @@ func mirrorEndpoints(src Source, res *Resolved, name string) *corev1.Endpoints {
 	return eps
 }
 
-func mirrorSlices(src Source, res *Resolved, name string) []*discoveryv1.EndpointSlice {
+// mirrorSlices builds the slices of res named after name, each with labels.
+func mirrorSlices(src Source, res *Resolved, name string, labels map[string]string) []*discoveryv1.EndpointSlice {
 	var ports []discoveryv1.EndpointPort
 	for _, p := range res.Ports {
 		ports = append(ports, discoveryv1.EndpointPort{
@@ -124,7 +126,7 @@ func mirrorSlices(src Source, res *Resolved, name string) []*discoveryv1.Endpoin
 				ObjectMeta: metav1.ObjectMeta{
 					Name:      fmt.Sprintf("%s-%s-%d", name, fam.suffix, n),
 					Namespace: src.Service.Namespace,
-					Labels:    sliceLabels(src, name),
+					Labels:    maps.Clone(labels),
 				},
 				AddressType: fam.t,
 				Endpoints:   chunk,
