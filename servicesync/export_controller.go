@@ -136,9 +136,9 @@ type sourceRead struct {
 	// service: the Service exists. serviceExport: its MCS ServiceExport, if any.
 	service       bool
 	serviceExport *metav1.PartialObjectMetadata
-	exp      *mirror.Export
-	invalid  error
-	in       mirror.Source
+	exp           *mirror.Export
+	invalid       error
+	in            mirror.Source
 }
 
 // readSource reads the Service of req from its member and, when it is validly exported,
