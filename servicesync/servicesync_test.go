@@ -53,6 +53,9 @@ type envConfig struct {
 	podCIDR string
 	// importMode is the controller's import mode (default opt-out).
 	importMode ImportMode
+	// mcs names the members that serve the MCS kinds (their CRDs installed before the
+	// controller starts).
+	mcs []string
 }
 
 func newEnv(t *testing.T, members int) *env {
@@ -90,6 +93,7 @@ func newEnvConfigured(t testing.TB, fleet *localfleet.Fleet, staleWindow time.Du
 		must(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pod-network"},
 			Spec: corev1.NodeSpec{PodCIDR: cfg.podCIDR, PodCIDRs: []string{cfg.podCIDR}}}))
 	}
+	e.installMCS(t, cfg.mcs...)
 	e.startController(t)
 	must(t, client.IgnoreAlreadyExists(e.hub.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})))
 	for _, m := range fleet.Members {
@@ -133,7 +137,7 @@ func (e *env) startController(t testing.TB) {
 			return err
 		}
 		e.conns = conns
-		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow, ImportMode: e.config.importMode})
+		return Setup(mgr, conns, SetupOptions{StaleWindow: e.staleWindow, ImportMode: e.config.importMode, MCSProbeInterval: 2 * time.Second})
 	})
 }
 

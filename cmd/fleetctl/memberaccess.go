@@ -94,6 +94,16 @@ var hubAccessRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"policy"}, Resources: []string{"poddisruptionbudgets"}, Verbs: crudVerbs},
 	// Priority classes of baseline addons.
 	{APIGroups: []string{"scheduling.k8s.io"}, Resources: []string{"priorityclasses"}, Verbs: crudVerbs},
+	// Multi-Cluster Services: ServiceExports are read (cached: a ServiceExport exports its
+	// Service) and their status says Valid/Conflict; ServiceImports are written, one per
+	// exported namespace/name, without list or watch (the hub knows their names).
+	{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceexports"}, Verbs: readVerbs},
+	{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceexports/status", "serviceimports/status"}, Verbs: []string{"update"}},
+	{APIGroups: []string{"multicluster.x-k8s.io"}, Resources: []string{"serviceimports"}, Verbs: []string{"get", "create", "update", "delete"}},
+	// The member's cluster ID: the ClusterProperty cluster.clusterset.k8s.io only (create
+	// cannot be limited to a name).
+	{APIGroups: []string{"about.k8s.io"}, Resources: []string{"clusterproperties"}, ResourceNames: []string{"cluster.clusterset.k8s.io"}, Verbs: []string{"get", "update"}},
+	{APIGroups: []string{"about.k8s.io"}, Resources: []string{"clusterproperties"}, Verbs: []string{"create"}},
 	// The health probe: the member's version and its API server's health.
 	{NonResourceURLs: []string{"/version", "/healthz", "/readyz"}, Verbs: []string{"get"}},
 }

@@ -43,6 +43,8 @@ type registerOptions struct {
 	// dryRun prints what register would apply instead of applying it; output is its -o.
 	dryRun bool
 	output *outputFlags
+	// installMCS installs the Multi-Cluster Services CRDs in the member (mcs.go).
+	installMCS bool
 }
 
 // defaultTokenLifetime is the lifetime of the tokens fleetctl issues; the hub renews them
@@ -109,6 +111,8 @@ but the Secret.`,
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false,
 		"Print the objects register would apply in the member and the hub (-o yaml|json|name) and write nothing.")
 	o.output.bind(cmd)
+	cmd.Flags().BoolVar(&o.installMCS, "install-mcs-crds", false,
+		"Install the Multi-Cluster Services CRDs (ServiceExport, ServiceImport of sigs.k8s.io/mcs-api v0.5.2, and ClusterProperty) in the member, so that the hub writes ServiceImports and the member's cluster ID there.")
 	_ = cmd.MarkFlagRequired("member-kubeconfig")
 	return cmd
 }
@@ -194,6 +198,11 @@ func runRegister(ctx context.Context, out, errOut io.Writer, hub *hubFlags, o *r
 		return err
 	}
 	steps := memberSteps(out, o.name)
+	if o.installMCS {
+		if err := installMCSCRDs(ctx, memberClient, memberCfg, steps); err != nil {
+			return fmt.Errorf("member %q: %w", o.name, err)
+		}
+	}
 	access := &memberAccess{c: memberClient, cfg: memberCfg, steps: steps}
 	tokens := tokenOptions{longLived: o.longLived, lifetime: o.lifetime}
 	if current != nil {
