@@ -200,7 +200,10 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	if err != nil {
 		return false, nil, err
 	}
-	se := &exportStatus{valid: true, conflict: fs.conflictOf(req.Cluster)}
+	var se *exportStatus // only a ServiceExport the member cache holds gets a status
+	if read.serviceExport != nil {
+		se = &exportStatus{valid: true, conflict: fs.conflictOf(req.Cluster)}
+	}
 	out := r.syncMirrors(ctx, req, writable, targets, in, res, fs, se)
 	for _, m := range out.deferred {
 		away[m] = true

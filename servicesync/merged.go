@@ -163,9 +163,20 @@ func (r *ExportReconciler) syncShared(ctx context.Context, m string, fs *fleetSe
 	}
 	imports := fs.mcs.of(m).imports
 	if !fs.wanted(m) {
-		removed, err := removeMerged(ctx, writer, &corev1.Service{}, types.NamespacedName{Namespace: fs.namespace, Name: mirror.GlobalName(fs.name)}, fs)
-		if err != nil || !imports {
-			return removed, "", err
+		// The member cache says whether there is a merged Service to remove: in the steady
+		// state of an export nobody merges, this costs the member no request.
+		key := types.NamespacedName{Namespace: fs.namespace, Name: mirror.GlobalName(fs.name)}
+		removed := false
+		if cached, err := r.Members.Reader(m); err == nil {
+			held := serviceMeta()
+			if err := cached.Get(ctx, key, held); err == nil && mirror.OwnedMerged(held, fs.namespace, fs.name) {
+				if removed, err = removeMerged(ctx, writer, &corev1.Service{}, key, fs); err != nil {
+					return removed, "", err
+				}
+			}
+		}
+		if !imports {
+			return removed, "", nil
 		}
 		removedImport, err := removeMerged(ctx, writer, &mcsv1alpha1.ServiceImport{}, types.NamespacedName{Namespace: fs.namespace, Name: fs.name}, fs)
 		return removed || removedImport, "", err
