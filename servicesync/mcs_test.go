@@ -257,7 +257,7 @@ func TestServiceImportMergesExporters(t *testing.T) {
 // TestGlobalMirror: fleet.flotilla.dev/global on two exporters gives every member one
 // selectorless <name>-global with the endpoints of both, beside the per-cluster mirrors;
 // when one exporter goes, its endpoints leave the global mirror, and with the last the
-// mirror goes. A headless source is mirrored headless.
+// mirror goes. A headless source is mirrored headless, globally and per cluster.
 func TestGlobalMirror(t *testing.T) {
 	e := newEnv(t, 3)
 	ctx := context.Background()
@@ -297,6 +297,11 @@ func TestGlobalMirror(t *testing.T) {
 	must(t, e.members["m2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-global"}, g))
 	if g.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Fatalf("hl-global in m2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
+	}
+	e.waitEndpoints(t, "m2", "hl-m1", []string{"10.1.0.5"}, nil)
+	must(t, e.members["m2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-m1"}, g))
+	if g.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Fatalf("per-cluster mirror hl-m1 in m2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
 	}
 }
 

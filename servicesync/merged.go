@@ -200,7 +200,7 @@ func (r *ExportReconciler) writeGlobalService(ctx context.Context, writer client
 	switch {
 	case err == nil && !mirror.OwnedMerged(existing, fs.namespace, fs.name):
 		return nil, false, ref + " exists and is not Flotilla's merged mirror of " + fs.namespace + "/" + fs.name + "; left untouched", nil
-	case err == nil && mirror.IsHeadless(existing) != mirror.IsHeadless(desired):
+	case err == nil && mirror.NeedsReplace(existing, desired):
 		uid := existing.UID
 		if err := writer.Delete(ctx, existing, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
 			return nil, false, "", fmt.Errorf("replace %s: %w", ref, err)

@@ -156,6 +156,16 @@ func (r *ExportReconciler) writeOwned(ctx context.Context, cached, live client.R
 	case !mirror.Owned(existing, req.Cluster, req.Namespace, req.Name):
 		return false, fmt.Sprintf("%s %s/%s exists and is not a Flotilla mirror of %s; left untouched",
 			kind, desired.GetNamespace(), desired.GetName(), req), nil
+	case mirror.NeedsReplace(existing, desired):
+		// The source became headless or stopped being so: re-create (UID precondition).
+		uid := existing.GetUID()
+		if err := writer.Delete(ctx, existing, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return false, "", fmt.Errorf("replace %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+		}
+		if err := writer.Create(ctx, desired); err != nil {
+			return true, "", fmt.Errorf("create %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+		}
+		return true, "", nil
 	case mirror.NeedsUpdate(existing, desired):
 		updated := existing.DeepCopyObject().(client.Object)
 		mirror.Apply(updated, desired)

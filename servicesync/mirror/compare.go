@@ -18,8 +18,8 @@ import (
 // and annotations are present in existing with the same values (other keys are someone
 // else's). Then, per kind:
 //
-//   - Service: type, externalName, selector (must be empty), ipFamilyPolicy when desired sets
-//     it, and ports in order by name, protocol (empty = TCP), port, targetPort (zero = port),
+//   - Service: type, externalName, selector (must be empty), headless or not (which Apply
+//     cannot change: see NeedsReplace), ipFamilyPolicy when desired sets it, and ports in order by name, protocol (empty = TCP), port, targetPort (zero = port),
 //     appProtocol and nodePort. Server-owned or defaulted fields are ignored: clusterIP(s),
 //     ipFamilies, sessionAffinity, internalTrafficPolicy, status.
 //   - Endpoints: the set of (address, ready, ports) with port protocol empty = TCP, in any
@@ -83,6 +83,15 @@ func Apply(existing, desired client.Object) {
 	}
 }
 
+// NeedsReplace reports whether existing cannot be made desired by an update: a Service that
+// is headless and should not be, or the other way round (a cluster IP is immutable). The
+// writer deletes and re-creates it.
+func NeedsReplace(existing, desired client.Object) bool {
+	e, ok1 := existing.(*corev1.Service)
+	d, ok2 := desired.(*corev1.Service)
+	return ok1 && ok2 && d.Spec.Type != corev1.ServiceTypeExternalName && IsHeadless(e) != IsHeadless(d)
+}
+
 func mustBe[T client.Object](existing, desired client.Object) T {
 	e, ok := existing.(T)
 	if !ok {
@@ -134,7 +143,8 @@ func servicePorts(ports []corev1.ServicePort) []servicePortKey {
 }
 
 func serviceEqual(e, d *corev1.Service) bool {
-	if typeName(e.Spec.Type) != typeName(d.Spec.Type) || e.Spec.ExternalName != d.Spec.ExternalName || len(e.Spec.Selector) > 0 {
+	if typeName(e.Spec.Type) != typeName(d.Spec.Type) || e.Spec.ExternalName != d.Spec.ExternalName || len(e.Spec.Selector) > 0 ||
+		IsHeadless(e) != IsHeadless(d) {
 		return false
 	}
 	if d.Spec.IPFamilyPolicy != nil && deref(e.Spec.IPFamilyPolicy, "") != *d.Spec.IPFamilyPolicy {

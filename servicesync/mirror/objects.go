@@ -58,7 +58,12 @@ func mirrorService(src Source, res *Resolved, name string) *corev1.Service {
 			Name: p.Name, Protocol: p.Protocol, AppProtocol: copyPtr(p.AppProtocol), Port: p.Port, TargetPort: intstr.FromInt32(p.TargetPort),
 		})
 	}
+	if IsHeadless(src.Service) {
+		// Headless like its source: DNS answers the endpoints themselves (a StatefulSet's pods).
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
 	if res.ExternalName != "" {
+		svc.Spec.ClusterIP = ""
 		svc.Spec.Type = corev1.ServiceTypeExternalName
 		svc.Spec.ExternalName = res.ExternalName
 		svc.Spec.IPFamilyPolicy = nil // Not allowed on ExternalName Services.
