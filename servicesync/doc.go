@@ -3,6 +3,15 @@
 // Service plus Endpoints and EndpointSlices named <service>-<cluster>) in the other members,
 // writes and garbage-collects those mirrors, and keeps the hub's ExportedService catalog.
 //
+// It also speaks the Multi-Cluster Services API where a member serves it (mcs.go): an MCS
+// ServiceExport exports its Service exactly like the annotation, its status says Valid and
+// Conflict, and each member gets its ClusterProperty cluster.clusterset.k8s.io. Exporters of
+// one namespace/name are merged (merged.go, mirror/merge.go): the <name>-global mirror (the
+// fleet.flotilla.dev/global annotation) and, where a member serves it, a ServiceImport, with
+// every exporter's endpoints in slices of its own; conflicts follow the MCS rules (the oldest
+// export wins). There is no second controller: each export's reconcile brings the merged
+// objects in the members it visits to the view the catalog gives.
+//
 // It reaches members only through the clusters connection-manager interface, identifies
 // mirrors by their ownership labels (never by parsing names), and never updates or deletes an
 // object without those labels.
