@@ -68,7 +68,13 @@ func setupMCSMembers(mgr ctrl.Manager, access clusters.MemberAccess, r *ExportRe
 // exportRequested is the export predicate of a Service (metadata): the export annotation, or
 // a ServiceExport of the same name in a member that serves the kind (from the member cache).
 func (m *mapper) exportRequested(ctx context.Context, cluster string, svc client.Object) bool {
-	if svc.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true" {
+	return m.exportRequestedKey(ctx, cluster, client.ObjectKeyFromObject(svc), svc)
+}
+
+// exportRequestedKey is exportRequested of the Service key, whose metadata svc may be nil
+// (not held by the cache).
+func (m *mapper) exportRequestedKey(ctx context.Context, cluster string, key types.NamespacedName, svc client.Object) bool {
+	if svc != nil && svc.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true" {
 		return true
 	}
 	if m.mcs == nil || !m.mcs.of(cluster).exports {
@@ -78,7 +84,7 @@ func (m *mapper) exportRequested(ctx context.Context, cluster string, svc client
 	if err != nil {
 		return false
 	}
-	return reader.Get(ctx, types.NamespacedName{Namespace: svc.GetNamespace(), Name: svc.GetName()}, serviceExportMeta()) == nil
+	return reader.Get(ctx, key, serviceExportMeta()) == nil
 }
 
 // serviceExport maps a ServiceExport to the export of its Service (created, changed or

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -291,7 +292,13 @@ func (m *mapper) slice(ctx context.Context, cluster string, o client.Object) []e
 		return nil // the member's connect event enqueues every export
 	}
 	svc := serviceMeta()
-	if err := reader.Get(ctx, self.NamespacedName, svc); err != nil || !m.exportRequested(ctx, cluster, svc) {
+	switch err := reader.Get(ctx, self.NamespacedName, svc); {
+	case apierrors.IsNotFound(err):
+		// Not held: exported by a ServiceExport alone, perhaps (the cache may not hold it yet).
+		if !m.exportRequestedKey(ctx, cluster, self.NamespacedName, nil) {
+			return nil
+		}
+	case err != nil || !m.exportRequested(ctx, cluster, svc):
 		return nil
 	}
 	m.dirty.mark(self)
