@@ -240,6 +240,7 @@ func (r *ExportReconciler) refuse(ctx context.Context, req exportRequest, es *fl
 	exportMirrors.WithLabelValues(req.String()).Set(0)
 	exportConflicts.WithLabelValues(req.String()).Set(0)
 	recordRefusal(es, invalid)
+	status.Remove(es, fleetv1alpha1.ConditionConflict) // a refused export takes no part in the merge
 	return deferred, status.Stalled(fleetv1alpha1.ReasonInvalidExport, fmt.Errorf(
 		"%w; nothing is mirrored until the Service or its %s* annotations are changed (or %s is removed)",
 		invalid, flotillaPrefix, fleetv1alpha1.AnnotationExport))
