@@ -335,6 +335,7 @@ func (m *member) startCache(parent context.Context) error {
 		return fmt.Errorf("cluster %q: build REST mapper: %w", m.name, err)
 	}
 	opts.HTTPClient = m.watchHTTP
+	opts.Mapper = optionalKindsMapper{RESTMapper: opts.Mapper, kinds: optionalKinds(opts, objs)}
 	c, err := cache.New(cacheRESTConfig(m.config), opts)
 	if err != nil {
 		return fmt.Errorf("cluster %q: build cache: %w", m.name, err)

@@ -110,36 +110,36 @@ func (e *env) mcsSlices(cluster, name string) (map[string][]string, error) {
 // annotation does, the annotation keeps working beside it, and the ServiceExport's conditions
 // say Valid (or NoService) as the MCS spec describes.
 func TestServiceExportAndAnnotationBothExport(t *testing.T) {
-	e := newEnvConfigured(t, localfleet.StartForTest(t, localfleet.Options{Members: 2}), 2*time.Second, envConfig{mcs: []string{"m1"}})
+	e := newEnvConfigured(t, localfleet.StartForTest(t, localfleet.Options{Members: 2}), 2*time.Second, envConfig{mcs: []string{"member-1"}})
 	ctx := context.Background()
-	m1 := e.mcsClient(t, "m1")
+	m1 := e.mcsClient(t, "member-1")
 
-	must(t, e.members["m1"].Create(ctx, plain("web", 80)))
-	must(t, e.members["m1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
+	must(t, e.members["member-1"].Create(ctx, plain("web", 80)))
+	must(t, e.members["member-1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
 	must(t, m1.Create(ctx, serviceExport("web")))
-	must(t, e.members["m2"].Create(ctx, exported("api", nil)))
-	must(t, e.members["m2"].Create(ctx, podSlice("api", map[string]bool{"10.2.0.1": true})))
+	must(t, e.members["member-2"].Create(ctx, exported("api", nil)))
+	must(t, e.members["member-2"].Create(ctx, podSlice("api", map[string]bool{"10.2.0.1": true})))
 
-	e.waitEndpoints(t, "m2", "web-m1", []string{"10.1.0.1"}, nil)
-	e.waitEndpoints(t, "m1", "api-m2", []string{"10.2.0.1"}, nil)
-	e.exportedService(t, "m1", "web", func(es *fleetv1alpha1.ExportedService) error {
-		if !es.Status.ServiceExport || !slices.Equal(es.Status.MirroredInto, []string{"m2"}) {
-			return errors.New("want serviceExport true, mirrored into m2")
+	e.waitEndpoints(t, "member-2", "web-member-1", []string{"10.1.0.1"}, nil)
+	e.waitEndpoints(t, "member-1", "api-member-2", []string{"10.2.0.1"}, nil)
+	e.exportedService(t, "member-1", "web", func(es *fleetv1alpha1.ExportedService) error {
+		if !es.Status.ServiceExport || !slices.Equal(es.Status.MirroredInto, []string{"member-2"}) {
+			return errors.New("want serviceExport true, mirrored into member-2")
 		}
 		return nil
 	})
-	e.exportCondition(t, m1, "m1", "web", mcsv1alpha1.ServiceExportConditionValid, metav1.ConditionTrue, string(mcsv1alpha1.ServiceExportReasonValid))
-	e.exportCondition(t, m1, "m1", "web", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoConflicts))
+	e.exportCondition(t, m1, "member-1", "web", mcsv1alpha1.ServiceExportConditionValid, metav1.ConditionTrue, string(mcsv1alpha1.ServiceExportReasonValid))
+	e.exportCondition(t, m1, "member-1", "web", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoConflicts))
 
 	// A ServiceExport without its Service exports nothing and says so.
 	must(t, m1.Create(ctx, serviceExport("ghost")))
-	e.exportCondition(t, m1, "m1", "ghost", mcsv1alpha1.ServiceExportConditionValid, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoService))
+	e.exportCondition(t, m1, "member-1", "ghost", mcsv1alpha1.ServiceExportConditionValid, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoService))
 
 	// Deleting the ServiceExport unexports: the mirror goes.
 	must(t, m1.Delete(ctx, serviceExport("web")))
-	eventually(t, 30*time.Second, "mirror web-m1 removed from m2 after its ServiceExport was deleted",
-		gone(e.members["m2"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-m1"}}))
-	e.waitEndpoints(t, "m1", "api-m2", []string{"10.2.0.1"}, nil)
+	eventually(t, 30*time.Second, "mirror web-member-1 removed from member-2 after its ServiceExport was deleted",
+		gone(e.members["member-2"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-member-1"}}))
+	e.waitEndpoints(t, "member-1", "api-member-2", []string{"10.2.0.1"}, nil)
 }
 
 // TestServiceImportMergesExporters: two members export shop/web (one by ServiceExport, one by
@@ -147,33 +147,33 @@ func TestServiceExportAndAnnotationBothExport(t *testing.T) {
 // endpoints of both merged under it, a cluster IP that routes to them, and its cluster ID.
 // A second name, exported with ports that disagree, shows the MCS conflict rule.
 func TestServiceImportMergesExporters(t *testing.T) {
-	e := newEnvConfigured(t, localfleet.StartForTest(t, localfleet.Options{Members: 3}), 2*time.Second, envConfig{mcs: []string{"m1", "m2", "m3"}})
+	e := newEnvConfigured(t, localfleet.StartForTest(t, localfleet.Options{Members: 3}), 2*time.Second, envConfig{mcs: []string{"member-1", "member-2", "member-3"}})
 	ctx := context.Background()
-	m1, m2, m3 := e.mcsClient(t, "m1"), e.mcsClient(t, "m2"), e.mcsClient(t, "m3")
+	m1, m2, m3 := e.mcsClient(t, "member-1"), e.mcsClient(t, "member-2"), e.mcsClient(t, "member-3")
 
-	must(t, e.members["m1"].Create(ctx, plain("web", 80)))
-	must(t, e.members["m1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
+	must(t, e.members["member-1"].Create(ctx, plain("web", 80)))
+	must(t, e.members["member-1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
 	must(t, m1.Create(ctx, serviceExport("web")))
-	must(t, e.members["m2"].Create(ctx, exported("web", nil)))
-	must(t, e.members["m2"].Create(ctx, podSlice("web", map[string]bool{"10.2.0.1": true, "10.2.0.2": false})))
+	must(t, e.members["member-2"].Create(ctx, exported("web", nil)))
+	must(t, e.members["member-2"].Create(ctx, podSlice("web", map[string]bool{"10.2.0.1": true, "10.2.0.2": false})))
 
-	eventually(t, 30*time.Second, "merged slices of web in m3 from m1 and m2", func() error {
-		got, err := e.mcsSlices("m3", "web")
+	eventually(t, 30*time.Second, "merged slices of web in member-3 from member-1 and member-2", func() error {
+		got, err := e.mcsSlices("member-3", "web")
 		if err != nil {
 			return err
 		}
-		if want := map[string][]string{"m1": {"10.1.0.1"}, "m2": {"10.2.0.1", "10.2.0.2"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		if want := map[string][]string{"member-1": {"10.1.0.1"}, "member-2": {"10.2.0.1", "10.2.0.2"}}; fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("got %v, want %v", got, want)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "ServiceImport shop/web in m3: ClusterSetIP of web-global, ports, clusters m1 m2", func() error {
+	eventually(t, 30*time.Second, "ServiceImport shop/web in member-3: ClusterSetIP of web-global, ports, clusters member-1 member-2", func() error {
 		si := &mcsv1alpha1.ServiceImport{}
 		if err := m3.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, si); err != nil {
 			return err
 		}
 		derived := &corev1.Service{}
-		if err := e.members["m3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, derived); err != nil {
+		if err := e.members["member-3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, derived); err != nil {
 			return err
 		}
 		var clusters []string
@@ -185,31 +185,31 @@ func TestServiceImportMergesExporters(t *testing.T) {
 			return fmt.Errorf("type %s ips %v, want ClusterSetIP and the cluster IP of web-global (%s)", si.Spec.Type, si.Spec.IPs, derived.Spec.ClusterIP)
 		case len(si.Spec.Ports) != 1 || si.Spec.Ports[0].Port != 80 || si.Spec.Ports[0].Name != "http":
 			return fmt.Errorf("ports %+v, want http 80", si.Spec.Ports)
-		case !slices.Equal(clusters, []string{"m1", "m2"}):
-			return fmt.Errorf("clusters %v, want m1 m2", clusters)
+		case !slices.Equal(clusters, []string{"member-1", "member-2"}):
+			return fmt.Errorf("clusters %v, want member-1 member-2", clusters)
 		case len(derived.Spec.Selector) > 0:
 			return fmt.Errorf("derived Service has a selector %v", derived.Spec.Selector)
 		}
 		return nil
 	})
 	// The exporters receive the merged service too (one name everywhere), their own endpoints included.
-	eventually(t, 30*time.Second, "merged slices of web in m1 from m1 and m2", func() error {
-		got, err := e.mcsSlices("m1", "web")
+	eventually(t, 30*time.Second, "merged slices of web in member-1 from member-1 and member-2", func() error {
+		got, err := e.mcsSlices("member-1", "web")
 		if err != nil {
 			return err
 		}
-		if len(got["m1"]) != 1 || len(got["m2"]) != 2 {
+		if len(got["member-1"]) != 1 || len(got["member-2"]) != 2 {
 			return fmt.Errorf("got %v", got)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "ClusterProperty cluster.clusterset.k8s.io of m3 says m3", func() error {
+	eventually(t, 30*time.Second, "ClusterProperty cluster.clusterset.k8s.io of member-3 says member-3", func() error {
 		p := &unstructured.Unstructured{}
 		p.SetGroupVersionKind(clusterPropertyGVK)
-		if err := e.members["m3"].Get(ctx, types.NamespacedName{Name: clusterIDProperty}, p); err != nil {
+		if err := e.members["member-3"].Get(ctx, types.NamespacedName{Name: clusterIDProperty}, p); err != nil {
 			return err
 		}
-		if v, _, _ := unstructured.NestedString(p.Object, "spec", "value"); v != "m3" {
+		if v, _, _ := unstructured.NestedString(p.Object, "spec", "value"); v != "member-3" {
 			return fmt.Errorf("value %q", v)
 		}
 		return nil
@@ -217,32 +217,32 @@ func TestServiceImportMergesExporters(t *testing.T) {
 
 	// Conflict: m1 exports db on port 5432 first; m2 exports db later on 5433 under the same
 	// port name. The oldest export (m1) wins; m2's ServiceExport reports the conflict.
-	must(t, e.members["m1"].Create(ctx, plain("db", 5432)))
+	must(t, e.members["member-1"].Create(ctx, plain("db", 5432)))
 	must(t, m1.Create(ctx, serviceExport("db")))
-	first := e.exportedService(t, "m1", "db", func(es *fleetv1alpha1.ExportedService) error {
+	first := e.exportedService(t, "member-1", "db", func(es *fleetv1alpha1.ExportedService) error {
 		if es.Status.ExportedSince == nil {
 			return errors.New("no exportedSince yet")
 		}
 		return nil
 	})
 	// Creation timestamps count seconds: m2's export must be seen to be younger.
-	eventually(t, 5*time.Second, "a second past m1's export of db", func() error {
+	eventually(t, 5*time.Second, "a second past member-1's export of db", func() error {
 		if time.Since(first.Status.ExportedSince.Time) <= time.Second {
 			return errors.New("not yet")
 		}
 		return nil
 	})
-	must(t, e.members["m2"].Create(ctx, plain("db", 5433)))
+	must(t, e.members["member-2"].Create(ctx, plain("db", 5433)))
 	must(t, m2.Create(ctx, serviceExport("db")))
-	e.exportCondition(t, m2, "m2", "db", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionTrue, string(mcsv1alpha1.ServiceExportReasonPortConflict))
-	e.exportCondition(t, m1, "m1", "db", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoConflicts))
-	e.exportedService(t, "m2", "db", func(es *fleetv1alpha1.ExportedService) error {
+	e.exportCondition(t, m2, "member-2", "db", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionTrue, string(mcsv1alpha1.ServiceExportReasonPortConflict))
+	e.exportCondition(t, m1, "member-1", "db", mcsv1alpha1.ServiceExportConditionConflict, metav1.ConditionFalse, string(mcsv1alpha1.ServiceExportReasonNoConflicts))
+	e.exportedService(t, "member-2", "db", func(es *fleetv1alpha1.ExportedService) error {
 		if c := meta.FindStatusCondition(es.Status.Conditions, fleetv1alpha1.ConditionConflict); c == nil || c.Reason != fleetv1alpha1.ReasonPortConflict {
 			return fmt.Errorf("Conflict = %+v", c)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "ServiceImport shop/db in m3 with the oldest export's port 5432", func() error {
+	eventually(t, 30*time.Second, "ServiceImport shop/db in member-3 with the oldest export's port 5432", func() error {
 		si := &mcsv1alpha1.ServiceImport{}
 		if err := m3.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "db"}, si); err != nil {
 			return err
@@ -262,46 +262,46 @@ func TestGlobalMirror(t *testing.T) {
 	e := newEnv(t, 3)
 	ctx := context.Background()
 	global := map[string]string{fleetv1alpha1.AnnotationGlobal: "true"}
-	must(t, e.members["m1"].Create(ctx, exported("web", global)))
-	must(t, e.members["m1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
-	must(t, e.members["m2"].Create(ctx, exported("web", global)))
-	must(t, e.members["m2"].Create(ctx, podSlice("web", map[string]bool{"10.2.0.1": true})))
+	must(t, e.members["member-1"].Create(ctx, exported("web", global)))
+	must(t, e.members["member-1"].Create(ctx, podSlice("web", map[string]bool{"10.1.0.1": true})))
+	must(t, e.members["member-2"].Create(ctx, exported("web", global)))
+	must(t, e.members["member-2"].Create(ctx, podSlice("web", map[string]bool{"10.2.0.1": true})))
 
-	e.waitEndpoints(t, "m3", "web-m1", []string{"10.1.0.1"}, nil)
-	waitSliceEndpoints(t, e, "m3", "web-global", []string{"10.1.0.1", "10.2.0.1"})
-	waitSliceEndpoints(t, e, "m1", "web-global", []string{"10.1.0.1", "10.2.0.1"})
+	e.waitEndpoints(t, "member-3", "web-member-1", []string{"10.1.0.1"}, nil)
+	waitSliceEndpoints(t, e, "member-3", "web-global", []string{"10.1.0.1", "10.2.0.1"})
+	waitSliceEndpoints(t, e, "member-1", "web-global", []string{"10.1.0.1", "10.2.0.1"})
 	g := &corev1.Service{}
-	must(t, e.members["m3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, g))
+	must(t, e.members["member-3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, g))
 	if len(g.Spec.Selector) > 0 || g.Spec.ClusterIP == corev1.ClusterIPNone || g.Spec.Ports[0].Port != 80 {
-		t.Fatalf("web-global in m3: selector %v clusterIP %s ports %+v; want selectorless, a cluster IP, port 80", g.Spec.Selector, g.Spec.ClusterIP, g.Spec.Ports)
+		t.Fatalf("web-global in member-3: selector %v clusterIP %s ports %+v; want selectorless, a cluster IP, port 80", g.Spec.Selector, g.Spec.ClusterIP, g.Spec.Ports)
 	}
 
 	// m2 stops exporting: its endpoints leave the global mirror everywhere.
-	must(t, e.members["m2"].Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}))
-	waitSliceEndpoints(t, e, "m3", "web-global", []string{"10.1.0.1"})
-	waitSliceEndpoints(t, e, "m2", "web-global", []string{"10.1.0.1"})
+	must(t, e.members["member-2"].Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}))
+	waitSliceEndpoints(t, e, "member-3", "web-global", []string{"10.1.0.1"})
+	waitSliceEndpoints(t, e, "member-2", "web-global", []string{"10.1.0.1"})
 
 	// The last exporter drops global: the global mirror goes, the per-cluster one stays.
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
-	update(t, e.members["m1"], svc, func() { delete(svc.Annotations, fleetv1alpha1.AnnotationGlobal) })
-	eventually(t, 30*time.Second, "web-global removed from m3", gone(e.members["m3"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-global"}}))
-	waitSliceEndpoints(t, e, "m3", "web-global", nil)
-	e.waitEndpoints(t, "m3", "web-m1", []string{"10.1.0.1"}, nil)
+	update(t, e.members["member-1"], svc, func() { delete(svc.Annotations, fleetv1alpha1.AnnotationGlobal) })
+	eventually(t, 30*time.Second, "web-global removed from member-3", gone(e.members["member-3"], &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-global"}}))
+	waitSliceEndpoints(t, e, "member-3", "web-global", nil)
+	e.waitEndpoints(t, "member-3", "web-member-1", []string{"10.1.0.1"}, nil)
 
 	// Headless.
 	hl := exported("hl", global)
 	hl.Spec.ClusterIP = corev1.ClusterIPNone
-	must(t, e.members["m1"].Create(ctx, hl))
-	must(t, e.members["m1"].Create(ctx, podSlice("hl", map[string]bool{"10.1.0.5": true})))
-	waitSliceEndpoints(t, e, "m2", "hl-global", []string{"10.1.0.5"})
-	must(t, e.members["m2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-global"}, g))
+	must(t, e.members["member-1"].Create(ctx, hl))
+	must(t, e.members["member-1"].Create(ctx, podSlice("hl", map[string]bool{"10.1.0.5": true})))
+	waitSliceEndpoints(t, e, "member-2", "hl-global", []string{"10.1.0.5"})
+	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-global"}, g))
 	if g.Spec.ClusterIP != corev1.ClusterIPNone {
-		t.Fatalf("hl-global in m2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
+		t.Fatalf("hl-global in member-2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
 	}
-	e.waitEndpoints(t, "m2", "hl-m1", []string{"10.1.0.5"}, nil)
-	must(t, e.members["m2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-m1"}, g))
+	e.waitEndpoints(t, "member-2", "hl-member-1", []string{"10.1.0.5"}, nil)
+	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-member-1"}, g))
 	if g.Spec.ClusterIP != corev1.ClusterIPNone {
-		t.Fatalf("per-cluster mirror hl-m1 in m2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
+		t.Fatalf("per-cluster mirror hl-member-1 in member-2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
 	}
 }
 
