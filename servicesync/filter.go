@@ -56,10 +56,13 @@ func registerFilters(access clusters.MemberAccess) error {
 // exported is the one place that says whether the Service ns/name of a member is exported,
 // and so is held with its slices. svc is the Service's metadata, or nil where the filter
 // asks for a slice's Service the cache does not hold. An export is asked for by the
-// annotation; an MCS ServiceExport of the same name is the other way in (add it here, read
-// from f.cached, whose kinds are registered like any other).
-func (f *memberFilter) exported(_ context.Context, _ types.NamespacedName, svc client.Object) bool {
-	return svc != nil && svc.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true"
+// annotation; an MCS ServiceExport of the same name is the other way in, read from f.cached
+// (its watch runs only in members that serve the kind; elsewhere the read fails: no export).
+func (f *memberFilter) exported(ctx context.Context, key types.NamespacedName, svc client.Object) bool {
+	if svc != nil && svc.GetAnnotations()[fleetv1alpha1.AnnotationExport] == "true" {
+		return true
+	}
+	return f.cached.Get(ctx, key, serviceExportMeta()) == nil
 }
 
 // keepService holds a Service that is exported or that Flotilla wrote (a mirror, an object
