@@ -580,6 +580,9 @@ func policyRulesApply(rules []rbacv1.PolicyRule) []*rbacv1ac.PolicyRuleApplyConf
 			ac.WithNonResourceURLs(r.NonResourceURLs...)
 		} else {
 			ac.WithAPIGroups(r.APIGroups...).WithResources(r.Resources...)
+			if len(r.ResourceNames) > 0 { // a rule limited to names must stay limited
+				ac.WithResourceNames(r.ResourceNames...)
+			}
 		}
 		out = append(out, ac)
 	}
