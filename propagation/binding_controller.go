@@ -366,6 +366,7 @@ var applyFailures = map[string]bool{
 // clean-up and reports what it had to leave behind.
 func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup) {
+		forgetBinding(bb.Spec.BaselineName, bb.Spec.ClusterName)
 		return ctrl.Result{}, nil
 	}
 	cluster := bb.Spec.ClusterName
@@ -408,11 +409,14 @@ func (r *BindingReconciler) reconcileDelete(ctx context.Context, bb *fleetv1alph
 		return ctrl.Result{}, nil // the connect event brings us back
 	}
 	r.records.forget(bb.UID)
+	// The series go before the finalizer: a reconcile that read the binding from a cache
+	// older than its removal runs this clean-up once more (counting the prunes again) and
+	// then finds it gone, and nothing would delete what that run re-created.
+	forgetBinding(bb.Spec.BaselineName, cluster)
 	controllerutil.RemoveFinalizer(bb, fleetv1alpha1.FinalizerBaselineCleanup)
 	if err := r.Client.Update(ctx, bb); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	forgetBinding(bb.Spec.BaselineName, cluster)
 	return ctrl.Result{}, nil
 }
 
