@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -85,7 +84,8 @@ type member struct {
 	// the other controllers (see withDeadline).
 	client         client.Client
 	deadlineClient client.Client
-	disco          discovery.DiscoveryInterface
+	// version is the health probe's request (prober goroutine only).
+	version *versionProbe
 	// everConnected: a member that answered before is probed every ProbeInterval while it
 	// is away (no backoff), so that it is back within one interval of answering again.
 	everConnected bool
@@ -131,15 +131,13 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
 	}
-	probeCfg := rest.CopyConfig(cfg)
-	probeCfg.Timeout = mc.opts.ProbeTimeout
-	disco, err := discovery.NewDiscoveryClientForConfigAndClient(probeCfg, withTimeout(mc.opts.ProbeTimeout))
+	version, err := newVersionProbe(cfg, withTimeout(mc.opts.ProbeTimeout))
 	if err != nil {
-		return nil, fmt.Errorf("cluster %q: build discovery client: %w", name, err)
+		return nil, fmt.Errorf("cluster %q: build health probe: %w", name, err)
 	}
 	return &member{
 		cfg: mc, name: name, hash: creds.Hash, connHash: creds.ConnectionHash, token: creds.token,
-		config: cfg, client: cl, disco: disco,
+		config: cfg, client: cl, version: version,
 		transport: transport, watchHTTP: withTimeout(0), mapperHTTP: withTimeout(mc.opts.RequestTimeout),
 		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
 		done:           make(chan struct{}),
@@ -284,7 +282,7 @@ func (m *member) probeOnce(ctx context.Context, logger interface {
 func (m *member) probe(ctx context.Context) (string, int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.opts.ProbeTimeout)
 	defer cancel()
-	v, err := serverVersion(ctx, m.disco)
+	v, err := m.version.get(ctx)
 	if err != nil {
 		return "", 0, err
 	}

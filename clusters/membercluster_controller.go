@@ -28,6 +28,17 @@ import (
 // the hub's are granted by the hub administrator, see README "Registration scope").
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=flotilla-system
 
+// DefaultHeartbeat is how often a member's status.lastProbeTime is written when nothing else
+// in its status changed. Whatever a user or a controller acts on (Connected, Ready, the
+// version, the node count, credentials) is written when the probe sees it change, so a
+// hung member still goes Connected=False within probe interval × failure threshold; the
+// heartbeat only shows that the hub is still probing. As kubelet does with Node status
+// (nodeStatusReportFrequency, 5 minutes, when nothing changed), it is kept at 5 minutes:
+// each write costs the hub an encode, a round trip, a watch event decoded by the hub's
+// cache and run through every controller's predicates, and at 1,000 members a one-minute
+// heartbeat is 17 writes a second for no new information.
+const DefaultHeartbeat = 5 * time.Minute
+
 // MemberClusterReconciler turns a MemberCluster and its kubeconfig Secret into a member
 // connection and reports the connection's health in status.
 type MemberClusterReconciler struct {
@@ -163,9 +174,14 @@ func tokenExpired(mc *fleetv1alpha1.MemberCluster, claims membertoken.Claims, no
 // throttleHeartbeat keeps the last written probe time while it is younger than the heartbeat:
 // every probe refreshes it, and without this each probe would be a status write. Steady
 // state costs one write per member per heartbeat; any other change is written at once.
+// Probe times come in steps of the probe interval, so the heartbeat's reconcile (requeued
+// one heartbeat after the last) finds a probe time up to one interval short of a heartbeat
+// after the written one: that counts as due, or every other heartbeat would be skipped
+// and lastProbeTime would age to twice the heartbeat.
 func (r *MemberClusterReconciler) throttleHeartbeat(mc *fleetv1alpha1.MemberCluster, written *metav1.Time) {
 	now := mc.Status.LastProbeTime
-	if written != nil && now != nil && now.Sub(written.Time) < r.Heartbeat {
+	due := r.Heartbeat - min(r.Connections.opts.ProbeInterval, r.Heartbeat/2)
+	if written != nil && now != nil && now.Sub(written.Time) < due {
 		mc.Status.LastProbeTime = written
 	}
 }

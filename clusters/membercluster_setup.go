@@ -41,7 +41,7 @@ func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 // reference (a rotated Secret reconnects at once), and every connection event.
 func (r *MemberClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Heartbeat <= 0 {
-		r.Heartbeat = time.Minute
+		r.Heartbeat = DefaultHeartbeat
 	}
 	if r.CleanupTimeout <= 0 {
 		r.CleanupTimeout = 2 * time.Minute

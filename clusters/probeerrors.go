@@ -4,17 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"regexp"
 	"syscall"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/version"
-	"k8s.io/client-go/discovery"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
 )
@@ -34,23 +32,6 @@ var gitVersionPattern = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+
 
 const maxVersionLen = 64
 
-// serverVersion reads the member's /version within ctx and returns its gitVersion only if
-// it looks like a Kubernetes version.
-func serverVersion(ctx context.Context, disco discovery.DiscoveryInterface) (string, error) {
-	body, err := disco.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
-	if err != nil {
-		return "", err
-	}
-	var info version.Info
-	if err := json.Unmarshal(body, &info); err != nil {
-		return "", errNotKubernetes
-	}
-	if len(info.GitVersion) > maxVersionLen || !gitVersionPattern.MatchString(info.GitVersion) {
-		return "", errNotKubernetes
-	}
-	return info.GitVersion, nil
-}
-
 // classifyProbeError returns a condition reason and a message for a failed probe. The
 // message is composed here from the class and numbers (HTTP status, timeout), never from
 // text the member sent.
@@ -69,7 +50,9 @@ func classifyProbeError(err error, timeout time.Duration) (reason, message strin
 		return fleetv1alpha1.ReasonProbeTimeout, fmt.Sprintf("no answer within %s", timeout)
 	case isTLSError(err):
 		return fleetv1alpha1.ReasonTLSError, "TLS handshake failed: " + tlsErrorClass(err)
-	case errors.As(err, &status) && status.Status().Code >= 500:
+	case errors.As(err, &status) && (status.Status().Code >= 500 || status.Status().Code == http.StatusTooManyRequests):
+		// 429 is a Kubernetes API server shedding load (API priority and fairness): a busy
+		// member, not something other than Kubernetes.
 		return fleetv1alpha1.ReasonServerError, fmt.Sprintf("the member answered HTTP %d", status.Status().Code)
 	case errors.As(err, &status) && status.Status().Code > 0:
 		return fleetv1alpha1.ReasonNotKubernetes, fmt.Sprintf("the member answered HTTP %d where a Kubernetes API server answers 200", status.Status().Code)

@@ -2,9 +2,11 @@ package clusters
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -44,6 +46,7 @@ func TestProbeClassifiesHostileAnswers(t *testing.T) {
 		{"502", serve(answer(502, "")), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonServerError},
 		{"401", serve(answer(401, "")), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonUnauthorized},
 		{"403", serve(answer(403, "")), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonForbidden},
+		{"429 shedding load", serve(answer(429, "")), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonServerError},
 		{"html", serve(answer(200, "<html>")), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonNotKubernetes},
 		{"json that is no version", serve(answer(200, `{"gitVersion":"`)), CredentialPolicy{AllowLoopback: true}, fleetv1alpha1.ReasonNotKubernetes},
 		{"redirect elsewhere", serve(func(w http.ResponseWriter, r *http.Request) {
@@ -82,4 +85,38 @@ func port(t *testing.T, rawURL string) string {
 	_, p, err := net.SplitHostPort(strings.TrimPrefix(rawURL, "https://"))
 	must(t, err)
 	return p
+}
+
+// TestVersionProbe: the probe's pre-built request keeps the path of a server behind a proxy
+// and carries the member's token and the controller's user agent, as the REST client's
+// requests did; an answer that changes is parsed again, not served from the last one.
+func TestVersionProbe(t *testing.T) {
+	var gitVersion atomic.Value
+	gitVersion.Store("v1.37.2")
+	var badRequests atomic.Int32
+	s := newCountingServer(t, true, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/k8s/clusters/c-1/version" || r.Header.Get("Authorization") != "Bearer member-token" ||
+			r.Header.Get("User-Agent") != "fleet-controller" {
+			badRequests.Add(1)
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"major":"1","minor":"37","gitVersion":%q}`, gitVersion.Load())
+	})
+	creds, err := LoadCredentials(kubeconfigFor(t, s.URL+"/k8s/clusters/c-1", s.Server, nil), CredentialPolicy{AllowLoopback: true})
+	must(t, err)
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	m, err := newMember(NewConnections(scheme, fastProbes).memberConfig(), "proxied", creds)
+	must(t, err)
+	for _, want := range []string{"v1.37.2", "v1.37.2", "v1.38.0"} {
+		gitVersion.Store(want)
+		got, err := m.version.get(context.Background())
+		if err != nil {
+			t.Fatalf("probe: %v (%d requests the server did not expect)", err, badRequests.Load())
+		}
+		if got != want {
+			t.Errorf("version = %q, want %q", got, want)
+		}
+	}
 }

@@ -131,8 +131,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.exportWorkers, "export-workers", 16, "Exported Services synced at once, across the fleet.")
 	fs.IntVar(&o.perMember, "member-max-concurrency", 2,
 		"Binding reconciles working on one member at once (exports: twice this); members that stop answering hold at most this many workers each.")
-	fs.DurationVar(&o.heartbeat, "status-heartbeat", time.Minute,
-		"How often a member's status.lastProbeTime is refreshed when nothing else changed.")
+	fs.DurationVar(&o.heartbeat, "status-heartbeat", clusters.DefaultHeartbeat,
+		"How often a member's status.lastProbeTime is refreshed when nothing else changed (a change of connection, version or node count is written at once).")
 	fs.DurationVar(&o.resync, "baseline-resync", 10*time.Minute,
 		"Backstop period of each binding's drift check, in addition to watches (jittered ±10%).")
 	fs.DurationVar(&o.staleWindow, "mirror-stale-window", time.Minute,
