@@ -18,9 +18,13 @@ import (
 )
 
 const (
-	// startTimeout bounds one attempt to bring a process up; generous because a 2-core
-	// machine starting several API servers at once is slow.
+	// startTimeout bounds one attempt to bring a process up on a machine whose load is at
+	// most its cores; generous because a 2-core machine starting several API servers at
+	// once is slow, and stretched by the load when it is higher (scaled).
 	startTimeout = 3 * time.Minute
+	// checkTimeout bounds one readiness check, stretched by the load the same way: an API
+	// server that answers /readyz in 8 s under load must not fail every check of its wait.
+	checkTimeout = 5 * time.Second
 	// bindAttempts is how often a cluster start is retried after losing a port race.
 	bindAttempts = 3
 	pollInterval = 100 * time.Millisecond
@@ -297,7 +301,7 @@ func (c *ControlPlane) leanEnv(name string) []string {
 // procs exits, or when ctx ends, startTimeout passes or the cluster is stopped. An exit also
 // interrupts a check in flight: a probe of a port that some other program holds may hang.
 func (c *ControlPlane) waitFor(ctx context.Context, what string, check func(context.Context) error, procs ...*process) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, scaled(startTimeout))
 	defer cancel()
 	for _, p := range procs {
 		go func() {
@@ -325,7 +329,7 @@ func (c *ControlPlane) waitFor(ctx context.Context, what string, check func(cont
 			return fmt.Errorf("waiting for %s: %w (last error: %v); last lines of %s:\n%s",
 				what, err, lastErr, last.logPath, tailFile(last.logPath, 20))
 		}
-		checkCtx, checkCancel := context.WithTimeout(ctx, 5*time.Second)
+		checkCtx, checkCancel := context.WithTimeout(ctx, scaled(checkTimeout))
 		lastErr = check(checkCtx)
 		checkCancel()
 		if lastErr == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,10 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCapacity(&r); err != nil {
+		return nil, err
+	}
+	raiseOpenFileLimit()
 	if err := os.MkdirAll(r.workDir, 0o755); err != nil {
 		return nil, fmt.Errorf("localfleet: %w", err)
 	}
@@ -85,13 +90,27 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 
 	// One failure cancels the others: waiting for them to come up only to stop them is slow.
+	// At most r.parallel start at once, the hub first.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clusters := f.clusters()
 	errs := make([]error, len(clusters))
+	slots := make(chan struct{}, r.parallel)
+	begin := time.Now()
+	var ready atomic.Int32
+	if len(clusters) > r.parallel {
+		r.progress(fmt.Sprintf("localfleet: starting %d control planes, %d at a time", len(clusters), r.parallel))
+	}
 	var wg sync.WaitGroup
 	for i, c := range clusters {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("cluster %q: %w", c.Name, ctx.Err())
+			continue
+		}
 		wg.Go(func() {
+			defer func() { <-slots }()
 			err := c.start(ctx)
 			if err == nil && c == f.Hub && r.crdDir != "" {
 				if err = installCRDs(ctx, c, r.crdDir); err != nil {
@@ -101,7 +120,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 			if err != nil {
 				errs[i] = err
 				cancel()
+				return
 			}
+			r.progress(fmt.Sprintf("localfleet: %s ready: %d of %d, %s", c.Name, ready.Add(1), len(clusters), time.Since(begin).Round(time.Second)))
 		})
 	}
 	wg.Wait()
@@ -136,6 +157,9 @@ func startError(ctx context.Context, errs []error) error {
 func StartForTest(t TB, opts Options) *Fleet {
 	t.Helper()
 	begin := time.Now()
+	if opts.Progress == nil {
+		opts.Progress = func(line string) { t.Logf("%s", line) }
+	}
 	f, err := Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -254,11 +254,15 @@ func TestInvalidOptionsAreRejected(t *testing.T) {
 		opts    localfleet.Options
 		wantErr string
 	}{
-		"negative count":     {opts: localfleet.Options{Members: -1}, wantErr: "must not be negative"},
-		"name not a label":   {opts: localfleet.Options{MemberNames: []string{"East_1"}}, wantErr: `member name "East_1"`},
-		"duplicate name":     {opts: localfleet.Options{MemberNames: []string{"a", "a"}}, wantErr: `duplicate member name "a"`},
-		"member named hub":   {opts: localfleet.Options{MemberNames: []string{"hub"}}, wantErr: `duplicate member name "hub"`},
-		"missing CRD folder": {opts: localfleet.Options{CRDDir: "/nonexistent/crds", NoControllerManager: true}, wantErr: "CRD directory"},
+		"negative count":       {opts: localfleet.Options{Members: -1}, wantErr: "must not be negative"},
+		"name not a label":     {opts: localfleet.Options{MemberNames: []string{"East_1"}}, wantErr: `member name "East_1"`},
+		"duplicate name":       {opts: localfleet.Options{MemberNames: []string{"a", "a"}}, wantErr: `duplicate member name "a"`},
+		"member named hub":     {opts: localfleet.Options{MemberNames: []string{"hub"}}, wantErr: `duplicate member name "hub"`},
+		"missing CRD folder":   {opts: localfleet.Options{CRDDir: "/nonexistent/crds", NoControllerManager: true}, wantErr: "CRD directory"},
+		"negative parallelism": {opts: localfleet.Options{StartParallel: -1}, wantErr: "StartParallel must not be negative"},
+		// Refused before anything starts, saying what is missing (memory, checked first).
+		"more than the machine holds": {opts: localfleet.Options{Members: 100_000, NoControllerManager: true, Lean: true, NoCRDs: true},
+			wantErr: "GiB is available (MemAvailable in /proc/meminfo)"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -387,5 +391,32 @@ func TestCancelledStartLeavesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(work); len(entries) > 0 {
 		t.Errorf("WorkDir not empty after a cancelled Start: %v", entries)
+	}
+}
+
+// TestStartOneAtATimeReportsProgress: with StartParallel 1 the control planes start one after
+// another, and every one that is ready is reported with the count so far.
+func TestStartOneAtATimeReportsProgress(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	f := localfleet.StartForTest(t, localfleet.Options{Members: 2, NoControllerManager: true, Lean: true, NoCRDs: true,
+		StartParallel: 1, Progress: func(line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, line)
+		}})
+	if len(f.Members) != 2 {
+		t.Fatalf("%d members, want 2", len(f.Members))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"starting 3 control planes, 1 at a time", "hub ready: 1 of 3", "member-1 ready: 2 of 3", "member-2 ready: 3 of 3"}
+	if len(lines) != len(want) {
+		t.Fatalf("progress lines %q, want %d lines containing %q", lines, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("progress line %d = %q, want it to contain %q", i, lines[i], w)
+		}
 	}
 }

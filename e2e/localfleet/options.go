@@ -56,6 +56,14 @@ type Options struct {
 	// The default discards it; each process's log is kept in a file in its cluster's
 	// directory either way.
 	Log io.Writer
+	// Progress, when set, receives one line per control plane that is ready ("member-7
+	// ready: 9 of 51, 1m12s"), so that a person watching a start of dozens of members
+	// sees it move. StartForTest logs them to the test.
+	Progress func(line string)
+	// StartParallel bounds how many control planes start at once; the default is 4 per
+	// CPU (at least 4). Starting dozens at once on a few cores makes every one of them
+	// miss its readiness timeout.
+	StartParallel int
 }
 
 // resolved is Options with every default filled in.
@@ -68,12 +76,24 @@ type resolved struct {
 	lean        bool
 	auditLog    bool
 	log         io.Writer // nil: files only
+	progress    func(string)
+	parallel    int
 }
 
 var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager"}
 
 func (o Options) resolve() (resolved, error) {
-	r := resolved{workDir: o.WorkDir, withKCM: !o.NoControllerManager, lean: o.Lean, auditLog: o.AuditLog, log: o.Log}
+	r := resolved{workDir: o.WorkDir, withKCM: !o.NoControllerManager, lean: o.Lean, auditLog: o.AuditLog, log: o.Log,
+		progress: o.Progress, parallel: o.StartParallel}
+	if r.progress == nil {
+		r.progress = func(string) {}
+	}
+	switch {
+	case o.StartParallel < 0:
+		return r, fmt.Errorf("localfleet: StartParallel must not be negative, got %d", o.StartParallel)
+	case o.StartParallel == 0:
+		r.parallel = startParallel()
+	}
 	if r.workDir == "" {
 		r.workDir = os.TempDir()
 	}

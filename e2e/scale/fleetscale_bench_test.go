@@ -127,7 +127,15 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	b.Helper()
 	ctx := context.Background()
 	started := time.Now()
-	fleet, err := localfleet.Start(ctx, localfleet.Options{Members: n, NoControllerManager: true, Lean: true})
+	// A fleet of 50 takes many minutes to start and converge: progress goes to stderr as it
+	// happens (b.Logf prints only when the benchmark ends). Start refuses a fleet the machine
+	// cannot hold (memory, inotify instances) before starting anything, and the watchdog
+	// stops every process when this one ends, however it ends.
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "fleetscale members=%d %s: %s\n", n, time.Since(started).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	fleet, err := localfleet.Start(ctx, localfleet.Options{Members: n, NoControllerManager: true, Lean: true,
+		Progress: func(line string) { progress("%s", line) }})
 	must(b, err)
 	defer func() { must(b, fleet.Stop()) }()
 	b.Logf("%d members started in %s", n, time.Since(started).Round(time.Second))
@@ -153,9 +161,11 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	profiles := newProfiler(b, n)
 	profiles.goroutines("empty")
 
+	progress("registering members")
 	registerMembers(b, hub, fleet, members)
-
+	progress("members Ready; exporting")
 	createExports(b, hub, members, names)
+	progress("exports mirrored; creating the Baseline")
 
 	var p fleetPoint
 	p.members = n
@@ -167,6 +177,7 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	floor.WaitPresent(b, members, "flotilla", 50, 15*time.Minute)
 	p.create = time.Since(start).Seconds()
 	waitApplied(b, hub, n, "")
+	progress("Baseline applied in %.1fs; floor", p.create)
 
 	floorObjs := floor.Decode(b, floor.ForRun(workload, "f-", "floor"))
 	start = time.Now()
@@ -195,6 +206,7 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	floor.Apply(b, members, []*unstructured.Unstructured{quota})
 	floor.WaitQuotaPods(b, members, "f-bench-ns-00", "f-bench-quota", "30", 15*time.Minute)
 	p.floorChange = time.Since(start).Seconds()
+	progress("changes measured; steady state")
 
 	// Steady state: nothing changes from here on.
 	time.Sleep(envDuration(b, "FLOTILLA_BENCH_SETTLE", 15*time.Second))
