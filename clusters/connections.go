@@ -63,6 +63,9 @@ type MemberAccess interface {
 	// KindSource delivers metadata events of dynamically chosen kinds (see KindWatches)
 	// in every connected member, scoped by Options.DynamicLabelSelector.
 	KindSource(mapFn MapFunc) (source.Source, KindWatches)
+	// ServedKinds returns the kinds a connected member serves in one group version (none
+	// when it does not serve the group version), from that group version's discovery only.
+	ServedKinds(cluster string, gv schema.GroupVersion) (map[string]bool, error)
 }
 
 // KindWatches adds kinds to a KindSource while the manager runs, for kinds known only at

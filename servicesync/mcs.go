@@ -98,29 +98,20 @@ func (m *mcsMembers) forget(cluster string) {
 	delete(m.kinds, cluster)
 }
 
-// probeMCS asks a member's discovery (through its client's REST mapper, which refreshes the
-// group list when a group is unknown) which MCS kinds it serves.
-func probeMCS(c client.Client) (mcsKinds, error) {
-	served := func(gk schema.GroupKind, version string) (bool, error) {
-		_, err := c.RESTMapper().RESTMapping(gk, version)
-		switch {
-		case err == nil:
-			return true, nil
-		case meta.IsNoMatchError(err):
-			return false, nil
-		}
-		return false, err
+// probeMCS asks a member's discovery which MCS kinds it serves: one small request per
+// group version (ServedKinds), not the member's full discovery that a REST mapper fetches
+// for every kind it does not know — on every probe of a member without MCS.
+func probeMCS(members clusters.MemberAccess, cluster string) (mcsKinds, error) {
+	mcs, err := members.ServedKinds(cluster, mcsv1alpha1.SchemeGroupVersion)
+	if err != nil {
+		return mcsKinds{}, err
 	}
-	var k mcsKinds
-	var err error
-	if k.exports, err = served(schema.GroupKind{Group: mcsv1alpha1.GroupName, Kind: mcsv1alpha1.ServiceExportKindName}, "v1alpha1"); err != nil {
-		return k, err
+	about, err := members.ServedKinds(cluster, clusterPropertyGVK.GroupVersion())
+	if err != nil {
+		return mcsKinds{}, err
 	}
-	if k.imports, err = served(schema.GroupKind{Group: mcsv1alpha1.GroupName, Kind: mcsv1alpha1.ServiceImportKindName}, "v1alpha1"); err != nil {
-		return k, err
-	}
-	k.properties, err = served(clusterPropertyGVK.GroupKind(), clusterPropertyGVK.Version)
-	return k, err
+	return mcsKinds{exports: mcs[mcsv1alpha1.ServiceExportKindName], imports: mcs[mcsv1alpha1.ServiceImportKindName],
+		properties: about[clusterPropertyGVK.Kind]}, nil
 }
 
 // MCSMemberReconciler keeps what a member needs to speak MCS: the probe of what it serves,
@@ -154,7 +145,7 @@ func (r *MCSMemberReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		r.kinds.forget(cluster)
 		return ctrl.Result{}, nil
 	}
-	k, err := probeMCS(c)
+	k, err := probeMCS(r.Members, cluster)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("probe MCS kinds of cluster %q: %w", cluster, err)
 	}

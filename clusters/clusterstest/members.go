@@ -23,6 +23,9 @@ type Member struct {
 	// Client stands in for the member's direct client; nil makes Client fail as if the
 	// member were not connected.
 	Client client.Client
+	// Served are the kinds the member serves, by group version (ServedKinds); nil serves
+	// none.
+	Served map[schema.GroupVersion][]string
 }
 
 // Members is a clusters.MemberAccess over a fixed set of connected members. A name not in
@@ -63,6 +66,19 @@ func (f *Members) Reader(cluster string) (client.Reader, error) {
 		return m.Client, nil
 	}
 	return nil, fmt.Errorf("member cluster %q: %w", cluster, clusters.ErrNotConnected)
+}
+
+// ServedKinds returns the member's Served kinds of gv, or clusters.ErrNotConnected.
+func (f *Members) ServedKinds(cluster string, gv schema.GroupVersion) (map[string]bool, error) {
+	m, ok := f.members[cluster]
+	if !ok || m.Client == nil {
+		return nil, fmt.Errorf("member cluster %q: %w", cluster, clusters.ErrNotConnected)
+	}
+	kinds := map[string]bool{}
+	for _, k := range m.Served[gv] {
+		kinds[k] = true
+	}
+	return kinds, nil
 }
 
 // Connected lists the members in name order (the real manager promises no order; a sorted
