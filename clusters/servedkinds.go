@@ -12,8 +12,9 @@ import (
 // list (GET /apis/GROUP/VERSION, a small answer, 404 when not served). Asking a client's
 // REST mapper instead costs a full aggregated discovery of the member — every group and
 // resource it serves, over 100 KB — each time the kind is not served, since the mapper
-// caches only groups it found: for a question asked every minute of every member whose
-// answer is usually "no", that was a sixth of the hub's steady CPU.
+// caches only groups it found. For a question asked every minute of every member whose
+// answer is usually "no", that was 2.6–3.0 ms of hub CPU per member and minute (measured
+// against a lean member), against 0.7–0.8 ms for the two group versions MCS needs.
 func (c *Connections) ServedKinds(cluster string, gv schema.GroupVersion) (map[string]bool, error) {
 	m, err := c.connected(cluster)
 	if err != nil {
