@@ -102,11 +102,21 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		r.progress(fmt.Sprintf("localfleet: starting %d control planes, %d at a time", len(clusters), r.parallel))
 	}
 	var wg sync.WaitGroup
+	notStarted := 0
 	for i, c := range clusters {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			errs[i] = fmt.Errorf("cluster %q: %w", c.Name, ctx.Err())
+		// Once a cluster failed or the caller cancelled, start no more (a select between a
+		// free slot and the cancellation could pick the slot).
+		if ctx.Err() == nil {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() != nil {
+			if notStarted == 0 {
+				errs[i] = fmt.Errorf("%d control planes not started: %w", len(clusters)-i, ctx.Err())
+			}
+			notStarted++
 			continue
 		}
 		wg.Go(func() {

@@ -423,3 +423,22 @@ func TestStartOneAtATimeReportsProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledBeforeStartStartsNothing: a caller that cancelled before Start (Ctrl-C while a
+// big fleet was queued) gets an error at once and no process is started.
+func TestCancelledBeforeStartStartsNothing(t *testing.T) {
+	work := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	f, err := localfleet.Start(ctx, localfleet.Options{Members: 3, NoCRDs: true, NoControllerManager: true, Lean: true, WorkDir: work})
+	if err == nil {
+		_ = f.Stop()
+		t.Fatal("Start succeeded with a cancelled context")
+	}
+	if !strings.Contains(err.Error(), "4 control planes not started") {
+		t.Errorf("Start: err=%v, want one saying that 4 control planes were not started", err)
+	}
+	if got := processesMentioning(work); len(got) > 0 {
+		t.Errorf("processes started for a cancelled Start: %v", got)
+	}
+}
