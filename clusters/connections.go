@@ -514,7 +514,7 @@ func watchKey(obj client.Object) string {
 // memberConfig is what a member of this manager is given (see member.go).
 func (c *Connections) memberConfig() memberConfig {
 	return memberConfig{opts: c.opts, scheme: c.scheme, metrics: c.metrics,
-		cacheOptions: c.cacheOptions, watchers: c.watchers, notify: c.notify, informers: c.informerFactory}
+		registrations: c.registrations, watchers: c.watchers, notify: c.notify, filters: c.memberFilters}
 }
 
 func (c *Connections) notify(cluster string, kind EventKind) {
@@ -526,28 +526,13 @@ func (c *Connections) notify(cluster string, kind EventKind) {
 	}
 }
 
-// cacheOptions is the scoped cache of a new member: only registered kinds, each with its
-// selectors, managedFields trimmed (trimManagedFields), and reads of anything else refused.
-func (c *Connections) cacheOptions() (cache.Options, []client.Object) {
+// registrations are the registered kinds, for a new member cache; from now on no
+// registration is accepted (scoping is fixed when a member cache is built).
+func (c *Connections) registrations() []watchRegistration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cachesMade = true
-	byObject := map[client.Object]cache.ByObject{}
-	objs := make([]client.Object, 0, len(c.registered))
-	for _, r := range c.registered {
-		// On-demand kinds are scoped like the others but started only on Demand.
-		byObject[r.obj] = r.opts
-		if !r.onDemand {
-			objs = append(objs, r.obj)
-		}
-	}
-	return cache.Options{
-		Scheme:                      c.scheme,
-		ByObject:                    byObject,
-		DefaultLabelSelector:        c.opts.DynamicLabelSelector,
-		DefaultTransform:            trimManagedFields,
-		ReaderFailOnMissingInformer: true,
-	}, objs
+	return append([]watchRegistration(nil), c.registered...)
 }
 
 // watchers are the handlers and dynamic kinds to attach to a new member cache.
@@ -570,8 +555,8 @@ func memberRESTConfig(cfg *rest.Config, timeout time.Duration) *rest.Config {
 	return cfg
 }
 
-// cacheRESTConfig is the member config for informers: long-running watches, no timeout.
-// A hung member's informers are stopped when it disconnects.
+// cacheRESTConfig is the member config of the member cache: long-running watches, no
+// timeout. A hung member's watches are stopped when it disconnects.
 func cacheRESTConfig(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = 0

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -47,17 +46,15 @@ type memberConfig struct {
 	opts    Options
 	scheme  *runtime.Scheme
 	metrics *connectionMetrics
-	// cacheOptions returns the registered watches as options of a new member cache, read
-	// when the cache is built (registrations may still arrive before the manager starts).
-	cacheOptions func() (cache.Options, []client.Object)
+	// registrations returns the registered kinds, read when a member cache is built
+	// (registrations may still arrive before the manager starts).
+	registrations func() []watchRegistration
 	// watchers returns the event handlers and dynamic kinds to attach to a new cache.
 	watchers func() ([]watchHandler, []kindWatch)
 	// notify dispatches a connect, disconnect or probe event to the manager's listeners.
 	notify func(cluster string, kind EventKind)
-	// informers builds a new cache's informers with the registered filters (filter.go);
-	// bind hands the filters the cache.
-	informers func(cluster string) (newInformer func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer,
-		bind func(client.Reader))
+	// filters returns the registered filters (filter.go), read when a member cache is built.
+	filters func() map[string]FilterFactory
 }
 
 // member is one member cluster's connection. Its own mutex guards its health and cache;
@@ -97,14 +94,13 @@ type member struct {
 
 	mu          sync.Mutex
 	h           Health
-	memberCache cache.Cache
-	cacheCancel context.CancelFunc
+	memberCache *memberCache
 	// kinds are the dynamically watched kinds attached to the current cache.
 	kinds map[schema.GroupVersionKind]bool
-	// running are the on-demand kinds (by watchKey) whose informer runs in the current cache.
+	// running are the on-demand kinds (by watchKey) that run in the current cache.
 	running map[string]client.Object
 
-	// demandMu serializes starting and removing on-demand informers of this member (the
+	// demandMu serializes starting and removing on-demand kinds of this member (the
 	// cache calls happen outside mu). demands holds, per on-demand kind, who needs it; it
 	// outlives a cache, so that a reconnected member starts what is still needed.
 	demandMu sync.Mutex
@@ -316,56 +312,56 @@ func (m *member) countNodes(ctx context.Context) (int32, error) {
 	return nodes, nil
 }
 
-// startCache builds the member's scoped cache, starts an informer for each registered
-// kind, waits (at most CacheSyncTimeout) until those have synced, and attaches the
-// registered handlers. Dynamically watched kinds are attached without waiting: a kind the
-// hub's identity may not list must not keep the member from connecting.
+// startCache builds the member's cache (membercache.go), starts each registered kind,
+// waits (at most CacheSyncTimeout) until those have synced, and attaches the registered
+// handlers. Dynamically watched kinds are attached without waiting: a kind the hub's
+// identity may not list must not keep the member from connecting.
 func (m *member) startCache(parent context.Context) error {
 	m.stopCache() // a cache left by an earlier, failed attempt
-	opts, objs := m.cfg.cacheOptions()
-	var bind func(client.Reader)
-	opts.NewInformer, bind = m.cfg.informers(m.name)
 	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
 	// timeout; only the watches themselves run without one. Both use the member's one
 	// transport.
-	var err error
-	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(m.config, m.mapperHTTP); err != nil {
+	mapper, err := apiutil.NewDynamicRESTMapper(m.config, m.mapperHTTP)
+	if err != nil {
 		return fmt.Errorf("cluster %q: build REST mapper: %w", m.name, err)
 	}
-	opts.HTTPClient = m.watchHTTP
-	opts.Mapper = optionalKindsMapper{RESTMapper: opts.Mapper, kinds: optionalKinds(opts, objs)}
-	c, err := cache.New(cacheRESTConfig(m.config), opts)
+	// The watch client: the shared transport without a client timeout, which would cut
+	// every watch; its Watch serves typed and metadata-only kinds alike.
+	wc, err := client.NewWithWatch(cacheRESTConfig(m.config), client.Options{Scheme: m.cfg.scheme, HTTPClient: m.watchHTTP, Mapper: mapper})
 	if err != nil {
-		return fmt.Errorf("cluster %q: build cache: %w", m.name, err)
+		return fmt.Errorf("cluster %q: build watch client: %w", m.name, err)
 	}
-	bind(c)
-	ctx, cancel := context.WithCancel(parent)
-	synced := make([]toolscache.InformerSynced, 0, len(objs))
-	for _, obj := range objs {
-		// Not blocking: the cache is not started yet.
-		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+	regs := m.cfg.registrations()
+	c := newMemberCache(parent, m.name, wc, mapper, m.cfg.scheme, m.cfg.opts.DynamicLabelSelector, m.cfg.filters())
+	c.scopes = map[string]cache.ByObject{}
+	var started []*kindCache
+	for _, r := range regs {
+		c.scopes[watchKey(r.obj)] = r.opts
+		if r.onDemand {
+			continue // started on Demand
+		}
+		k, err := c.start(r.obj)
 		if err != nil {
-			cancel()
-			return fmt.Errorf("cluster %q: informer for %T: %w", m.name, obj, err)
+			c.stop()
+			return fmt.Errorf("cluster %q: cache %T: %w", m.name, r.obj, err)
 		}
-		synced = append(synced, inf.HasSynced)
+		started = append(started, k)
 	}
-	go func() {
-		if err := c.Start(ctx); err != nil {
-			log.FromContext(ctx).Error(err, "member cache stopped", "cluster", m.name)
-		}
-	}()
-	syncCtx, syncCancel := context.WithTimeout(ctx, m.cfg.opts.CacheSyncTimeout)
-	defer syncCancel()
-	if !toolscache.WaitForCacheSync(syncCtx.Done(), synced...) {
-		cancel()
-		if parent.Err() != nil {
+	timer := time.NewTimer(m.cfg.opts.CacheSyncTimeout)
+	defer timer.Stop()
+	for _, k := range started {
+		select {
+		case <-k.synced:
+		case <-parent.Done():
+			c.stop()
 			return parent.Err()
+		case <-timer.C:
+			c.stop()
+			return fmt.Errorf("cluster %q: member cache did not sync within %s: %w", m.name, m.cfg.opts.CacheSyncTimeout, context.DeadlineExceeded)
 		}
-		return fmt.Errorf("cluster %q: member cache did not sync within %s: %w", m.name, m.cfg.opts.CacheSyncTimeout, context.DeadlineExceeded)
 	}
 	m.mu.Lock()
-	m.memberCache, m.cacheCancel = c, cancel
+	m.memberCache = c
 	m.kinds = map[schema.GroupVersionKind]bool{}
 	m.running = map[string]client.Object{}
 	m.mu.Unlock()
@@ -383,17 +379,19 @@ func (m *member) startCache(parent context.Context) error {
 	return nil
 }
 
+// stopCache stops the member cache, if any, and waits for its goroutines: a member that
+// disconnects or goes leaves nothing running.
 func (m *member) stopCache() {
 	m.mu.Lock()
-	cancel := m.cacheCancel
-	m.memberCache, m.cacheCancel = nil, nil
+	c := m.memberCache
+	m.memberCache = nil
 	m.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if c != nil {
+		c.stop()
 	}
 }
 
-// attach adds a handler to the member's informer for h.obj. Events are mapped to hub
+// attach adds a handler to the member's cache of h.obj's kind. Events are mapped to hub
 // requests; the event type is not passed on, since reconcilers are level-triggered.
 func (m *member) attach(h watchHandler) {
 	m.mu.Lock()
@@ -403,17 +401,17 @@ func (m *member) attach(h watchHandler) {
 	if c == nil || idle {
 		return // attached when the member connects, or when its kind is demanded
 	}
-	inf, err := c.GetInformer(h.ctx, h.obj, cache.BlockUntilSynced(false))
-	if err != nil {
-		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
+	k := c.kind(watchKey(h.obj))
+	if k == nil {
+		log.FromContext(h.ctx).Error(fmt.Errorf("%T is not cached", h.obj), "attach member watch", "cluster", m.name)
 		return
 	}
-	m.addHandler(inf, h)
+	m.addHandler(k, h)
 }
 
-// attachKind starts a metadata-only informer for a dynamically watched kind (scoped by the
-// cache's default label selector) and attaches its handler. A kind the member does not
-// serve is skipped; the next EnsureKind after its CRD appears picks it up.
+// attachKind starts caching the metadata of a dynamically watched kind (scoped by the
+// default label selector) and attaches its handler. A kind the member does not serve is
+// skipped; the next EnsureKind after its CRD appears picks it up.
 func (m *member) attachKind(k kindWatch) {
 	m.mu.Lock()
 	c := m.memberCache
@@ -425,7 +423,7 @@ func (m *member) attachKind(k kindWatch) {
 	m.mu.Unlock()
 	obj := &metav1.PartialObjectMetadata{}
 	obj.SetGroupVersionKind(k.gvk)
-	inf, err := c.GetInformer(k.handler.ctx, obj, cache.BlockUntilSynced(false))
+	kc, err := c.start(obj)
 	if err != nil {
 		m.mu.Lock()
 		delete(m.kinds, k.gvk)
@@ -433,37 +431,33 @@ func (m *member) attachKind(k kindWatch) {
 		log.FromContext(k.handler.ctx).V(1).Info("cannot watch kind in member", "cluster", m.name, "kind", k.gvk.String(), "error", err.Error())
 		return
 	}
-	m.addHandler(inf, k.handler)
+	m.addHandler(kc, k.handler)
 }
 
-func (m *member) addHandler(inf cache.Informer, h watchHandler) {
-	enqueue := func(o any) {
-		if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-			o = tomb.Obj
-		}
-		obj, ok := o.(client.Object)
-		if !ok {
-			return
-		}
+func (m *member) addHandler(k *kindCache, h watchHandler) {
+	enqueue := func(obj client.Object) {
 		for _, r := range h.mapFn(h.ctx, m.name, obj) {
 			h.queue.Add(r)
 		}
 	}
-	_, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue,
-		// Both versions: an update can remove what the map function keys on (a namespace
-		// editor stripping fleet.flotilla.dev/baseline), and the owner of the old version
-		// must still hear of it (the queue merges duplicate requests).
-		UpdateFunc: func(old, o any) { enqueue(old); enqueue(o) },
-		DeleteFunc: enqueue,
+	// Both versions of an update: an update can remove what the map function keys on (a
+	// namespace editor stripping fleet.flotilla.dev/baseline), and the owner of the old
+	// version must still hear of it (the queue merges duplicate requests).
+	k.addHandler(func(old, cur client.Object) {
+		if h.ctx.Err() != nil {
+			return
+		}
+		if old != nil {
+			enqueue(old)
+		}
+		if cur != nil {
+			enqueue(cur)
+		}
 	})
-	if err != nil {
-		log.FromContext(h.ctx).Error(err, "attach member watch", "cluster", m.name)
-	}
 }
 
 // demand records whether holder needs obj's on-demand kind, and starts or removes the
-// kind's informer in the current cache when that turns the kind needed or unneeded.
+// kind in the current cache when that turns the kind needed or unneeded.
 func (m *member) demand(obj client.Object, holder string, needed bool, handlers []watchHandler) {
 	key := watchKey(obj)
 	m.demandMu.Lock()
@@ -498,7 +492,7 @@ func (m *member) startDemanded() {
 	}
 }
 
-// syncDemand makes the current cache run key's informer exactly while d has holders.
+// syncDemand makes the current cache run key's kind exactly while d has holders.
 // Called with demandMu held.
 func (m *member) syncDemand(key string, d *demand) {
 	m.mu.Lock()
@@ -508,19 +502,16 @@ func (m *member) syncDemand(key string, d *demand) {
 	if c == nil || needed == (obj != nil) {
 		return
 	}
-	ctx := context.Background()
 	if !needed {
-		// The informer stops and its store goes: nothing of the kind stays in the hub.
+		// The kind stops and its store goes: nothing of the kind stays in the hub.
 		m.mu.Lock()
 		delete(m.running, key)
 		m.mu.Unlock()
-		if err := c.RemoveInformer(ctx, obj); err != nil {
-			log.FromContext(ctx).Error(err, "stop on-demand member watch", "cluster", m.name, "kind", key)
-		}
+		c.remove(obj)
 		return
 	}
-	if _, err := c.GetInformer(ctx, d.obj, cache.BlockUntilSynced(false)); err != nil {
-		log.FromContext(ctx).Error(err, "start on-demand member watch", "cluster", m.name, "kind", key)
+	if _, err := c.start(d.obj); err != nil {
+		log.FromContext(c.ctx).Error(err, "start on-demand member watch", "cluster", m.name, "kind", key)
 		return
 	}
 	m.mu.Lock()
