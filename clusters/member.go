@@ -194,8 +194,14 @@ func (m *member) stop() {
 	}
 	m.stopCache()
 	// The connection would otherwise stay open (and its read loop run) until it idles out.
+	// Once more a little later: the HTTP/2 connection forgets the streams of the watches
+	// just stopped asynchronously, and is not idle before it has.
 	utilnet.CloseIdleConnectionsFor(m.transport)
+	time.AfterFunc(closeIdleAgain, func() { utilnet.CloseIdleConnectionsFor(m.transport) })
 }
+
+// closeIdleAgain is when a stopped member's connection is closed once more (see stop).
+const closeIdleAgain = 2 * time.Second
 
 // probeOnce runs one health probe, updates health, starts or stops the cache on a
 // transition, tells listeners, and returns how long to wait before the next probe.
