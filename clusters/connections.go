@@ -32,7 +32,7 @@ type MemberAccess interface {
 	// that must be fresh.
 	Client(cluster string) (client.Client, error)
 	// Reader reads from the member's cache. It only serves kinds registered with
-	// RegisterWatch; anything else fails instead of silently starting a new informer.
+	// RegisterWatch; anything else fails instead of silently starting a new watch.
 	Reader(cluster string) (client.Reader, error)
 	// Connected lists the members connected now.
 	Connected() []string
@@ -44,16 +44,16 @@ type MemberAccess interface {
 	RegisterWatch(obj client.Object, opts cache.ByObject) error
 	// RegisterOnDemand declares a kind that a member caches only while some holder needs
 	// it there (see Demand), scoped by opts like RegisterWatch. Handlers of WatchSource for
-	// it are attached whenever its informer runs. Call it before the manager starts.
+	// it are attached whenever its kind runs. Call it before the manager starts.
 	RegisterOnDemand(obj client.Object, opts cache.ByObject) error
-	// RegisterFilter puts a filter in front of a registered kind's informer in every
+	// RegisterFilter puts a filter in front of a registered kind's store in every
 	// member cache: the cache holds only the objects it keeps (see filter.go). For kinds no
 	// server-side selector can scope. Call it before the manager starts.
 	RegisterFilter(obj client.Object, newFilter FilterFactory) error
 	// Demand records whether holder needs the on-demand kind of obj cached in cluster. The
-	// member's informer runs while at least one holder needs it (also after a reconnect)
+	// member's cache runs the kind while at least one holder needs it (also after a reconnect)
 	// and is removed, with what it held, when the last holder lets go. Reads through
-	// Reader wait for a new informer's sync; without demand they fail.
+	// Reader wait for the kind's first list; without demand they fail.
 	Demand(cluster string, obj client.Object, holder string, needed bool)
 	// WatchSource delivers events for obj in every connected member (now and later),
 	// mapped to hub requests by mapFn. obj must have been registered.
@@ -102,7 +102,7 @@ type Options struct {
 	// Reader (and is the member clients' rest.Config Timeout), so a member that stops
 	// answering holds a worker at most this long.
 	RequestTimeout time.Duration
-	// DynamicLabelSelector scopes the informers of kinds added through KindSource (and of
+	// DynamicLabelSelector scopes the member cache's kinds added through KindSource (and
 	// registered kinds without their own selector), so that a member cache never holds
 	// objects Flotilla did not write. Nil means every object.
 	DynamicLabelSelector labels.Selector
@@ -306,7 +306,7 @@ func (c *Connections) Reader(cluster string) (client.Reader, error) {
 	if r == nil {
 		return nil, fmt.Errorf("cluster %q: %w (cache not started)", cluster, ErrNotConnected)
 	}
-	// A cache read of a kind whose informer has not synced waits for it: bounded too.
+	// A cache read of a kind that has not synced waits for it: bounded too.
 	return deadlineReader{Reader: r, timeout: c.opts.RequestTimeout}, nil
 }
 
@@ -360,7 +360,7 @@ func (c *Connections) register(obj client.Object, opts cache.ByObject, onDemand 
 			continue
 		}
 		// Two controllers may need the same kind (Namespaces, Services); they share one
-		// informer, so they must agree on its scope.
+		// store, so they must agree on its scope.
 		if fmt.Sprint(r.opts.Label) != fmt.Sprint(opts.Label) || fmt.Sprint(r.opts.Field) != fmt.Sprint(opts.Field) {
 			return fmt.Errorf("register %T: already registered with another scope (label %v, field %v)", obj, r.opts.Label, r.opts.Field)
 		}

@@ -169,7 +169,7 @@ func LoadCredentials(kubeconfig []byte, policy CredentialPolicy) (*Credentials, 
 }
 
 // bearerToken is a member's bearer token, shared by every client of one connection, so that
-// a renewed token is used from the next request on while informers keep their watches.
+// a renewed token is used from the next request on while the member cache keeps its watches.
 type bearerToken struct{ v atomic.Pointer[string] }
 
 func newBearerToken(token string) *bearerToken {

@@ -82,8 +82,8 @@ func withDeadline(c client.WithWatch, timeout time.Duration) client.WithWatch {
 	})
 }
 
-// deadlineReader bounds reads of a member cache: a Get or List of a kind whose informer
-// has not synced waits for the sync, which never comes from a member that stopped answering.
+// deadlineReader bounds reads of a member cache: a Get or List of a kind not synced yet
+// waits for its first list, which never comes from a member that stopped answering.
 type deadlineReader struct {
 	client.Reader
 	timeout time.Duration

@@ -26,6 +26,19 @@
 // objects still arrive, but only those the filter keeps enter the cache, and one that stops
 // being kept leaves it as a deletion.
 //
+// The member cache is this package's own (membercache.go, memberwatch.go), not
+// controller-runtime's: a client-go informer costs 13–14 goroutines per kind and member,
+// which at a thousand members is more than a hub can hold. Here each kind is a store and
+// one goroutine that lists it in pages, watches from the list's resourceVersion (with
+// bookmarks, through the member's one shared HTTP/2 transport), applies the filter and
+// transform inline and calls the handlers itself — three goroutines per kind with the
+// watch's stream and decoder. That rests on one rule for handlers: they only map an object
+// to requests and add them to a queue, never block. A watch that ends is resumed from the
+// last resourceVersion seen; one the member compacted past (410 Gone) is replaced by a
+// relist, which delivers the deletions it finds. Reads behave as controller-runtime's cache
+// with ReaderFailOnMissingInformer: a kind that is not running fails, a kind that has not
+// synced is waited for, results are copies. Stopping a member stops every goroutine of it.
+//
 // It must not know what other controllers do with a member: propagation and servicesync
 // consume its small connection-manager interface, never its internals.
 //
@@ -35,10 +48,10 @@
 // nothing. The connection manager therefore bounds every call: member clients carry
 // Options.RequestTimeout both as their rest.Config Timeout and as a per-call context
 // deadline (whatever context the caller passes), cache reads are bounded the same way
-// (a read of an unsynced informer waits for it), discovery of new kinds goes through a
+// (a read of a kind not synced yet waits for it), discovery of new kinds goes through a
 // mapper with the timeout and runs in the background per member, and a new cache must sync
-// within CacheSyncTimeout before the member counts as connected. Only the informers' watches
-// run without a timeout; they stop when the member disconnects.
+// within CacheSyncTimeout before the member counts as connected. Only the member cache's
+// watches run without a timeout (list pages have one); they stop when the member disconnects.
 //
 // Probes run at a fixed rate (a probe that waited for its timeout does not push the next one
 // back), so a hung member is disconnected within ProbeInterval × FailureThreshold plus one
