@@ -1,3 +1,4 @@
+//nolint:staticcheck // SA1019: servicesync caches the v1 Endpoints it mirrors; these tests cache them the same way.
 package clusters
 
 import (
@@ -281,7 +282,7 @@ func TestMemberCacheReadsAndEvents(t *testing.T) {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("read: %v", err)
+			return fmt.Errorf("read: %w", err)
 		})
 	})
 }

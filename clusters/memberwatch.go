@@ -305,16 +305,6 @@ func (k *kindCache) addHandler(h kindHandler) {
 	}
 }
 
-// hasSynced tells whether the first list is in the store.
-func (k *kindCache) hasSynced() bool {
-	select {
-	case <-k.synced:
-		return true
-	default:
-		return false
-	}
-}
-
 // sleep waits d, or less if ctx ends first; it tells whether ctx is still alive.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
