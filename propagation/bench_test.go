@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,7 +29,7 @@ import (
 // with a default-deny NetworkPolicy and a ResourceQuota each, 10 ClusterRoles and bindings)
 // to 1, 5 and 10 real members. Every figure is a median over b.N iterations, measured on
 // what a user of the members sees — all 50 objects present in every selected member, polled
-// every 250ms (floor.Poll):
+// every 250ms (floor.Poll) — or, for one object, watched:
 //
 //   - s-create-<n>m: from Baseline creation until the objects are present;
 //   - s-applied-<n>m, s-healthy-<n>m: until every binding also says Applied, and Applied and
@@ -36,7 +37,10 @@ import (
 //   - s-floor-<n>m: the floor (floor.Apply) — the same objects server-side applied by one
 //     goroutine per member with warm clients, no diff and no status — and
 //     ratio-create-vs-floor-<n>m;
-//   - s-update-<n>m: one object changed, until its new value is present in every member;
+//   - s-update-<n>m: one object changed, until its new value is present in every member,
+//     watched in every member (floor.WaitQuotaPods); s-update-floor-<n>m: the same object
+//     changed by the floor (server-side applied to every member at once), watched the same
+//     way, and ratio-update-vs-floor-<n>m;
 //   - writes/member-create-<n>m, writes/member-update-<n>m: objects the controller wrote;
 //   - dryruns/member-create-<n>m, reqs/member-create-<n>m, reqs/member-update-<n>m:
 //     server-side dry runs, and requests of any verb, the controller sent per member while
@@ -47,7 +51,8 @@ import (
 // fresh object names and is deleted (and waited for) before the next, so no
 // earlier Baseline is alive during a measurement. Then, with every member and one Baseline:
 // drift-restore latency (FLOTILLA_BENCH_DRIFT_SAMPLES deletions of a ResourceQuota, default
-// 100 so that the p99 is one; below 100 the tail is reported as max), objects written during
+// 100 so that the p99 is one; below 100 the tail is reported as max; each from the deletion
+// until a watch opened before it sees the object again: floor.WaitRestored), objects written during
 // a steady-state window (FLOTILLA_BENCH_STEADY, default 60s) and hub heap growth per member
 // since before the members were registered. ns/op is the time of the timed Flotilla
 // creations only (fleet start-up, floors and clean-up are outside the timer). Run with `make
@@ -80,7 +85,7 @@ func BenchmarkBaseline50(b *testing.B) {
 	run := 0
 	for _, n := range benchSizes(b, fleetSize) {
 		members := e.clientsOf(names[:n])
-		var create, applied, healthy, floorCreate, changed, writes, updateWrites, dryRuns, reqs, updateReqs []float64
+		var create, applied, healthy, floorCreate, floorChanged, changed, writes, updateWrites, dryRuns, reqs, updateReqs []float64
 		for i := 0; i < b.N; i++ {
 			run++
 			name, set, prefix := fmt.Sprintf("bench-%d", run), fmt.Sprintf("run-%d", run), fmt.Sprintf("r%d-", run)
@@ -129,6 +134,15 @@ func BenchmarkBaseline50(b *testing.B) {
 			floor.Apply(b, members, fobjs)
 			floor.WaitPresent(b, members, fset, len(fobjs), 5*time.Minute)
 			floorCreate = append(floorCreate, time.Since(start).Seconds())
+			// The floor of a change: the one changed object applied to every member at once.
+			fquota := floor.Decode(b, strings.Replace(floor.ForRun(workload, fmt.Sprintf("f%d-", run), fset), "pods: \"20\"", "pods: \"30\"", 1))
+			fquota = slices.DeleteFunc(fquota, func(o *unstructured.Unstructured) bool {
+				return o.GetKind() != "ResourceQuota" || o.GetNamespace() != fmt.Sprintf("f%d-bench-ns-00", run)
+			})
+			start = time.Now()
+			floor.Apply(b, members, fquota)
+			floor.WaitQuotaPods(b, members, fmt.Sprintf("f%d-bench-ns-00", run), fmt.Sprintf("f%d-bench-quota", run), "30", 5*time.Minute)
+			floorChanged = append(floorChanged, time.Since(start).Seconds())
 			floor.Delete(b, members, fobjs)
 		}
 		b.ReportMetric(fleettest.Median(create), fmt.Sprintf("s-create-%dm", n))
@@ -140,6 +154,8 @@ func BenchmarkBaseline50(b *testing.B) {
 		b.ReportMetric(fleettest.Median(dryRuns), fmt.Sprintf("dryruns/member-create-%dm", n))
 		b.ReportMetric(fleettest.Median(reqs), fmt.Sprintf("reqs/member-create-%dm", n))
 		b.ReportMetric(fleettest.Median(changed), fmt.Sprintf("s-update-%dm", n))
+		b.ReportMetric(fleettest.Median(floorChanged), fmt.Sprintf("s-update-floor-%dm", n))
+		b.ReportMetric(fleettest.Median(changed)/fleettest.Median(floorChanged), fmt.Sprintf("ratio-update-vs-floor-%dm", n))
 		b.ReportMetric(fleettest.Median(updateWrites), fmt.Sprintf("writes/member-update-%dm", n))
 		b.ReportMetric(fleettest.Median(updateReqs), fmt.Sprintf("reqs/member-update-%dm", n))
 	}
@@ -186,19 +202,22 @@ func benchDriftRestore(b *testing.B, e *env) {
 		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("d-bench-ns-0%d", i%10), Name: "d-bench-quota"}}
 		must(b, e.members[m].Get(ctx, client.ObjectKeyFromObject(q), q))
 		uid := q.UID
+		// The watch opens before the deletion, so that the restore is seen as the member
+		// announces it.
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		seen := make(chan error, 1)
+		var restored time.Time
+		go func() {
+			var err error
+			restored, err = floor.WaitRestored(wctx, e.members[m].(client.WithWatch), q.Namespace, q.Name, uid)
+			seen <- err
+		}()
 		start := time.Now()
 		must(b, e.members[m].Delete(ctx, q))
-		fleettest.EventuallyEvery(b, 5*time.Millisecond, time.Minute, "quota restored in "+m, func() error {
-			got := &corev1.ResourceQuota{}
-			if err := e.members[m].Get(ctx, client.ObjectKeyFromObject(q), got); err != nil {
-				return err
-			}
-			if got.UID == uid {
-				return fmt.Errorf("not deleted yet")
-			}
-			return nil
-		})
-		restore = append(restore, time.Since(start).Seconds())
+		err := <-seen
+		cancel()
+		must(b, err)
+		restore = append(restore, restored.Sub(start).Seconds())
 	}
 	fleettest.ReportLatencies(b, "drift-restore", restore)
 }

@@ -175,6 +175,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 	}
 
 	// The revision as the Baseline controller rendered it, parsed once for all members.
+	revision := bb.Spec.Revision
 	out, err := r.Sources.current(ctx, b)
 	var srcErr *sourceError
 	switch {
@@ -182,6 +183,12 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 		return ctrl.Result{}, nil // the Baseline reports it; keep what the member has
 	case err != nil:
 		return ctrl.Result{}, err
+	case out.revision != bb.Spec.Revision && releasedAtOnce(b):
+		// Released to every member in the Baseline controller's reconcile that rendered it;
+		// applied now rather than after this binding's release comes back through the hub
+		// (a write per member, which a busy hub takes seconds to make). The release still
+		// records it in the spec.
+		revision = out.revision
 	case out.revision != bb.Spec.Revision:
 		status.SetReason(bb, fleetv1alpha1.ConditionApplied, fleetv1alpha1.ReasonWaitingForRollout,
 			fmt.Sprintf("the Baseline is at revision %s; this member holds %s until the rollout reaches it", out.revision, bb.Spec.Revision))
@@ -247,7 +254,7 @@ func (r *BindingReconciler) reconcileApply(ctx context.Context, bb *fleetv1alpha
 		// member stay listed; those gone or taken over by someone else are not ours.
 		res.Owned = keepInventory(res.Owned, res.Prune)
 	}
-	r.report(bb, b, res, pruned)
+	r.report(bb, b, revision, res, pruned)
 	if len(res.Unhealthy) > 0 {
 		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 	}
@@ -286,17 +293,17 @@ func (r *BindingReconciler) failed(bb *fleetv1alpha1.BaselineBinding, b *fleetv1
 	return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
 }
 
-// report writes what one apply found into the binding's status.
-func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, res *memberApply, pruned int) {
+// report writes what the apply of revision found into the binding's status.
+func (r *BindingReconciler) report(bb *fleetv1alpha1.BaselineBinding, b *fleetv1alpha1.Baseline, revision string, res *memberApply, pruned int) {
 	cluster := bb.Spec.ClusterName
-	changedRevision := bb.Status.Revision != bb.Spec.Revision
-	bb.Status.Revision = bb.Spec.Revision
+	changedRevision := bb.Status.Revision != revision
+	bb.Status.Revision = revision
 	bb.Status.Inventory = res.Owned
 	if res.Written > 0 || pruned > 0 || changedRevision || bb.Status.LastAppliedTime == nil {
 		now := metav1.Now()
 		bb.Status.LastAppliedTime = &now
 	}
-	msg := fmt.Sprintf("revision %s: %d objects in cluster %q", bb.Spec.Revision, len(res.Owned), cluster)
+	msg := fmt.Sprintf("revision %s: %d objects in cluster %q", revision, len(res.Owned), cluster)
 	if b.Spec.Policy == fleetv1alpha1.PolicyInform {
 		msg += " (Inform: nothing is written)"
 	}
@@ -450,4 +457,11 @@ const listed = 3
 // jitter spreads periodic resyncs of many bindings over ±10% of the period.
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}
+
+// releasedAtOnce tells whether every new revision of b is released to all its members as
+// soon as it is rendered: no rollout strategy (planRollout then releases every member in
+// the reconcile that rendered the revision) and not paused.
+func releasedAtOnce(b *fleetv1alpha1.Baseline) bool {
+	return b.Spec.Rollout == nil && !b.Spec.Paused
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,6 +42,25 @@ type sourceReader struct {
 	limits       Limits
 	rendered     *renderCache
 	reading      singleflight.Group
+	// newRevision, when set, is told the name of a Baseline whose current revision changed
+	// (render found a new one): the binding controller reconciles its bindings at once.
+	newRevision atomic.Pointer[func(baseline string)]
+}
+
+// onNewRevision has fn told the name of every Baseline whose current revision changes.
+func (s *sourceReader) onNewRevision(fn func(baseline string)) {
+	s.newRevision.Store(&fn)
+}
+
+// setCurrent makes revision b's current one and tells onNewRevision's function when it
+// replaces another (not the first one known: a new Baseline has no bindings yet, and after
+// a restart every binding is reconciled anyway).
+func (s *sourceReader) setCurrent(b *fleetv1alpha1.Baseline, revision string) {
+	prev := s.rendered.currentOf(b.UID)
+	s.rendered.setCurrent(b.UID, revision)
+	if fn := s.newRevision.Load(); fn != nil && prev != "" && prev != revision {
+		(*fn)(b.Name)
+	}
 }
 
 func newSourceReader(cache, apiReader client.Reader, hubNamespace string, limits Limits) *sourceReader {
@@ -59,7 +79,7 @@ func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*
 		return nil, sourceFailure(err)
 	}
 	if out := s.rendered.get(b.UID, render.Revision(resources, perNS, b.Spec.Substitute)); out != nil {
-		s.rendered.setCurrent(b.UID, out.revision)
+		s.setCurrent(b, out.revision)
 		return out, nil
 	}
 	parsed, err := render.FromSources(resources, perNS, b.Spec.Substitute)
@@ -71,7 +91,7 @@ func (s *sourceReader) render(ctx context.Context, b *fleetv1alpha1.Baseline) (*
 	}
 	out := &rendered{revision: parsed.Revision, resources: parsed.Resources, perNamespace: parsed.PerNamespace}
 	s.rendered.put(b.UID, out)
-	s.rendered.setCurrent(b.UID, out.revision)
+	s.setCurrent(b, out.revision)
 	return out, nil
 }
 

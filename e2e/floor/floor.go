@@ -1,8 +1,8 @@
 // Package floor is what propagation benchmarks measure Flotilla against: the shared
 // 50-object workload (propagation/testdata/workload-50.yaml), the raw server-side-apply
 // floor — the same objects applied to every member at once with warm clients, no diff, no
-// status, no health checks — and the observable both are timed on: every object of a run
-// present in every member, polled the same way. BenchmarkBaseline50 (propagation) and
+// status, no health checks — and the observables both are timed on: every object of a run
+// present in every member, polled the same way, and one changed or deleted object, watched. BenchmarkBaseline50 (propagation) and
 // BenchmarkFleetScale (e2e/scale) use it, so that their ratios to the floor mean the same.
 //
 // It holds benchmark helpers only: no product code imports it, and it decides nothing about
@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flotilla-dev/flotilla/e2e/localfleet"
@@ -36,8 +37,13 @@ const (
 	// SetLabel marks every object of the workload; its value names one run, so that a run's
 	// objects are counted apart from earlier runs' (and from the floor's).
 	SetLabel = "benchmark.flotilla.dev/set"
-	// Poll is how often members are looked into, the same for Flotilla and for the floor.
+	// Poll is how often members are counted for a run's objects (five lists per member),
+	// the same for Flotilla and for the floor.
 	Poll = 250 * time.Millisecond
+	// ChangePoll is how often a member whose client cannot watch is read for one changed
+	// object (WaitQuotaPods), the same for Flotilla and for the floor: a change takes
+	// tenths of a second, which Poll would round up by as much as it measures.
+	ChangePoll = 20 * time.Millisecond
 	// FieldManager is the floor's server-side apply field manager.
 	FieldManager = "bench-floor"
 )
@@ -126,24 +132,90 @@ func WaitPresent(tb testing.TB, members map[string]client.Client, set string, wa
 	}))
 }
 
-// WaitQuotaPods polls every member every Poll until the ResourceQuota ns/name says pods:
-// want (the workload's one-object change), and fails tb after timeout.
+// WaitQuotaPods waits until the ResourceQuota ns/name says pods: want (the workload's
+// one-object change) in every member, one goroutine each, and fails tb after timeout. It
+// watches the object in members whose client can watch (client.WithWatch) — the change is
+// seen as the member announces it, at no cost to the member while it waits — and polls the
+// others every ChangePoll.
 func WaitQuotaPods(tb testing.TB, members map[string]client.Client, ns, name, want string, timeout time.Duration) {
 	tb.Helper()
 	must(tb, forEach(members, func(m string, c client.Client) error {
-		deadline := time.Now().Add(timeout)
-		for {
-			q := &corev1.ResourceQuota{}
-			err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, q)
-			if err == nil && q.Spec.Hard.Pods().String() == want {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s: quota %s/%s pods %s, want %s (%w)", m, ns, name, q.Spec.Hard.Pods(), want, err)
-			}
-			time.Sleep(Poll)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var err error
+		if wc, ok := c.(client.WithWatch); ok {
+			err = watchQuotaPods(ctx, wc, ns, name, want)
+		} else {
+			err = pollQuotaPods(ctx, c, ns, name, want)
 		}
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m, err)
+		}
+		return nil
 	}))
+}
+
+// watchQuotaPods watches the ResourceQuota ns/name until it says pods: want; a watch that
+// ends early is opened again. A watch opened without a resourceVersion starts with the
+// object as it is, so a change made before the watch opened is seen too.
+func watchQuotaPods(ctx context.Context, c client.WithWatch, ns, name, want string) error {
+	last := "none"
+	for {
+		w, err := c.Watch(ctx, &corev1.ResourceQuotaList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
+		if err == nil {
+			for ev := range w.ResultChan() {
+				q, ok := ev.Object.(*corev1.ResourceQuota)
+				if !ok || ev.Type == watch.Deleted {
+					continue
+				}
+				if last = q.Spec.Hard.Pods().String(); last == want {
+					w.Stop()
+					return nil
+				}
+			}
+			w.Stop()
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("quota %s/%s pods %s, want %s (watch: %v): %w", ns, name, last, want, err, ctx.Err())
+		}
+		time.Sleep(ChangePoll) // the watch failed or ended: open it again
+	}
+}
+
+// WaitRestored waits until the member holds the ResourceQuota ns/name again, as an object
+// other than uid (the one deleted), watching it like WaitQuotaPods, and returns when it saw it.
+func WaitRestored(ctx context.Context, c client.WithWatch, ns, name string, uid types.UID) (time.Time, error) {
+	for {
+		w, err := c.Watch(ctx, &corev1.ResourceQuotaList{}, client.InNamespace(ns), client.MatchingFields{"metadata.name": name})
+		if err == nil {
+			for ev := range w.ResultChan() {
+				if q, ok := ev.Object.(*corev1.ResourceQuota); ok && ev.Type != watch.Deleted && q.UID != uid {
+					w.Stop()
+					return time.Now(), nil
+				}
+			}
+			w.Stop()
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, fmt.Errorf("quota %s/%s not restored (watch: %v): %w", ns, name, err, ctx.Err())
+		}
+		time.Sleep(ChangePoll)
+	}
+}
+
+// pollQuotaPods reads the ResourceQuota ns/name every ChangePoll until it says pods: want.
+func pollQuotaPods(ctx context.Context, c client.Client, ns, name, want string) error {
+	for {
+		q := &corev1.ResourceQuota{}
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, q)
+		if err == nil && q.Spec.Hard.Pods().String() == want {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("quota %s/%s pods %s, want %s (last error: %v): %w", ns, name, q.Spec.Hard.Pods(), want, err, ctx.Err())
+		}
+		time.Sleep(ChangePoll)
+	}
 }
 
 // WarmClients resolves the REST mappings of objs and opens connections in every member, as

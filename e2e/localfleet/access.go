@@ -91,9 +91,10 @@ func (c *ControlPlane) Kubeconfig() []byte { return append([]byte(nil), c.kubeco
 func (c *ControlPlane) Host() string { return c.Config.Host }
 
 // Client returns a controller-runtime client with admin rights, knowing the client-go and
-// apiextensions types; packages with their own types build their own client from Config.
+// apiextensions types, that can also watch (a client.WithWatch: benchmarks watch for the
+// change they time, e2e/floor); packages with their own types build their own client from Config.
 func (c *ControlPlane) Client() (client.Client, error) {
-	return client.New(rest.CopyConfig(c.Config), client.Options{Scheme: clientScheme})
+	return client.NewWithWatch(rest.CopyConfig(c.Config), client.Options{Scheme: clientScheme})
 }
 
 // PIDs returns the process id of each running process of the cluster, by binary name.
