@@ -74,8 +74,11 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 		// once applies it without waiting for the release: releasedAtOnce).
 		WatchesRawSource(source.Func(func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 			r.waiters.setQueue(q)
-			sources.onNewRevision(func(baseline string) {
-				for _, req := range requestsFor(ctx, hub, &fleetv1alpha1.BaselineBindingList{}, client.MatchingLabels{fleetv1alpha1.LabelBaseline: baseline}) {
+			sources.onNewRevision(func(b *fleetv1alpha1.Baseline) {
+				if !releasedAtOnce(b) {
+					return // its bindings wait for their release
+				}
+				for _, req := range requestsFor(ctx, hub, &fleetv1alpha1.BaselineBindingList{}, client.MatchingLabels{fleetv1alpha1.LabelBaseline: b.Name}) {
 					q.Add(req)
 				}
 			})

@@ -21,6 +21,16 @@
 // matching since it last changed. An apply has at most eight requests in flight to its
 // member.
 //
+// Latency of a change: a binding's spec.revision records the rollout's release of a
+// revision to its member. A Baseline without a rollout strategy releases every revision to
+// every member in the reconcile that renders it, so its bindings do not wait for that write
+// to come back through the hub (a write per member, seconds on a busy hub): the render puts
+// them in the queue at once and they apply the new revision (releasedAtOnce). Bindings are
+// not reconciled for a Baseline spec the Baseline controller has not rendered yet
+// (baselineObserved), nor, unless they fan out into namespaces or are not applied, for a
+// member's Namespace events (bindingsNeedingNamespaces): either would hold them in a useless
+// reconcile that the change or a drift correction then waits for.
+//
 // Isolation: bindings of all members share one pool of workers (SetupOptions
 // MaxConcurrentApplies, 16 by default). A binding reconcile takes one of its member's slots
 // (MaxConcurrentPerMember, 2) for the member work, waiting at most 100ms, and bounds that

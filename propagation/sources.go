@@ -42,13 +42,13 @@ type sourceReader struct {
 	limits       Limits
 	rendered     *renderCache
 	reading      singleflight.Group
-	// newRevision, when set, is told the name of a Baseline whose current revision changed
-	// (render found a new one): the binding controller reconciles its bindings at once.
-	newRevision atomic.Pointer[func(baseline string)]
+	// newRevision, when set, is told of a Baseline whose current revision changed (render
+	// found a new one): the binding controller reconciles its bindings at once.
+	newRevision atomic.Pointer[func(b *fleetv1alpha1.Baseline)]
 }
 
-// onNewRevision has fn told the name of every Baseline whose current revision changes.
-func (s *sourceReader) onNewRevision(fn func(baseline string)) {
+// onNewRevision has fn told of every Baseline whose current revision changes.
+func (s *sourceReader) onNewRevision(fn func(b *fleetv1alpha1.Baseline)) {
 	s.newRevision.Store(&fn)
 }
 
@@ -59,7 +59,7 @@ func (s *sourceReader) setCurrent(b *fleetv1alpha1.Baseline, revision string) {
 	prev := s.rendered.currentOf(b.UID)
 	s.rendered.setCurrent(b.UID, revision)
 	if fn := s.newRevision.Load(); fn != nil && prev != "" && prev != revision {
-		(*fn)(b.Name)
+		(*fn)(b)
 	}
 }
 
