@@ -1,6 +1,8 @@
 package propagation
 
 import (
+	"context"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,4 +50,41 @@ func TestBaselineObserved(t *testing.T) {
 	if !p.Delete(event.DeleteEvent{Object: baseline(1, 1, "r1", false, false)}) {
 		t.Error("a deleted Baseline did not pass")
 	}
+}
+
+// TestNamespaceEventsReachOnlyBindingsThatNeedThem: a member's Namespace events reconcile
+// the bindings whose Baseline fans out into namespaces and those not applied (their objects
+// may wait for a Namespace), not the others.
+func TestNamespaceEventsReachOnlyBindingsThatNeedThem(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	fanOut := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "fan-out"},
+		Spec: fleetv1alpha1.BaselineSpec{PerNamespace: &fleetv1alpha1.PerNamespace{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"workloads": "true"}},
+			Resources:         []fleetv1alpha1.ResourceSource{{Inline: configMapIn("", "per-namespace")}},
+		}}}
+	must(t, e.hub.Create(ctx, fanOut))
+	must(t, e.hub.Create(ctx, baseline("plain", configMapIn("default", "plain"))))
+	must(t, e.hub.Create(ctx, baseline("waiting", configMapIn("not-there-yet", "waiting"))))
+	e.waitBinding(t, "fan-out", "member-1", fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded)
+	e.waitBinding(t, "plain", "member-1", fleetv1alpha1.ConditionApplied, metav1.ConditionTrue, fleetv1alpha1.ReasonApplySucceeded)
+	e.waitBinding(t, "waiting", "member-1", fleetv1alpha1.ConditionApplied, metav1.ConditionFalse, fleetv1alpha1.ReasonApplyFailed)
+
+	var got []string
+	for _, req := range bindingsNeedingNamespaces(ctx, e.hub, "member-1") {
+		got = append(got, req.Name)
+	}
+	slices.Sort(got)
+	want := []string{fleetv1alpha1.BindingName("fan-out", "member-1"), fleetv1alpha1.BindingName("waiting", "member-1")}
+	if !slices.Equal(got, want) {
+		t.Errorf("a Namespace event reconciles %v, want %v", got, want)
+	}
+}
+
+func configMapIn(namespace, name string) string {
+	y := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n"
+	if namespace != "" {
+		y += "  namespace: " + namespace + "\n"
+	}
+	return y + "data:\n  k: v\n"
 }
