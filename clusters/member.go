@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -73,9 +74,13 @@ type member struct {
 	// connection, instead of one connection (and its read loop) per client.
 	transport http.RoundTripper
 	// watchHTTP is the HTTP client of the member cache: the shared transport without a
-	// client timeout, which would cut every watch.
+	// client timeout, which would cut every watch, and without gzip for watches (see
+	// uncompressedWatches).
 	watchHTTP *http.Client
-	// mapperHTTP serves discovery for new kinds, bounded by the request timeout.
+	// mapper maps kinds for the direct client and the member cache; its discovery of new
+	// kinds is bounded by the request timeout.
+	mapper meta.RESTMapper
+	// mapperHTTP serves discovery (ServedKinds), bounded by the request timeout.
 	mapperHTTP *http.Client
 	// client is the member's direct client (probes); deadlineClient bounds every call of
 	// the other controllers (see withDeadline).
@@ -123,7 +128,15 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 		return nil, fmt.Errorf("cluster %q: build HTTP transport: %w", name, err)
 	}
 	withTimeout := func(d time.Duration) *http.Client { return &http.Client{Transport: transport, Timeout: d} }
-	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mc.scheme, HTTPClient: withTimeout(mc.opts.RequestTimeout)})
+	// One REST mapper serves the direct client and every cache of this member: each mapper
+	// keeps its own copy of the discovery documents it fetched, so a client and a cache
+	// with a mapper each held the same groups twice. It lives as long as the member (its
+	// credentials); a kind it does not know yet is looked up again on first use.
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, withTimeout(mc.opts.RequestTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: build REST mapper: %w", name, err)
+	}
+	cl, err := client.NewWithWatch(cfg, client.Options{Scheme: mc.scheme, HTTPClient: withTimeout(mc.opts.RequestTimeout), Mapper: mapper})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build client: %w", name, err)
 	}
@@ -134,7 +147,8 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 	return &member{
 		cfg: mc, name: name, hash: creds.Hash, connHash: creds.ConnectionHash, token: creds.token,
 		config: cfg, client: cl, version: version,
-		transport: transport, watchHTTP: withTimeout(0), mapperHTTP: withTimeout(mc.opts.RequestTimeout),
+		transport: transport, watchHTTP: &http.Client{Transport: uncompressedWatches{next: transport}},
+		mapper: mapper, mapperHTTP: withTimeout(mc.opts.RequestTimeout),
 		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
 		done:           make(chan struct{}),
 		h:              Health{Reason: fleetv1alpha1.ReasonConnecting, Message: "waiting for the first health probe"},
@@ -324,21 +338,16 @@ func (m *member) countNodes(ctx context.Context) (int32, error) {
 // identity may not list must not keep the member from connecting.
 func (m *member) startCache(parent context.Context) error {
 	m.stopCache() // a cache left by an earlier, failed attempt
-	// Discovery for new kinds (a Baseline's) goes through a mapper with the request
-	// timeout; only the watches themselves run without one. Both use the member's one
-	// transport.
-	mapper, err := apiutil.NewDynamicRESTMapper(m.config, m.mapperHTTP)
-	if err != nil {
-		return fmt.Errorf("cluster %q: build REST mapper: %w", m.name, err)
-	}
-	// The watch client: the shared transport without a client timeout, which would cut
-	// every watch; its Watch serves typed and metadata-only kinds alike.
-	wc, err := client.NewWithWatch(cacheRESTConfig(m.config), client.Options{Scheme: m.cfg.scheme, HTTPClient: m.watchHTTP, Mapper: mapper})
+	// Discovery for new kinds (a Baseline's) goes through the member's mapper, with the
+	// request timeout; only the watches themselves run without one. Both use the member's
+	// one transport. The watch client: the shared transport without a client timeout,
+	// which would cut every watch; its Watch serves typed and metadata-only kinds alike.
+	wc, err := client.NewWithWatch(cacheRESTConfig(m.config), client.Options{Scheme: m.cfg.scheme, HTTPClient: m.watchHTTP, Mapper: m.mapper})
 	if err != nil {
 		return fmt.Errorf("cluster %q: build watch client: %w", m.name, err)
 	}
 	regs := m.cfg.registrations()
-	c := newMemberCache(parent, m.name, wc, mapper, m.cfg.scheme, m.cfg.opts.DynamicLabelSelector, m.cfg.filters())
+	c := newMemberCache(parent, m.name, wc, m.mapper, m.cfg.scheme, m.cfg.opts.DynamicLabelSelector, m.cfg.filters())
 	c.scopes = map[string]cache.ByObject{}
 	var started []*kindCache
 	for _, r := range regs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +179,17 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
+}
+
+// heapLive is the heap the objects still reachable after a full garbage collection take:
+// what the process holds, without the spans that the collector freed only partly or has
+// not returned yet (HeapInuse counts those; after a burst of short-lived objects they can
+// exceed what is held by megabytes).
+func heapLive() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // BenchmarkUnexportedServices measures what a member's unexported Services cost the hub:

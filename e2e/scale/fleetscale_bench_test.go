@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,8 +58,11 @@ var must = fleettest.Must
 // 50-object Baseline on every member and 10 exported Services (from members 1..10 in turn,
 // each mirrored into every other member). Per size (sub-benchmark members=N):
 //
-//   - MiB-heap/member, goroutines/member: hub heap in use and goroutines once everything
-//     converged, minus the same with the controller running and no member registered;
+//   - MiB-heap/member, goroutines/member: hub heap and goroutines once everything
+//     converged, minus the same with the controller running and no member registered. The
+//     heap is the live heap after a full collection (/gc/heap/live:bytes): what the process
+//     holds. MiB-heapinuse/member is HeapInuse instead (the figure before 2026-11-30), which
+//     also counts spans that garbage left partly free;
 //   - watches/member: WATCH requests open at each member's API server, minus those open
 //     before the hub connected (the members run no other client that watches);
 //   - ms-cpu/member/min: the hub process's CPU (getrusage, user+system) over a steady window
@@ -73,6 +77,7 @@ var must = fleettest.Must
 // with no member) and reports heap, goroutines and CPU per minute at 1,000 members. Check
 // the machine first: a trimmed member costs ≈ 200 MiB.
 func BenchmarkFleetScale(b *testing.B) {
+	fineHeapProfile()
 	sizes := fleetSizes(b)
 	workload := floor.Workload(b)
 	var points []fleetPoint
@@ -86,6 +91,7 @@ func BenchmarkFleetScale(b *testing.B) {
 			points = append(points, p)
 			nf := float64(n)
 			b.ReportMetric(p.heap/nf/(1<<20), "MiB-heap/member")
+			b.ReportMetric(p.heapInUse/nf/(1<<20), "MiB-heapinuse/member")
 			b.ReportMetric(p.goroutines/nf, "goroutines/member")
 			b.ReportMetric(p.watches, "watches/member")
 			b.ReportMetric(p.cpuPerMin/nf*1000, "ms-cpu/member/min")
@@ -119,7 +125,8 @@ func BenchmarkFleetScale(b *testing.B) {
 // hub with no member (totals, not per member), watches are per member.
 type fleetPoint struct {
 	members                                  int
-	heap, goroutines, watches, cpuPerMin     float64
+	heap, heapInUse, goroutines, watches     float64
+	cpuPerMin                                float64
 	create, floorCreate, change, floorChange float64
 }
 
@@ -157,9 +164,10 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	// The hub's own informers and workers start in the background: wait until their
 	// goroutines are there, so that they are not counted as the members'.
 	settleGoroutines()
-	heap0, g0 := heapInUse(), runtime.NumGoroutine()
+	heap0, inUse0, g0 := heapLive(), heapInUse(), runtime.NumGoroutine()
 	profiles := newProfiler(b, n)
 	profiles.goroutines("empty")
+	profiles.heap("empty")
 
 	progress("registering members")
 	registerMembers(b, hub, fleet, members)
@@ -210,7 +218,8 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 
 	// Steady state: nothing changes from here on.
 	time.Sleep(envDuration(b, "FLOTILLA_BENCH_SETTLE", 15*time.Second))
-	p.heap = float64(heapInUse()) - float64(heap0)
+	p.heap = float64(heapLive()) - float64(heap0)
+	p.heapInUse = float64(heapInUse()) - float64(inUse0)
 	p.goroutines = float64(runtime.NumGoroutine() - g0)
 	profiles.goroutines("steady")
 	profiles.heap("steady")
@@ -479,6 +488,14 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
+// heapLive is the heap the objects still reachable after a full collection take.
+func heapLive() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 // fit is the least-squares line y = a + b·N through the hub with no member (0, 0) and the
 // points measured.
 func fit(points []fleetPoint, y func(fleetPoint) float64) (a, slope float64) {
@@ -506,6 +523,7 @@ func medianPoint(runs []fleetPoint) fleetPoint {
 	}
 	return fleetPoint{members: runs[0].members,
 		heap:        med(func(p fleetPoint) float64 { return p.heap }),
+		heapInUse:   med(func(p fleetPoint) float64 { return p.heapInUse }),
 		goroutines:  med(func(p fleetPoint) float64 { return p.goroutines }),
 		watches:     med(func(p fleetPoint) float64 { return p.watches }),
 		cpuPerMin:   med(func(p fleetPoint) float64 { return p.cpuPerMin }),

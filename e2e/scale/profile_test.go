@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -21,6 +22,15 @@ type profiler struct {
 	tb  testing.TB
 	dir string
 	n   int
+}
+
+// fineHeapProfile samples one allocation in 4 KiB instead of 512 KiB when profiles are
+// written: a member's share of the heap is a few MiB, which the default rate resolves into
+// a handful of samples only.
+func fineHeapProfile() {
+	if os.Getenv("FLOTILLA_BENCH_PROFILE") != "" {
+		runtime.MemProfileRate = 4 << 10
+	}
 }
 
 func newProfiler(tb testing.TB, members int) *profiler {
