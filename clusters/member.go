@@ -131,8 +131,9 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 	// One REST mapper serves the direct client and every cache of this member: each mapper
 	// keeps its own copy of the discovery documents it fetched, so a client and a cache
 	// with a mapper each held the same groups twice. It lives as long as the member (its
-	// credentials); a kind it does not know yet is looked up again on first use.
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, withTimeout(mc.opts.RequestTimeout))
+	// credentials); a kind it does not know yet is looked up again on first use. It
+	// discovers group by group (see perGroupDiscovery).
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, &http.Client{Transport: perGroupDiscovery{next: transport}, Timeout: mc.opts.RequestTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build REST mapper: %w", name, err)
 	}
