@@ -38,10 +38,15 @@ const bigProbes = 3
 // conditions, capacity); and bigProbes more exports are timed. Figures, medians over
 // iterations (run with -benchtime 1x -count 3 for three fleets):
 //
-//   - MiB-heap/1000-unexported: hub heap growth from before the fill to after the member
-//     cache has seen all of it, per 1,000 unexported Services (the Nodes included: the
-//     exports are PodIP, whose addresses are checked against the Nodes' pod CIDRs, so the
-//     hub holds the Nodes, trimmed, throughout);
+//   - MiB-heap/1000-unexported: growth of the live heap (after a full collection) of the
+//     process, which runs the hub, from before the fill to after the member cache has seen
+//     all of it, per 1,000 unexported Services (the Nodes included: the exports are PodIP,
+//     whose addresses are checked against the Nodes' pod CIDRs, so the hub holds the Nodes,
+//     trimmed, throughout). The fill's own client is built before the baseline and its
+//     connection closed before the second reading, so the figure is what the hub holds
+//     because of the fill. MiB-heapinuse/1000-unexported is the same with HeapInuse (the
+//     figure before 2026-11-30), which also counts the spans the burst of dropped objects
+//     left partly free;
 //   - s-export-empty, s-export-big: from creating an exported Service and its slice until its
 //     catalog entry reports it mirrored with 30 ready endpoints (median of bigProbes);
 //   - ratio-export-big-vs-empty.
