@@ -66,7 +66,9 @@ var must = fleettest.Must
 //   - watches/member: WATCH requests open at each member's API server, minus those open
 //     before the hub connected (the members run no other client that watches);
 //   - ms-cpu/member/min: the hub process's CPU (getrusage, user+system) over a steady window
-//     of FLOTILLA_BENCH_STEADY (default 60s) in which nothing changes, per member per minute;
+//     of FLOTILLA_BENCH_STEADY (default 60s) in which nothing changes, minus the same window
+//     of the hub running with no member (ms-cpu-idle-hub/min: leader election, the hub's own
+//     watches), per member per minute;
 //   - s-create, s-floor-create, ratio-create-vs-floor: the Baseline created until all 50
 //     objects are present in every member, polled every 250ms; the floor is the same objects
 //     (fresh names) server-side applied to every member at once with warm clients;
@@ -95,6 +97,7 @@ func BenchmarkFleetScale(b *testing.B) {
 			b.ReportMetric(p.goroutines/nf, "goroutines/member")
 			b.ReportMetric(p.watches, "watches/member")
 			b.ReportMetric(p.cpuPerMin/nf*1000, "ms-cpu/member/min")
+			b.ReportMetric(p.cpuIdlePerMin*1000, "ms-cpu-idle-hub/min")
 			b.ReportMetric(p.create, "s-create")
 			b.ReportMetric(p.floorCreate, "s-floor-create")
 			b.ReportMetric(p.create/p.floorCreate, "ratio-create-vs-floor")
@@ -126,7 +129,7 @@ func BenchmarkFleetScale(b *testing.B) {
 type fleetPoint struct {
 	members                                  int
 	heap, heapInUse, goroutines, watches     float64
-	cpuPerMin                                float64
+	cpuPerMin, cpuIdlePerMin                 float64
 	create, floorCreate, change, floorChange float64
 }
 
@@ -168,6 +171,11 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	profiles := newProfiler(b, n)
 	profiles.goroutines("empty")
 	profiles.heap("empty")
+	// The hub's own steady cost (lease renewals, its watches of the hub) is paid once, not
+	// per member: measured here without members, over the same window as the steady state.
+	window := envDuration(b, "FLOTILLA_BENCH_STEADY", 60*time.Second)
+	progress("hub without members: %s steady CPU window", window)
+	cpuIdle := steadyCPU(b, window)
 
 	progress("registering members")
 	registerMembers(b, hub, fleet, members)
@@ -232,11 +240,9 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	for _, m := range names {
 		p.watches += float64(watches1[m]-watches0[m]) / float64(n)
 	}
-	window := envDuration(b, "FLOTILLA_BENCH_STEADY", 60*time.Second)
 	stopCPU := profiles.cpu("steady")
-	cpu0 := cpuTime(b)
-	time.Sleep(window)
-	p.cpuPerMin = (cpuTime(b) - cpu0).Seconds() / window.Minutes()
+	p.cpuPerMin = steadyCPU(b, window) - cpuIdle
+	p.cpuIdlePerMin = cpuIdle
 	stopCPU()
 	b.Logf("%d members: heap +%.1f MiB, goroutines +%.0f, %.1f watches/member, CPU %.3f s/min; create %.1fs (floor %.1fs), change %.1fs (floor %.1fs)",
 		n, p.heap/(1<<20), p.goroutines, p.watches, p.cpuPerMin, p.create, p.floorCreate, p.change, p.floorChange)
@@ -418,7 +424,9 @@ func fastClient(tb testing.TB, cfg *rest.Config) client.Client {
 	tb.Helper()
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 500, 1000
-	c, err := client.New(cfg, client.Options{})
+	// With watch: floor.WaitQuotaPods watches the changed object in every member (the
+	// same observable for Flotilla and the floor) instead of polling.
+	c, err := client.NewWithWatch(cfg, client.Options{})
 	must(tb, err)
 	return c
 }
@@ -465,6 +473,14 @@ func openWatches(b *testing.B, fleet *localfleet.Fleet) map[string]int {
 
 // cpuTime is the user and system CPU time this process (the hub controller and the
 // benchmark, which is idle while it is read) has used; members are other processes.
+// steadyCPU is the process's CPU over window, in seconds per minute.
+func steadyCPU(b *testing.B, window time.Duration) float64 {
+	b.Helper()
+	cpu0 := cpuTime(b)
+	time.Sleep(window)
+	return (cpuTime(b) - cpu0).Seconds() / window.Minutes()
+}
+
 func cpuTime(b *testing.B) time.Duration {
 	b.Helper()
 	var ru syscall.Rusage
@@ -527,15 +543,16 @@ func medianPoint(runs []fleetPoint) fleetPoint {
 		return fleettest.Median(xs)
 	}
 	return fleetPoint{members: runs[0].members,
-		heap:        med(func(p fleetPoint) float64 { return p.heap }),
-		heapInUse:   med(func(p fleetPoint) float64 { return p.heapInUse }),
-		goroutines:  med(func(p fleetPoint) float64 { return p.goroutines }),
-		watches:     med(func(p fleetPoint) float64 { return p.watches }),
-		cpuPerMin:   med(func(p fleetPoint) float64 { return p.cpuPerMin }),
-		create:      med(func(p fleetPoint) float64 { return p.create }),
-		floorCreate: med(func(p fleetPoint) float64 { return p.floorCreate }),
-		change:      med(func(p fleetPoint) float64 { return p.change }),
-		floorChange: med(func(p fleetPoint) float64 { return p.floorChange }),
+		heap:          med(func(p fleetPoint) float64 { return p.heap }),
+		heapInUse:     med(func(p fleetPoint) float64 { return p.heapInUse }),
+		goroutines:    med(func(p fleetPoint) float64 { return p.goroutines }),
+		watches:       med(func(p fleetPoint) float64 { return p.watches }),
+		cpuPerMin:     med(func(p fleetPoint) float64 { return p.cpuPerMin }),
+		cpuIdlePerMin: med(func(p fleetPoint) float64 { return p.cpuIdlePerMin }),
+		create:        med(func(p fleetPoint) float64 { return p.create }),
+		floorCreate:   med(func(p fleetPoint) float64 { return p.floorCreate }),
+		change:        med(func(p fleetPoint) float64 { return p.change }),
+		floorChange:   med(func(p fleetPoint) float64 { return p.floorChange }),
 	}
 }
 
