@@ -116,18 +116,32 @@ func (r *ExportReconciler) Reconcile(ctx context.Context, req exportRequest) (_ 
 		return r.unexport(ctx, req, es, se)
 	}
 
+	created := es == nil
 	if es, err = r.ensureCatalogEntry(ctx, req, es); err != nil {
 		return ctrl.Result{}, err
 	}
 	p := status.NewPatcher(r.Client, es, status.WithEvents(r.Recorder, nil, exportEvent))
 	defer func() { err = p.Patch(ctx, es, err) }()
 	wrote, deferred, err = r.export(ctx, req, es, read)
-	if len(deferred) > 0 && err == nil {
+	switch {
+	case len(deferred) > 0 && err == nil:
 		// Woken when a deferred member frees a slot; the resync is a backstop.
 		return ctrl.Result{RequeueAfter: deferredResync}, nil
+	case created && err == nil:
+		// Nodes, Namespaces, connections and MemberClusters are mapped to exports through the
+		// hub's cache of the catalog, which does not hold the entry just created: a change
+		// this reconcile read too early (a source's Node still on its way, a target that
+		// connected meanwhile) found no export to wake. Run again once the entry is cached:
+		// from then on those changes find it (an entry not cached yet is created again,
+		// fails as existing, and is retried).
+		return ctrl.Result{RequeueAfter: catalogSettle}, nil
 	}
 	return ctrl.Result{}, err
 }
+
+// catalogSettle is when an export whose catalog entry was just created is reconciled again
+// (see Reconcile); the hub's cache holds a new entry well within it.
+const catalogSettle = time.Second
 
 // sourceRead is what a reconcile reads of its source member: the Service, whether and how
 // it asks to be exported, and (for a valid export) what its mirrors depend on.
@@ -394,6 +408,9 @@ func (r *ExportReconciler) targets(ctx context.Context, req exportRequest, exp *
 		}
 		reader, err := r.Members.Reader(mc.Name)
 		if err != nil {
+			// Disconnected since Connected() answered: away like the others, and its
+			// connect event brings the export back.
+			away[mc.Name] = true
 			continue
 		}
 		ns := namespaceMeta()

@@ -376,13 +376,18 @@ func createExports(tb testing.TB, hub client.Client, members map[string]client.C
 			return err
 		}
 		done := 0
+		var behind []string
 		for _, es := range list.Items {
 			if len(es.Status.MirroredInto) == want && es.Status.ReadyEndpoints == 3 {
 				done++
+				continue
 			}
+			// What a stalled export says, so that a timeout tells which input it lacks.
+			behind = append(behind, fmt.Sprintf("%s: mirroredInto %d %v, readyEndpoints %d, conditions %+v",
+				es.Name, len(es.Status.MirroredInto), es.Status.MirroredInto, es.Status.ReadyEndpoints, es.Status.Conditions))
 		}
 		if done < exports {
-			return fmt.Errorf("%d of %d", done, exports)
+			return fmt.Errorf("%d of %d; not there yet:\n%s", done, exports, strings.Join(behind, "\n"))
 		}
 		return nil
 	})
