@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
@@ -261,7 +262,7 @@ func controlPlaneInitialized(cl *clusterv1.Cluster) bool {
 func (r *ClusterAPISourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterapisource").
-		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
+		WithOptions(controller.Options{RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		For(&clusterv1.Cluster{}).
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"time"
 
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -16,26 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 )
 
 // secretRefIndex indexes MemberClusters by "<namespace>/<name>" of their kubeconfig Secret.
 const secretRefIndex = "spec.kubeconfigSecretRef"
-
-// maxRetryDelay caps the backoff of the registry's controllers after an error. A failed
-// read of a kubeconfig Secret (a hub API server hiccup, a permission briefly missing) is
-// retried with backoff; with controller-runtime's default cap of ~16 minutes, a member not
-// yet connected would wait that long after the hub recovered. The registry's work is one
-// read and one status write per object, so retrying every 30 s at worst costs nothing.
-const maxRetryDelay = 30 * time.Second
-
-// retryLimiter is controller-runtime's default rate limiter (per-item exponential backoff
-// from 5 ms, and an overall 10 qps bucket) with the per-item backoff capped at maxRetryDelay.
-func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
-	return workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, maxRetryDelay),
-		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
-	)
-}
 
 // SetupWithManager registers the controller: MemberClusters, the metadata of Secrets they
 // reference (a rotated Secret reconnects at once), and every connection event.
@@ -56,7 +39,7 @@ func (r *MemberClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("membercluster").
 		For(&fleetv1alpha1.MemberCluster{}).
-		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
+		WithOptions(controller.Options{RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(clustersForSecret(r.Client))).
 		WatchesRawSource(r.Connections.eventSource(func(EventKind) bool { return true },
 			func(_ context.Context, cluster string) []reconcile.Request {

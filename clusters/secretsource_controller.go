@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 )
 
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -113,7 +114,7 @@ func (r *SecretSourceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	inHubNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == r.HubNamespace })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("secretsource").
-		WithOptions(controller.Options{RateLimiter: retryLimiter()}).
+		WithOptions(controller.Options{RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		WatchesMetadata(&corev1.Secret{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(inHubNamespace)).
 		Watches(&fleetv1alpha1.MemberCluster{}, handler.EnqueueRequestsFromMapFunc(secretOfRegistration(fleetv1alpha1.RegistrationSecret)),
 			builder.WithPredicates(registrationChanged())).

@@ -7,12 +7,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
@@ -41,6 +43,7 @@ func setupBaseline(mgr ctrl.Manager, sources *sourceReader, opts SetupOptions) e
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("baseline").
+		WithOptions(controller.Options{RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		For(&fleetv1alpha1.Baseline{}).
 		Owns(&fleetv1alpha1.BaselineBinding{}).
 		// Selection reads members' labels only: a status heartbeat enqueues nothing.

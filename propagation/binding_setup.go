@@ -19,6 +19,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
@@ -84,7 +85,7 @@ func setupBinding(mgr ctrl.Manager, access clusters.MemberAccess, sources *sourc
 			})
 			return nil
 		})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentApplies, RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		Complete(r)
 }
 

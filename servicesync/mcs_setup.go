@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 )
 
 // setupMCSKinds makes the MCS kinds known to the manager's scheme, which the member clients
@@ -45,6 +47,7 @@ func setupMCSMembers(mgr ctrl.Manager, access clusters.MemberAccess, r *ExportRe
 		changed: func(ctx context.Context, _ string) { r.work.add(m.exports(ctx, nil)) }}
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("mcsmember").
+		WithOptions(controller.Options{RateLimiter: requeue.Limiter[reconcile.Request]()}).
 		WatchesRawSource(access.ConnectionSource(func(_ context.Context, cluster string) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: cluster}}}
 		})).

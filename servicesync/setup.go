@@ -27,6 +27,7 @@ import (
 
 	"github.com/flotilla-dev/flotilla/clusters"
 	fleetv1alpha1 "github.com/flotilla-dev/flotilla/fleet/v1alpha1"
+	"github.com/flotilla-dev/flotilla/internal/requeue"
 	"github.com/flotilla-dev/flotilla/internal/status"
 )
 
@@ -214,7 +215,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 			r.work.setQueue(q)
 			return nil
 		})).
-		WithOptions(controller.TypedOptions[exportRequest]{MaxConcurrentReconciles: opts.MaxConcurrentSyncs}).
+		WithOptions(controller.TypedOptions[exportRequest]{MaxConcurrentReconciles: opts.MaxConcurrentSyncs, RateLimiter: requeue.Limiter[exportRequest]()}).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("set up service sync: %w", err)
