@@ -176,7 +176,7 @@ func watchQuotaPods(ctx context.Context, c client.WithWatch, ns, name, want stri
 			w.Stop()
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("quota %s/%s pods %s, want %s (watch: %v): %w", ns, name, last, want, err, ctx.Err())
+			return fmt.Errorf("quota %s/%s pods %s, want %s: %w", ns, name, last, want, errors.Join(ctx.Err(), err))
 		}
 		time.Sleep(ChangePoll) // the watch failed or ended: open it again
 	}
@@ -197,7 +197,7 @@ func WaitRestored(ctx context.Context, c client.WithWatch, ns, name string, uid 
 			w.Stop()
 		}
 		if ctx.Err() != nil {
-			return time.Time{}, fmt.Errorf("quota %s/%s not restored (watch: %v): %w", ns, name, err, ctx.Err())
+			return time.Time{}, fmt.Errorf("quota %s/%s not restored: %w", ns, name, errors.Join(ctx.Err(), err))
 		}
 		time.Sleep(ChangePoll)
 	}
@@ -212,7 +212,7 @@ func pollQuotaPods(ctx context.Context, c client.Client, ns, name, want string) 
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("quota %s/%s pods %s, want %s (last error: %v): %w", ns, name, q.Spec.Hard.Pods(), want, err, ctx.Err())
+			return fmt.Errorf("quota %s/%s pods %s, want %s: %w", ns, name, q.Spec.Hard.Pods(), want, errors.Join(ctx.Err(), err))
 		}
 		time.Sleep(ChangePoll)
 	}
