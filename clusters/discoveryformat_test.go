@@ -7,10 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 )
 
 // TestMemberMapperDiscoversPerGroup checks against a real member API server that the
@@ -18,13 +16,7 @@ import (
 // gets every resource of every group in one aggregated answer), and that it still maps
 // core and group kinds and reports a group the member does not serve as no match.
 func TestMemberMapperDiscoversPerGroup(t *testing.T) {
-	fleet := startFleet(t, 1)
-	creds, err := LoadCredentials(fleet.Members[0].Kubeconfig(), CredentialPolicy{AllowLoopback: true})
-	must(t, err)
-	scheme := runtime.NewScheme()
-	must(t, clientgoscheme.AddToScheme(scheme))
-	m, err := newMember(NewConnections(scheme, fastProbes).memberConfig(), "member", creds)
-	must(t, err)
+	m := unstartedMember(t)
 
 	resourcesWithGroups := func(rt http.RoundTripper) int {
 		t.Helper()

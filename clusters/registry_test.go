@@ -51,6 +51,20 @@ func startFleet(t *testing.T, members int) *localfleet.Fleet {
 	return localfleet.StartForTest(t, localfleet.Options{Members: members})
 }
 
+// unstartedMember is the connection of one real member API server, built as the hub builds
+// it (its transport, mapper and clients) but not started: no probe, no cache.
+func unstartedMember(t *testing.T) *member {
+	t.Helper()
+	fleet := startFleet(t, 1)
+	creds, err := LoadCredentials(fleet.Members[0].Kubeconfig(), CredentialPolicy{AllowLoopback: true})
+	must(t, err)
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	m, err := newMember(NewConnections(scheme, fastProbes).memberConfig(), "member", creds)
+	must(t, err)
+	return m
+}
+
 // runRegistry runs the registry's controllers in process against fleet's hub until stop,
 // with the settings a local fleet needs: loopback members allowed, and Clusters of the hub
 // namespace and capiNS registering.

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 )
 
 // TestMemberWatchesAreUncompressed opens a watch as client-go's informers do (a watch list:
@@ -19,13 +16,7 @@ import (
 // request through the bare shared transport comes gzipped, which is what the hub held for
 // every watch before.
 func TestMemberWatchesAreUncompressed(t *testing.T) {
-	fleet := startFleet(t, 1)
-	creds, err := LoadCredentials(fleet.Members[0].Kubeconfig(), CredentialPolicy{AllowLoopback: true})
-	must(t, err)
-	scheme := runtime.NewScheme()
-	must(t, clientgoscheme.AddToScheme(scheme))
-	m, err := newMember(NewConnections(scheme, fastProbes).memberConfig(), "member", creds)
-	must(t, err)
+	m := unstartedMember(t)
 
 	watch := func(c *http.Client) (gzipped bool, body string, err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
