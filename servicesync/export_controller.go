@@ -54,6 +54,10 @@ type ExportReconciler struct {
 	work *memberWork
 	// mcs says which MCS kinds each member serves (mcs.go).
 	mcs *mcsMembers
+	// sources and written spare a reconcile the reads whose answers the member caches
+	// show unchanged (readmemo.go).
+	sources *sourceMemo
+	written *targetMemo
 }
 
 // exportRequest names one exported Service: the member it lives in and its namespace/name.
@@ -166,23 +170,53 @@ func (r *ExportReconciler) readSource(ctx context.Context, req exportRequest) (s
 	if err != nil {
 		return sourceRead{}, err
 	}
-	svc := &corev1.Service{}
-	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return sourceRead{serviceExport: se}, nil
-		}
-		return sourceRead{}, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
+	objs, found, err := r.sourceObjects(ctx, req, source)
+	if err != nil || !found {
+		return sourceRead{serviceExport: se}, err
 	}
+	svc := objs.svc
 	read := sourceRead{service: true, serviceExport: se}
 	read.exp, read.exported, read.invalid = mirror.ParseExportRequest(svc, se != nil, r.AllowSystemNamespaces)
 	read.in = mirror.Source{Cluster: req.Cluster, Service: svc}
 	r.demandNodes(req, read.exported && read.invalid == nil && mirror.NeedsNodes(svc, read.exp.Mode))
 	if read.exported && read.invalid == nil {
-		if read.in, err = r.sourceInput(ctx, req, source, svc, read.exp.Mode); err != nil {
+		if read.in, err = r.sourceInput(ctx, req, svc, objs.slices, read.exp.Mode); err != nil {
 			return read, err
 		}
 	}
 	return read, nil
+}
+
+// sourceObjects are the source Service of req and its EndpointSlices (mirror slices
+// excluded), from the memo when the member cache shows the versions last read (readmemo.go),
+// else read from the member. found is false when the Service does not exist.
+func (r *ExportReconciler) sourceObjects(ctx context.Context, req exportRequest, source client.Client) (_ sourceObjects, found bool, _ error) {
+	if cached, err := r.Members.Reader(req.Cluster); err == nil {
+		if objs, ok := r.sources.get(req, cachedSourceVersions(ctx, cached, req)); ok {
+			return objs, true, nil
+		}
+	}
+	svc := &corev1.Service{}
+	if err := source.Get(ctx, req.NamespacedName, svc); err != nil {
+		r.sources.forget(req)
+		if apierrors.IsNotFound(err) {
+			return sourceObjects{}, false, nil
+		}
+		return sourceObjects{}, false, fmt.Errorf("read Service %s/%s in cluster %q: %w", req.Namespace, req.Name, req.Cluster, err)
+	}
+	list := &discoveryv1.EndpointSliceList{}
+	if err := source.List(ctx, list, client.InNamespace(req.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: req.Name}); err != nil {
+		return sourceObjects{}, false, fmt.Errorf("list EndpointSlices of %s in cluster %q: %w", req.NamespacedName, req.Cluster, err)
+	}
+	objs := sourceObjects{svc: svc}
+	for _, s := range list.Items {
+		if s.Labels[fleetv1alpha1.LabelSourceCluster] == "" { // never a mirror's slice
+			objs.slices = append(objs.slices, s)
+		}
+	}
+	r.sources.put(req, objs)
+	return objs, true, nil
 }
 
 // export mirrors a Service that asks to be exported: it computes the mirrors, writes them
@@ -302,6 +336,7 @@ func (r *ExportReconciler) demandNodes(req exportRequest, needed bool) {
 // member waits for).
 func (r *ExportReconciler) unexport(ctx context.Context, req exportRequest, es *fleetv1alpha1.ExportedService, se *exportStatus) (ctrl.Result, error) {
 	r.demandNodes(req, false)
+	r.sources.forget(req)
 	deferred, err := r.collect(ctx, req, se)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -348,22 +383,12 @@ func (r *ExportReconciler) ensureCatalogEntry(ctx context.Context, req exportReq
 	return es, nil
 }
 
-// sourceInput collects what the mirrors depend on: the source's EndpointSlices, read from
-// the member (the hub does not cache them in full), and for node addresses the member's
-// Nodes from its trimmed cache (cached only while such an export demands them).
-func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, source client.Client, svc *corev1.Service,
+// sourceInput collects what the mirrors depend on: the source's EndpointSlices (read by
+// sourceObjects) and for node addresses the member's Nodes from its trimmed cache (cached
+// only while such an export demands them).
+func (r *ExportReconciler) sourceInput(ctx context.Context, req exportRequest, svc *corev1.Service, slices []discoveryv1.EndpointSlice,
 	mode fleetv1alpha1.AddressMode) (mirror.Source, error) {
-	in := mirror.Source{Cluster: req.Cluster, Service: svc}
-	slices := &discoveryv1.EndpointSliceList{}
-	if err := source.List(ctx, slices, client.InNamespace(req.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: req.Name}); err != nil {
-		return in, fmt.Errorf("list EndpointSlices of %s in cluster %q: %w", req.NamespacedName, req.Cluster, err)
-	}
-	for _, s := range slices.Items {
-		if s.Labels[fleetv1alpha1.LabelSourceCluster] == "" { // never a mirror's slice
-			in.Slices = append(in.Slices, s)
-		}
-	}
+	in := mirror.Source{Cluster: req.Cluster, Service: svc, Slices: slices}
 	if mirror.NeedsNodes(svc, mode) { // demanded by export
 		reader, err := r.Members.Reader(req.Cluster)
 		if err != nil {

@@ -46,6 +46,7 @@ func (r *ExportReconciler) collect(ctx context.Context, req exportRequest, se *e
 	if err != nil {
 		return nil, err
 	}
+	r.written.keepOnly(req, nil) // no mirrors of req are kept anywhere
 	// The source is visited too: it may hold its own merged slices, and its ServiceExport.
 	_, deferred, err = onMembers(ctx, r.work, req, writable, func(ctx context.Context, m string) (mirrorPart, error) {
 		return r.syncMerged(ctx, m, req, mirror.Source{}, nil, fs, se, nil)

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
@@ -105,10 +106,18 @@ func (m *mapper) siblings(ctx context.Context, o client.Object) []exportRequest 
 		return nil
 	}
 	src := es.Spec.Source
-	return m.exports(ctx, func(other *fleetv1alpha1.ExportedService) bool {
-		s := other.Spec.Source
-		return s.Namespace == src.Namespace && s.Name == src.Name && s.Cluster != src.Cluster
-	})
+	list := &fleetv1alpha1.ExportedServiceList{}
+	if err := m.hub.List(ctx, list, client.MatchingFields{sourceNameIndex: sourceNameOf(src.Namespace, src.Name)}); err != nil {
+		log.FromContext(ctx).Error(err, "list ExportedServices", "namespace", src.Namespace, "name", src.Name)
+		return nil
+	}
+	var reqs []exportRequest
+	for i := range list.Items {
+		if list.Items[i].Spec.Source.Cluster != src.Cluster {
+			reqs = append(reqs, requestFor(&list.Items[i]))
+		}
+	}
+	return reqs
 }
 
 // mergeInputChanged passes a catalog entry created, deleted, or changed in what the merge of

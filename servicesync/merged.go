@@ -56,8 +56,8 @@ type fleetService struct {
 func (r *ExportReconciler) fleetServiceOf(ctx context.Context, req exportRequest, self *mirror.Exporter, selfGlobal bool,
 	selfReach []string) (*fleetService, error) {
 	list := &fleetv1alpha1.ExportedServiceList{}
-	if err := r.Client.List(ctx, list); err != nil {
-		return nil, fmt.Errorf("list ExportedServices: %w", err)
+	if err := r.Client.List(ctx, list, client.MatchingFields{sourceNameIndex: sourceNameOf(req.Namespace, req.Name)}); err != nil {
+		return nil, fmt.Errorf("list ExportedServices of %s/%s: %w", req.Namespace, req.Name, err)
 	}
 	fs := &fleetService{namespace: req.Namespace, name: req.Name, reach: map[string][]string{}, self: self, mcs: r.mcs}
 	var exporters []mirror.Exporter
@@ -144,10 +144,10 @@ func (r *ExportReconciler) writeMergedSlices(ctx context.Context, m string, req 
 	}
 	for _, s := range mirror.MergedSlices(in, res) {
 		keep["EndpointSlice/"+s.Name] = true
-		w, c, err := r.writeOwned(ctx, nil, live, writer, req, s, &discoveryv1.EndpointSlice{})
-		wrote = wrote || w
-		if err != nil || c != "" {
-			return wrote, keep, c, err
+		w, err := r.writeOwned(ctx, nil, live, writer, req, s, &discoveryv1.EndpointSlice{})
+		wrote = wrote || w.wrote
+		if err != nil || w.conflict != "" {
+			return wrote, keep, w.conflict, err
 		}
 	}
 	return wrote, keep, "", nil

@@ -120,6 +120,18 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	if opts.MemberTimeout <= 0 {
 		opts.MemberTimeout = time.Minute
 	}
+	// Exports are merged with the others of their namespace/name (merged.go): an index finds
+	// those without copying the whole catalog, which grows with the fleet, each time.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &fleetv1alpha1.ExportedService{}, sourceNameIndex,
+		func(o client.Object) []string {
+			es, ok := o.(*fleetv1alpha1.ExportedService)
+			if !ok {
+				return nil
+			}
+			return []string{sourceNameOf(es.Spec.Source.Namespace, es.Spec.Source.Name)}
+		}); err != nil {
+		return fmt.Errorf("set up service sync: index ExportedServices: %w", err)
+	}
 	everything := labels.Everything()
 	for _, w := range []struct {
 		obj  client.Object
@@ -147,7 +159,8 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	r := &ExportReconciler{Client: mgr.GetClient(), Members: access, StaleWindow: opts.StaleWindow,
 		Recorder:              status.Events(mgr.GetEventRecorder("flotilla-servicesync")),
 		AllowSystemNamespaces: opts.AllowSystemNamespaces, ImportMode: opts.ImportMode, dirty: newDirtyTimes(dirtyLimit),
-		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout), mcs: newMCSMembers()}
+		work: newMemberWork(opts.MaxConcurrentPerMember, opts.MemberTimeout), mcs: newMCSMembers(),
+		sources: newSourceMemo(), written: newTargetMemo()}
 	m := &mapper{hub: mgr.GetClient(), members: access, dirty: r.dirty, mcs: r.mcs}
 
 	err := builder.TypedControllerManagedBy[exportRequest](mgr).
@@ -222,6 +235,11 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 	}
 	return setupMCSMembers(mgr, access, r, m, opts.MCSProbeInterval)
 }
+
+// sourceNameIndex indexes catalog entries by their source's namespace/name.
+const sourceNameIndex = "spec.source.namespacedName"
+
+func sourceNameOf(namespace, name string) string { return namespace + "/" + name }
 
 // memberSource adapts a clusters source, whose queue carries reconcile.Requests, to this
 // controller's typed requests: its map function adds typed requests itself and hands the

@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -47,17 +46,19 @@ type mirrorPart struct {
 func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, writable, targets []string, in mirror.Source, res *mirror.Resolved,
 	fs *fleetService, se *exportStatus) writeOutcome {
 	keep := keepNames(in, res)
+	hash := hashObjects(mirrorObjects(in, res))
 	members := slices.Clone(writable)
 	for _, t := range targets {
 		if !slices.Contains(members, t) {
 			members = append(members, t)
 		}
 	}
+	r.written.keepOnly(req, targets)
 	parts, deferred, err := onMembers(ctx, r.work, req, members, func(ctx context.Context, m string) (mirrorPart, error) {
 		if !slices.Contains(targets, m) {
 			return r.syncMerged(ctx, m, req, in, res, fs, se, nil)
 		}
-		wrote, conflict, err := r.writeMirror(ctx, m, req, in, res)
+		wrote, conflict, err := r.writeMirror(ctx, m, req, in, res, hash)
 		if err != nil {
 			return mirrorPart{wrote: wrote}, fmt.Errorf("mirror %s into cluster %q: %w", req, m, err)
 		}
@@ -86,10 +87,13 @@ func (r *ExportReconciler) syncMirrors(ctx context.Context, req exportRequest, w
 }
 
 // writeMirror makes the mirror of in exist in target exactly as computed, writing only what
-// differs. The Service goes first: its name is what a clash is about. Services and
-// EndpointSlices are read from the member (the hub caches only their metadata), Endpoints
-// from the member cache, which holds the ones Flotilla wrote.
-func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req exportRequest, in mirror.Source, res *mirror.Resolved) (wrote bool, conflict string, err error) {
+// differs. The Service goes first: its name is what a clash is about. When the target's
+// member cache shows the objects at the versions this export last left them, with the same
+// desired objects (hash), there is nothing to do and the target is not asked (readmemo.go).
+// Otherwise Services and EndpointSlices are read from the member (the hub caches only their
+// metadata), Endpoints from the member cache, which holds the ones Flotilla wrote.
+func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req exportRequest, in mirror.Source, res *mirror.Resolved,
+	hash uint64) (wrote bool, conflict string, err error) {
 	live, err := r.Members.Client(target)
 	if err != nil {
 		return false, "", err
@@ -103,35 +107,60 @@ func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req e
 		return false, "", err
 	}
 	// Objects are built per target: a write fills in the object it is given.
-	svc, eps, slices := mirror.Objects(in, res)
-	desired := []mirrorObject{{desired: svc, existing: &corev1.Service{}}}
-	if eps != nil {
-		desired = append(desired, mirrorObject{desired: eps, existing: &corev1.Endpoints{}, cached: cached})
+	objs := mirrorObjects(in, res)
+	if r.written.current(ctx, req, target, hash, cached, objs) {
+		return false, "", nil
 	}
-	for _, s := range slices {
-		desired = append(desired, mirrorObject{desired: s, existing: &discoveryv1.EndpointSlice{}})
-	}
-	for _, d := range desired {
-		w, c, err := r.writeOwned(ctx, d.cached, live, writer, req, d.desired, d.existing)
-		wrote = wrote || w
-		if err != nil || c != "" {
-			return wrote, c, err
+	r.written.forget(req, target) // until this sync has left every object as wanted
+	versions := make([]string, 0, len(objs))
+	for _, d := range objs {
+		var w ownedWrite
+		if _, endpoints := d.(*corev1.Endpoints); endpoints { //nolint:staticcheck // SA1019: v1 Endpoints by design.
+			w, err = r.writeOwned(ctx, cached, live, writer, req, d, cachedForm(d))
+		} else {
+			w, err = r.writeOwned(ctx, nil, live, writer, req, d, emptyOf(d))
 		}
+		wrote = wrote || w.wrote
+		if err != nil || w.conflict != "" {
+			return wrote, w.conflict, err
+		}
+		versions = append(versions, w.version)
 	}
+	r.written.put(req, target, hash, versions)
 	return wrote, "", nil
 }
 
-// mirrorObject is one desired mirror object, an empty object of its kind to read the
-// existing one into, and the member cache to read it from (nil: the member itself).
-type mirrorObject struct {
-	desired, existing client.Object
-	cached            client.Reader
+// mirrorObjects are the mirror objects of in, the Service first.
+func mirrorObjects(in mirror.Source, res *mirror.Resolved) []client.Object {
+	svc, eps, slices := mirror.Objects(in, res)
+	objs := []client.Object{svc}
+	if eps != nil {
+		objs = append(objs, eps)
+	}
+	for _, s := range slices {
+		objs = append(objs, s)
+	}
+	return objs
+}
+
+// emptyOf is an empty object of d's type, for the live read of d.
+func emptyOf(d client.Object) client.Object {
+	return reflect.New(reflect.TypeOf(d).Elem()).Interface().(client.Object)
+}
+
+// ownedWrite is what writing one mirror object did: wrote it, or found in its place an
+// object Flotilla does not own (conflict); version is the object's resourceVersion as the
+// member answered.
+type ownedWrite struct {
+	wrote    bool
+	conflict string
+	version  string
 }
 
 // writeOwned creates or updates one mirror object. An object of that name that is not a
 // mirror of this very source is never touched: that is a conflict, reported.
 func (r *ExportReconciler) writeOwned(ctx context.Context, cached, live client.Reader, writer client.Client, req exportRequest,
-	desired, existing client.Object) (bool, string, error) {
+	desired, existing client.Object) (ownedWrite, error) {
 	kind := kindOf(desired)
 	key := client.ObjectKeyFromObject(desired)
 	reader := live
@@ -148,33 +177,33 @@ func (r *ExportReconciler) writeOwned(ctx context.Context, cached, live client.R
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := writer.Create(ctx, desired); err != nil {
-			return false, "", fmt.Errorf("create %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+			return ownedWrite{}, fmt.Errorf("create %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
 		}
-		return true, "", nil
+		return ownedWrite{wrote: true, version: desired.GetResourceVersion()}, nil
 	case err != nil:
-		return false, "", fmt.Errorf("read %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+		return ownedWrite{}, fmt.Errorf("read %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
 	case !mirror.Owned(existing, req.Cluster, req.Namespace, req.Name):
-		return false, fmt.Sprintf("%s %s/%s exists and is not a Flotilla mirror of %s; left untouched",
-			kind, desired.GetNamespace(), desired.GetName(), req), nil
+		return ownedWrite{conflict: fmt.Sprintf("%s %s/%s exists and is not a Flotilla mirror of %s; left untouched",
+			kind, desired.GetNamespace(), desired.GetName(), req)}, nil
 	case mirror.NeedsReplace(existing, desired):
 		// The source became headless or stopped being so: re-create (UID precondition).
 		uid := existing.GetUID()
 		if err := writer.Delete(ctx, existing, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-			return false, "", fmt.Errorf("replace %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+			return ownedWrite{}, fmt.Errorf("replace %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
 		}
 		if err := writer.Create(ctx, desired); err != nil {
-			return true, "", fmt.Errorf("create %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+			return ownedWrite{wrote: true}, fmt.Errorf("create %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
 		}
-		return true, "", nil
+		return ownedWrite{wrote: true, version: desired.GetResourceVersion()}, nil
 	case mirror.NeedsUpdate(existing, desired):
 		updated := existing.DeepCopyObject().(client.Object)
 		mirror.Apply(updated, desired)
 		if err := writer.Update(ctx, updated); err != nil {
-			return false, "", fmt.Errorf("update %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
+			return ownedWrite{}, fmt.Errorf("update %s %s/%s: %w", kind, desired.GetNamespace(), desired.GetName(), err)
 		}
-		return true, "", nil
+		return ownedWrite{wrote: true, version: updated.GetResourceVersion()}, nil
 	}
-	return false, "", nil
+	return ownedWrite{version: existing.GetResourceVersion()}, nil
 }
 
 // kindOf is the kind of a typed object, for messages.
