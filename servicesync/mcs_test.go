@@ -270,8 +270,11 @@ func TestGlobalMirror(t *testing.T) {
 	e.waitEndpoints(t, "member-3", "web-member-1", []string{"10.1.0.1"}, nil)
 	waitSliceEndpoints(t, e, "member-3", "web-global", []string{"10.1.0.1", "10.2.0.1"})
 	waitSliceEndpoints(t, e, "member-1", "web-global", []string{"10.1.0.1", "10.2.0.1"})
+	// The merged slices are written before the Service they belong to.
 	g := &corev1.Service{}
-	must(t, e.members["member-3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, g))
+	eventually(t, 30*time.Second, "web-global in member-3", func() error {
+		return e.members["member-3"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web-global"}, g)
+	})
 	if len(g.Spec.Selector) > 0 || g.Spec.ClusterIP == corev1.ClusterIPNone || g.Spec.Ports[0].Port != 80 {
 		t.Fatalf("web-global in member-3: selector %v clusterIP %s ports %+v; want selectorless, a cluster IP, port 80", g.Spec.Selector, g.Spec.ClusterIP, g.Spec.Ports)
 	}
@@ -294,7 +297,9 @@ func TestGlobalMirror(t *testing.T) {
 	must(t, e.members["member-1"].Create(ctx, hl))
 	must(t, e.members["member-1"].Create(ctx, podSlice("hl", map[string]bool{"10.1.0.5": true})))
 	waitSliceEndpoints(t, e, "member-2", "hl-global", []string{"10.1.0.5"})
-	must(t, e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-global"}, g))
+	eventually(t, 30*time.Second, "hl-global in member-2", func() error {
+		return e.members["member-2"].Get(ctx, types.NamespacedName{Namespace: "shop", Name: "hl-global"}, g)
+	})
 	if g.Spec.ClusterIP != corev1.ClusterIPNone {
 		t.Fatalf("hl-global in member-2 has cluster IP %q, want None (headless like its source)", g.Spec.ClusterIP)
 	}

@@ -206,8 +206,8 @@ func cachedForm(d client.Object) client.Object {
 		return serviceMeta()
 	case *discoveryv1.EndpointSlice:
 		return sliceMeta()
-	case *corev1.Endpoints: //nolint:staticcheck // SA1019: mirrors write v1 Endpoints by design.
-		return &corev1.Endpoints{} //nolint:staticcheck // SA1019: as above.
+	case *corev1.Endpoints:
+		return &corev1.Endpoints{}
 	}
 	return nil
 }

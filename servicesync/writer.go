@@ -115,7 +115,7 @@ func (r *ExportReconciler) writeMirror(ctx context.Context, target string, req e
 	versions := make([]string, 0, len(objs))
 	for _, d := range objs {
 		var w ownedWrite
-		if _, endpoints := d.(*corev1.Endpoints); endpoints { //nolint:staticcheck // SA1019: v1 Endpoints by design.
+		if _, endpoints := d.(*corev1.Endpoints); endpoints {
 			w, err = r.writeOwned(ctx, cached, live, writer, req, d, cachedForm(d))
 		} else {
 			w, err = r.writeOwned(ctx, nil, live, writer, req, d, emptyOf(d))
