@@ -32,7 +32,9 @@
 // reconcile that the change or a drift correction then waits for.
 //
 // Isolation: bindings of all members share one pool of workers (SetupOptions
-// MaxConcurrentApplies, 16 by default). A binding reconcile takes one of its member's slots
+// MaxConcurrentApplies, 64 by default: a worker mostly waits on its member, so a pool sized
+// for the members' answers, not the hub's cores, is what lets a change reach 25 or 50
+// members at once; idle workers cost a goroutine each). A binding reconcile takes one of its member's slots
 // (MaxConcurrentPerMember, 2) for the member work, waiting at most 100ms, and bounds that
 // work with a deadline (every single call is bounded by the connection manager too); when
 // the slots are taken — typically by calls to a member that stopped answering — it gives its

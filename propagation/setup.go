@@ -41,7 +41,7 @@ func Setup(mgr ctrl.Manager, access clusters.MemberAccess, opts SetupOptions) er
 		opts.Resync = 10 * time.Minute
 	}
 	if opts.MaxConcurrentApplies <= 0 {
-		opts.MaxConcurrentApplies = 16
+		opts.MaxConcurrentApplies = 64
 	}
 	if opts.MaxConcurrentPerMember <= 0 {
 		opts.MaxConcurrentPerMember = 2

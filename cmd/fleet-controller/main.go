@@ -127,7 +127,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"Time limit for a member's cache to sync when it connects; a member whose cache does not sync is not connected.")
 	fs.DurationVar(&o.cleanupTimeout, "member-cleanup-timeout", 2*time.Minute,
 		"How long a deleted MemberCluster waits for the clean-up of what Flotilla wrote in it before it leaves anyway (unreachable member).")
-	fs.IntVar(&o.bindingWorkers, "binding-workers", 16, "BaselineBindings reconciled at once, across the fleet.")
+	fs.IntVar(&o.bindingWorkers, "binding-workers", 64, "BaselineBindings reconciled at once, across the fleet.")
 	fs.IntVar(&o.exportWorkers, "export-workers", 16, "Exported Services synced at once, across the fleet.")
 	fs.IntVar(&o.perMember, "member-max-concurrency", 2,
 		"Binding reconciles working on one member at once (exports: twice this); members that stop answering hold at most this many workers each.")
