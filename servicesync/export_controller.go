@@ -256,7 +256,10 @@ func (r *ExportReconciler) export(ctx context.Context, req exportRequest, es *fl
 	for _, m := range out.deferred {
 		away[m] = true
 	}
-	out.mirrored = keepAway(out.mirrored, es.Status.MirroredInto, away)
+	// Before is what this process last recorded: the cached status may not show the last
+	// reconcile's write yet, and a member deferred right after its mirror was written must
+	// stay listed, not drop out until its part comes back in time.
+	out.mirrored = keepAway(out.mirrored, mirroredBefore(es), away)
 	exportMirrors.WithLabelValues(req.String()).Set(float64(len(out.mirrored)))
 	exportConflicts.WithLabelValues(req.String()).Set(float64(len(out.conflicts)))
 	added := newlyMirrored(mirroredBefore(es), out.mirrored)

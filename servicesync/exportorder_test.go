@@ -50,7 +50,7 @@ func TestExportsConvergeInFleetScaleOrder(t *testing.T) {
 				names = append(names, fleetv1alpha1.ExportedServiceName(fmt.Sprintf("member-%d", m), "shop", name))
 			}
 		}
-		eventually(t, 30*time.Second, fmt.Sprintf("round %d: %d exports mirrored into %d members with 3 ready endpoints", r, len(names), members-1),
+		eventually(t, time.Minute, fmt.Sprintf("round %d: %d exports mirrored into %d members with 3 ready endpoints", r, len(names), members-1),
 			func() error { return exportsConverged(ctx, e.hub, names, members-1, 3) })
 	}
 }
