@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -86,8 +85,9 @@ type member struct {
 	// the other controllers (see withDeadline).
 	client         client.Client
 	deadlineClient client.Client
-	// version is the health probe's request (prober goroutine only).
+	// version is the health probe's request and nodes the Node count's (prober goroutine only).
 	version *versionProbe
+	nodes   *nodeCount
 	// everConnected: a member that answered before is probed every ProbeInterval while it
 	// is away (no backoff), so that it is back within one interval of answering again.
 	everConnected bool
@@ -145,9 +145,13 @@ func newMember(mc memberConfig, name string, creds *Credentials) (*member, error
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: build health probe: %w", name, err)
 	}
+	nodes, err := newNodeCount(cfg, withTimeout(mc.opts.ProbeTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: build Node count: %w", name, err)
+	}
 	return &member{
 		cfg: mc, name: name, hash: creds.Hash, connHash: creds.ConnectionHash, token: creds.token,
-		config: cfg, client: cl, version: version,
+		config: cfg, client: cl, version: version, nodes: nodes,
 		transport: transport, watchHTTP: &http.Client{Transport: uncompressedWatches{next: transport}},
 		mapper: mapper, mapperHTTP: withTimeout(mc.opts.RequestTimeout),
 		deadlineClient: withDeadline(cl, mc.opts.RequestTimeout),
@@ -307,30 +311,12 @@ func (m *member) probe(ctx context.Context) (string, int32, error) {
 	if h.Connected && time.Since(m.nodesCounted) < m.cfg.opts.NodeCountInterval {
 		return v, h.Nodes, nil
 	}
-	nodes, err := m.countNodes(ctx)
+	nodes, err := m.nodes.get(ctx)
 	if err != nil {
 		return "", 0, err
 	}
 	m.nodesCounted = time.Now()
 	return v, nodes, nil
-}
-
-// countNodes lists the member's Nodes, metadata only and in pages: the count is what
-// matters, not the Node objects.
-func (m *member) countNodes(ctx context.Context) (int32, error) {
-	var nodes int32
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
-	for cont := ""; ; {
-		if err := m.client.List(ctx, list, client.Limit(500), client.Continue(cont)); err != nil {
-			return 0, err
-		}
-		nodes += int32(len(list.Items))
-		if cont = list.Continue; cont == "" {
-			break
-		}
-	}
-	return nodes, nil
 }
 
 // startCache builds the member's cache (membercache.go), starts each registered kind,

@@ -72,6 +72,10 @@ var must = fleettest.Must
 //   - s-create, s-floor-create, ratio-create-vs-floor: the Baseline created until all 50
 //     objects are present in every member, polled every 250ms; the floor is the same objects
 //     (fresh names) server-side applied to every member at once with warm clients;
+//   - cpu-s-create-members, cpu-s-floor-create-members: CPU seconds the members' API
+//     servers and etcds used during the create and the floor's create; cpu-s-create-hub and
+//     cpu-s-floor-create-hub the same of the hub's API server and etcd and this process (the
+//     hub controller, or the floor's clients). With the cores saturated, time follows work;
 //   - s-change, s-floor-change, ratio-change-vs-floor: one object of the Baseline changed,
 //     until every member shows it; the floor applies that one change to every member.
 //
@@ -101,6 +105,10 @@ func BenchmarkFleetScale(b *testing.B) {
 			b.ReportMetric(p.create, "s-create")
 			b.ReportMetric(p.floorCreate, "s-floor-create")
 			b.ReportMetric(p.create/p.floorCreate, "ratio-create-vs-floor")
+			b.ReportMetric(p.createWork.members.Seconds(), "cpu-s-create-members")
+			b.ReportMetric(p.floorWork.members.Seconds(), "cpu-s-floor-create-members")
+			b.ReportMetric((p.createWork.hubPlane + p.createWork.self).Seconds(), "cpu-s-create-hub")
+			b.ReportMetric((p.floorWork.hubPlane + p.floorWork.self).Seconds(), "cpu-s-floor-create-hub")
 			b.ReportMetric(p.change, "s-change")
 			b.ReportMetric(p.floorChange, "s-floor-change")
 			b.ReportMetric(p.change/p.floorChange, "ratio-change-vs-floor")
@@ -131,6 +139,8 @@ type fleetPoint struct {
 	heap, heapInUse, goroutines, watches     float64
 	cpuPerMin, cpuIdlePerMin                 float64
 	create, floorCreate, change, floorChange float64
+	// createWork and floorWork: the CPU each create used, by whom (see work).
+	createWork, floorWork work
 }
 
 func fleetRun(b *testing.B, n int, workload string) fleetPoint {
@@ -188,18 +198,20 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	// The Baseline, created and then changed; each against its floor.
 	bl := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "scale"}}
 	bl.Spec.Resources = []fleetv1alpha1.ResourceSource{{Inline: floor.ForRun(workload, "", "flotilla")}}
-	start := time.Now()
+	start, work0 := time.Now(), measureWork(b, fleet)
 	must(b, hub.Create(ctx, bl))
 	floor.WaitPresent(b, members, "flotilla", 50, 15*time.Minute)
 	p.create = time.Since(start).Seconds()
+	p.createWork = measureWork(b, fleet).sub(work0)
 	waitApplied(b, hub, n, "")
 	progress("Baseline applied in %.1fs; floor", p.create)
 
 	floorObjs := floor.Decode(b, floor.ForRun(workload, "f-", "floor"))
-	start = time.Now()
+	start, work0 = time.Now(), measureWork(b, fleet)
 	floor.Apply(b, members, floorObjs)
 	floor.WaitPresent(b, members, "floor", len(floorObjs), 15*time.Minute)
 	p.floorCreate = time.Since(start).Seconds()
+	p.floorWork = measureWork(b, fleet).sub(work0)
 
 	must(b, hub.Get(ctx, client.ObjectKeyFromObject(bl), bl))
 	before := bl.Status.Revision
@@ -558,7 +570,23 @@ func medianPoint(runs []fleetPoint) fleetPoint {
 		floorCreate:   med(func(p fleetPoint) float64 { return p.floorCreate }),
 		change:        med(func(p fleetPoint) float64 { return p.change }),
 		floorChange:   med(func(p fleetPoint) float64 { return p.floorChange }),
+		createWork:    medWork(runs, func(p fleetPoint) work { return p.createWork }),
+		floorWork:     medWork(runs, func(p fleetPoint) work { return p.floorWork }),
 	}
+}
+
+// medWork is the median of each part of a work figure over runs.
+func medWork(runs []fleetPoint, f func(fleetPoint) work) work {
+	part := func(g func(work) time.Duration) time.Duration {
+		var xs []float64
+		for _, r := range runs {
+			xs = append(xs, float64(g(f(r))))
+		}
+		return time.Duration(fleettest.Median(xs))
+	}
+	return work{members: part(func(w work) time.Duration { return w.members }),
+		hubPlane: part(func(w work) time.Duration { return w.hubPlane }),
+		self:     part(func(w work) time.Duration { return w.self })}
 }
 
 func fleetSizes(b *testing.B) []int {
