@@ -28,8 +28,8 @@ import (
 // BenchmarkBaseline50 propagates the shared 50-object workload (e2e/floor: 10 Namespaces
 // with a default-deny NetworkPolicy and a ResourceQuota each, 10 ClusterRoles and bindings)
 // to 1, 5 and 10 real members. Every figure is a median over b.N iterations, measured on
-// what a user of the members sees — all 50 objects present in every selected member, polled
-// every 250ms (floor.Poll) — or, for one object, watched:
+// what a user of the members sees — all 50 objects present in every selected member, or one
+// object changed — watched in every member (floor.WaitPresent, floor.WaitQuotaPods):
 //
 //   - s-create-<n>m: from Baseline creation until the objects are present;
 //   - s-applied-<n>m, s-healthy-<n>m: until every binding also says Applied, and Applied and

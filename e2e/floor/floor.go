@@ -2,7 +2,7 @@
 // 50-object workload (propagation/testdata/workload-50.yaml), the raw server-side-apply
 // floor — the same objects applied to every member at once with warm clients, no diff, no
 // status, no health checks — and the observables both are timed on: every object of a run
-// present in every member, polled the same way, and one changed or deleted object, watched. BenchmarkBaseline50 (propagation) and
+// present in every member, and one changed or deleted object, each watched the same way. BenchmarkBaseline50 (propagation) and
 // BenchmarkFleetScale (e2e/scale) use it, so that their ratios to the floor mean the same.
 //
 // It holds benchmark helpers only: no product code imports it, and it decides nothing about
@@ -37,8 +37,8 @@ const (
 	// SetLabel marks every object of the workload; its value names one run, so that a run's
 	// objects are counted apart from earlier runs' (and from the floor's).
 	SetLabel = "benchmark.flotilla.dev/set"
-	// Poll is how often members are counted for a run's objects (five lists per member),
-	// the same for Flotilla and for the floor.
+	// Poll is how often a member whose client cannot watch is counted for a run's objects
+	// (five lists per member), the same for Flotilla and for the floor.
 	Poll = 250 * time.Millisecond
 	// ChangePoll is how often a member whose client cannot watch is read for one changed
 	// object (WaitQuotaPods), the same for Flotilla and for the floor: a change takes
@@ -113,23 +113,87 @@ func Count(ctx context.Context, c client.Client, set string) (int, error) {
 	return n, nil
 }
 
-// WaitPresent polls every member, one goroutine each, every Poll until it holds want
-// objects of set, and fails tb after timeout.
+// WaitPresent waits until every member holds want objects of set, one goroutine each, and
+// fails tb after timeout. A member whose client can watch (client.WithWatch) is watched, one
+// label-selected watch per kind: presence is seen as the member announces it, and waiting
+// costs the member nothing — polling 50 members with five lists each every 250 ms was work
+// on the same 2 cores the applies need, more of it the longer a create took. Other members
+// are counted every Poll. Flotilla and the floor are timed the same way.
 func WaitPresent(tb testing.TB, members map[string]client.Client, set string, want int, timeout time.Duration) {
 	tb.Helper()
 	must(tb, forEach(members, func(m string, c client.Client) error {
-		deadline := time.Now().Add(timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if wc, ok := c.(client.WithWatch); ok {
+			if err := watchPresent(ctx, wc, set, want); err != nil {
+				return fmt.Errorf("member %s: %w", m, err)
+			}
+			return nil
+		}
 		for {
-			n, err := Count(context.Background(), c, set)
+			n, err := Count(ctx, c, set)
 			if err == nil && n >= want {
 				return nil
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("member %s holds %d of %d objects of %s (last error: %w)", m, n, want, set, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("member %s holds %d of %d objects of %s (last error: %w)", m, n, want, set, errors.Join(ctx.Err(), err))
 			}
 			time.Sleep(Poll)
 		}
 	}))
+}
+
+// watchPresent watches every kind of the workload labelled set in c's member until it
+// holds want of them. A watch opened without a resourceVersion starts with the objects as
+// they are, so objects created before it opened count too; one that ends early is opened
+// again.
+func watchPresent(ctx context.Context, c client.WithWatch, set string, want int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	present := map[string]bool{}
+	enough := make(chan struct{})
+	var once sync.Once
+	for _, gvk := range kinds {
+		go func() {
+			for ctx.Err() == nil {
+				list := &metav1.PartialObjectMetadataList{}
+				list.SetGroupVersionKind(gvk)
+				w, err := c.Watch(ctx, list, client.MatchingLabels{SetLabel: set})
+				if err != nil {
+					time.Sleep(ChangePoll)
+					continue
+				}
+				for ev := range w.ResultChan() {
+					o, ok := ev.Object.(*metav1.PartialObjectMetadata)
+					if !ok {
+						continue
+					}
+					key := gvk.Kind + "/" + o.Namespace + "/" + o.Name
+					mu.Lock()
+					if ev.Type == watch.Deleted {
+						delete(present, key)
+					} else {
+						present[key] = true
+					}
+					n := len(present)
+					mu.Unlock()
+					if n >= want {
+						once.Do(func() { close(enough) })
+					}
+				}
+				w.Stop()
+			}
+		}()
+	}
+	select {
+	case <-enough:
+		return nil
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Errorf("holds %d of %d objects of %s: %w", len(present), want, set, ctx.Err())
+	}
 }
 
 // WaitQuotaPods waits until the ResourceQuota ns/name says pods: want (the workload's

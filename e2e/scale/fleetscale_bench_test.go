@@ -70,12 +70,14 @@ var must = fleettest.Must
 //     of the hub running with no member (ms-cpu-idle-hub/min: leader election, the hub's own
 //     watches), per member per minute;
 //   - s-create, s-floor-create, ratio-create-vs-floor: the Baseline created until all 50
-//     objects are present in every member, polled every 250ms; the floor is the same objects
+//     objects are present in every member, watched (floor.WaitPresent); the floor is the same objects
 //     (fresh names) server-side applied to every member at once with warm clients;
 //   - cpu-s-create-members, cpu-s-floor-create-members: CPU seconds the members' API
 //     servers and etcds used during the create and the floor's create; cpu-s-create-hub and
 //     cpu-s-floor-create-hub the same of the hub's API server and etcd and this process (the
 //     hub controller, or the floor's clients). With the cores saturated, time follows work;
+//     cores-members-idle is the members' own CPU when nothing changes (in the steady
+//     window), and ...-over-idle a create's member CPU beyond that idle use over its time;
 //   - s-change, s-floor-change, ratio-change-vs-floor: one object of the Baseline changed,
 //     until every member shows it; the floor applies that one change to every member.
 //
@@ -107,6 +109,9 @@ func BenchmarkFleetScale(b *testing.B) {
 			b.ReportMetric(p.create/p.floorCreate, "ratio-create-vs-floor")
 			b.ReportMetric(p.createWork.members.Seconds(), "cpu-s-create-members")
 			b.ReportMetric(p.floorWork.members.Seconds(), "cpu-s-floor-create-members")
+			b.ReportMetric(p.createWork.members.Seconds()-p.membersIdle*p.create, "cpu-s-create-members-over-idle")
+			b.ReportMetric(p.floorWork.members.Seconds()-p.membersIdle*p.floorCreate, "cpu-s-floor-create-members-over-idle")
+			b.ReportMetric(p.membersIdle, "cores-members-idle")
 			b.ReportMetric((p.createWork.hubPlane + p.createWork.self).Seconds(), "cpu-s-create-hub")
 			b.ReportMetric((p.floorWork.hubPlane + p.floorWork.self).Seconds(), "cpu-s-floor-create-hub")
 			b.ReportMetric(p.change, "s-change")
@@ -141,6 +146,8 @@ type fleetPoint struct {
 	create, floorCreate, change, floorChange float64
 	// createWork and floorWork: the CPU each create used, by whom (see work).
 	createWork, floorWork work
+	// membersIdle is the cores the members' processes use when nothing changes.
+	membersIdle float64
 }
 
 func fleetRun(b *testing.B, n int, workload string) fleetPoint {
@@ -198,11 +205,13 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	// The Baseline, created and then changed; each against its floor.
 	bl := &fleetv1alpha1.Baseline{ObjectMeta: metav1.ObjectMeta{Name: "scale"}}
 	bl.Spec.Resources = []fleetv1alpha1.ResourceSource{{Inline: floor.ForRun(workload, "", "flotilla")}}
+	stopCPU := profiles.cpu("create")
 	start, work0 := time.Now(), measureWork(b, fleet)
 	must(b, hub.Create(ctx, bl))
 	floor.WaitPresent(b, members, "flotilla", 50, 15*time.Minute)
 	p.create = time.Since(start).Seconds()
 	p.createWork = measureWork(b, fleet).sub(work0)
+	stopCPU()
 	waitApplied(b, hub, n, "")
 	progress("Baseline applied in %.1fs; floor", p.create)
 
@@ -252,8 +261,10 @@ func fleetRun(b *testing.B, n int, workload string) fleetPoint {
 	for _, m := range names {
 		p.watches += float64(watches1[m]-watches0[m]) / float64(n)
 	}
-	stopCPU := profiles.cpu("steady")
+	stopCPU = profiles.cpu("steady")
+	steady0 := measureWork(b, fleet)
 	p.cpuPerMin = steadyCPU(b, window) - cpuIdle
+	p.membersIdle = measureWork(b, fleet).sub(steady0).members.Seconds() / window.Seconds()
 	p.cpuIdlePerMin = cpuIdle
 	stopCPU()
 	b.Logf("%d members: heap +%.1f MiB, goroutines +%.0f, %.1f watches/member, CPU %.3f s/min; create %.1fs (floor %.1fs), change %.1fs (floor %.1fs)",
@@ -572,6 +583,7 @@ func medianPoint(runs []fleetPoint) fleetPoint {
 		floorChange:   med(func(p fleetPoint) float64 { return p.floorChange }),
 		createWork:    medWork(runs, func(p fleetPoint) work { return p.createWork }),
 		floorWork:     medWork(runs, func(p fleetPoint) work { return p.floorWork }),
+		membersIdle:   med(func(p fleetPoint) float64 { return p.membersIdle }),
 	}
 }
 
