@@ -126,6 +126,7 @@ func BenchmarkBaseline50(b *testing.B) {
 			_, all = countRequests(b, e, marks, fmt.Sprintf("change %d members", n))
 			updateReqs = append(updateReqs, float64(all)/float64(n))
 			deleteRun(b, e, bl, prefix)
+			floor.WaitGone(b, members, objs, 5*time.Minute)
 
 			// The floor: the same objects, fresh names, raw server-side apply in parallel.
 			fset := fmt.Sprintf("floor-%d", run)
@@ -144,6 +145,7 @@ func BenchmarkBaseline50(b *testing.B) {
 			floor.WaitQuotaPods(b, members, fmt.Sprintf("f%d-bench-ns-00", run), fmt.Sprintf("f%d-bench-quota", run), "30", 5*time.Minute)
 			floorChanged = append(floorChanged, time.Since(start).Seconds())
 			floor.Delete(b, members, fobjs)
+			floor.WaitGone(b, members, fobjs, 5*time.Minute)
 		}
 		b.ReportMetric(fleettest.Median(create), fmt.Sprintf("s-create-%dm", n))
 		b.ReportMetric(fleettest.Median(applied), fmt.Sprintf("s-applied-%dm", n))

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -325,6 +326,35 @@ func Delete(tb testing.TB, members map[string]client.Client, objs []*unstructure
 			}
 			if err := c.Delete(context.Background(), obj.DeepCopy()); client.IgnoreNotFound(err) != nil {
 				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// WaitGone waits until no cluster-scoped object of objs is left in any member — a Namespace
+// is gone only once its contents are — and fails tb after timeout. Benchmarks call it
+// between runs, so that a measurement does not share the members with the clean-up of the
+// one before (kube-controller-manager emptying deleted Namespaces).
+func WaitGone(tb testing.TB, members map[string]client.Client, objs []*unstructured.Unstructured, timeout time.Duration) {
+	tb.Helper()
+	must(tb, forEach(members, func(m string, c client.Client) error {
+		deadline := time.Now().Add(timeout)
+		for _, obj := range objs {
+			if obj.GetNamespace() != "" {
+				continue
+			}
+			for {
+				live := &metav1.PartialObjectMetadata{}
+				live.SetGroupVersionKind(obj.GroupVersionKind())
+				err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), live)
+				if apierrors.IsNotFound(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("member %s still holds %s %s (%v)", m, obj.GetKind(), obj.GetName(), err)
+				}
+				time.Sleep(Poll)
 			}
 		}
 		return nil
