@@ -352,7 +352,10 @@ func WaitGone(tb testing.TB, members map[string]client.Client, objs []*unstructu
 					break
 				}
 				if time.Now().After(deadline) {
-					return fmt.Errorf("member %s still holds %s %s (%v)", m, obj.GetKind(), obj.GetName(), err)
+					if err != nil {
+						return fmt.Errorf("member %s: read %s %s: %w", m, obj.GetKind(), obj.GetName(), err)
+					}
+					return fmt.Errorf("member %s still holds %s %s", m, obj.GetKind(), obj.GetName())
 				}
 				time.Sleep(Poll)
 			}
